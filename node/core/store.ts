@@ -1,0 +1,132 @@
+// The store: domain operations on the source of truth, batch-first. Implementations:
+// node/store/pg-store.ts (PostgreSQL) and, later, the simulator's in-memory store. Both must
+// pass test/conformance/store-conformance.ts, which is the executable form of this contract.
+//
+// Safety rests on two conditions every implementation enforces inside one transaction:
+// 1. shard fencing: a commit names the epoch it writes under for each shard; the shard row is
+//    locked against a concurrent acquisition and its epoch compared; a mismatch aborts the
+//    whole commit and nothing of it is written;
+// 2. job fencing: every job write is conditional on the job's version (and, for writes of a
+//    leased attempt, on its lease token), so a write based on a stale read is refused.
+//
+// Expected refusals come back as values. Infrastructure failures (connection lost, timeout)
+// reject with StoreUnavailableError; the outcome of such a commit is unknown to the caller,
+// which must be safe to retry (it is: every write is conditional).
+
+import type { Job, JobState, LeaseToken } from './job/job.ts';
+
+export interface ShardLease {
+  shard: number;
+  epoch: number;
+}
+
+export interface ShardRow {
+  shard: number;
+  owner: string | null;
+  epoch: number;
+  /** The store's own clock (Postgres `now()`), in ms since the Unix epoch; null when released. */
+  leaseUntilMs: number | null;
+}
+
+/** One write in a commit. Every update names the version it expects the job to be at; the
+ * store bumps the version by one when it applies the write. */
+export type JobWrite =
+  /** A new job, in state pending, or running when a waiting worker takes it at once (so it is
+   * not written twice). Carries the idempotency key, if any, which the store records in the
+   * same transaction. */
+  | { kind: 'insert'; job: Job }
+  /** Apply `next` (a job produced by the transition function from a job at `expectedVersion`).
+   * For lease-bound transitions (complete, retry, bury, and cancel of a running job) `token` is
+   * the lease it acts under and must still match the stored attempt and lease epoch. */
+  | { kind: 'update'; next: Job; expectedVersion: number; token: LeaseToken | null };
+
+export interface CommitBatch {
+  /** The epoch the writer holds for every shard it writes in this batch. */
+  shards: ShardLease[];
+  writes: JobWrite[];
+}
+
+export type WriteOutcome =
+  | { ok: true }
+  /** The job's version or lease token no longer matched (or the job is gone): nothing written. */
+  | { ok: false; reason: 'conflict' }
+  /** An insert whose (tenant, idempotency key) already names a job: nothing written. */
+  | { ok: false; reason: 'duplicate'; existingJobId: string };
+
+export type CommitResult =
+  /** Committed; `outcomes[i]` belongs to `writes[i]`. */
+  | { status: 'committed'; outcomes: WriteOutcome[] }
+  /** At least one shard's epoch is no longer the writer's: nothing at all was written. */
+  | { status: 'stale_epoch'; staleShards: number[] };
+
+export interface JobCursor {
+  runAtMs: number;
+  id: string;
+}
+
+export interface Page<T> {
+  items: T[];
+  /** Opaque continuation for the next page; null when this was the last. */
+  next: string | null;
+}
+
+export interface ListFilter {
+  state?: JobState;
+  queue?: string;
+  limit: number;
+  /** A `next` from a previous page. */
+  after?: string | null;
+}
+
+export interface RetentionOptions {
+  /** Daily partitions to have ready from today onwards (today included). */
+  daysAhead: number;
+  /** Partitions whose whole day ended more than this many days ago may be dropped. */
+  keepDays: number;
+}
+
+export interface RetentionReport {
+  created: string[];
+  dropped: string[];
+  /** Expired partitions that still hold live (pending or running) jobs and so were kept. */
+  keptLive: string[];
+  /** False when another node holds the retention lock and this call did nothing. */
+  ran: boolean;
+}
+
+export interface Store {
+  /** Acquire shards for `owner`, each only if free, already the owner's, or its lease has
+   * lapsed by the store's clock; every acquisition bumps the epoch. Returns the ones won. */
+  acquireShards(owner: string, shards: number[], leaseMs: number): Promise<ShardLease[]>;
+  /** Extend the leases the owner still holds at these epochs, in one statement. Returns the
+   * shards renewed; a missing one was lost and must stop being served. */
+  renewShards(owner: string, leases: ShardLease[], leaseMs: number): Promise<number[]>;
+  /** Give shards up (hand-off, shutdown): owner cleared, lease ended, epoch kept. */
+  releaseShards(owner: string, leases: ShardLease[]): Promise<void>;
+  listShards(): Promise<ShardRow[]>;
+
+  /** The one fenced write path. */
+  commit(batch: CommitBatch): Promise<CommitResult>;
+
+  /** A page of a shard's jobs in one live state, ordered by (run_at, id), after `after`. */
+  loadShardJobs(shard: number, state: 'pending' | 'running', after: JobCursor | null, limit: number): Promise<Job[]>;
+  getJob(id: string): Promise<Job | null>;
+  /** The job an idempotency key names, if any. */
+  findByIdempotencyKey(tenant: string, key: string): Promise<string | null>;
+  /** A tenant's jobs, newest first. */
+  listJobs(tenant: string, filter: ListFilter): Promise<Page<Job>>;
+
+  /** Create partitions ahead; drop expired ones only when nothing in them is live. One node at
+   * a time (the store serialises callers). */
+  retention(nowMs: number, options: RetentionOptions): Promise<RetentionReport>;
+
+  close(): Promise<void>;
+}
+
+/** An infrastructure failure of the store: the operation's outcome is unknown. */
+export class StoreUnavailableError extends Error {
+  override readonly name = 'StoreUnavailableError';
+  constructor(message: string, options?: { cause?: unknown }) {
+    super(message, options);
+  }
+}
