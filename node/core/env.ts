@@ -22,6 +22,9 @@ export type TimerId = number;
 export interface Timers {
   setTimer(delayMs: number, fire: () => void): TimerId;
   cancelTimer(id: TimerId): void;
+  /** Run `fn` as soon as possible after the current turn, after pending I/O has had its
+   * chance (production: setImmediate). The actor runtime schedules mailbox drains with it. */
+  defer(fn: () => void): void;
 }
 
 /** A random source. Production: a seeded xoshiro stream from a random seed; simulator: a

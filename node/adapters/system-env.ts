@@ -1,0 +1,75 @@
+// Production bindings of the environment boundary: the system clocks, Node's timers, an
+// OS-seeded PRNG and a JSON-lines logger. The simulator provides the same interfaces in sim/.
+
+import { randomBytes } from 'node:crypto';
+import { performance } from 'node:perf_hooks';
+import type { Clock, Env, Logger, LogLevel, Network, Timers, TimerId } from '../core/env.ts';
+import { SeededRandom } from '../core/random.ts';
+import type { Store } from '../core/store.ts';
+
+export const systemClock: Clock = {
+  monotonicMs: () => Math.floor(performance.now()),
+  wallMs: () => Date.now(),
+};
+
+export function systemTimers(): Timers {
+  const handles = new Map<TimerId, NodeJS.Timeout>();
+  let nextId = 1;
+  return {
+    setTimer(delayMs, fire) {
+      const id = nextId++;
+      const handle = setTimeout(() => {
+        handles.delete(id);
+        fire();
+      }, delayMs);
+      handles.set(id, handle);
+      return id;
+    },
+    cancelTimer(id) {
+      const handle = handles.get(id);
+      if (handle === undefined) return;
+      clearTimeout(handle);
+      handles.delete(id);
+    },
+    defer: (fn) => void setImmediate(fn),
+  };
+}
+
+export function osSeededRandom(): SeededRandom {
+  return new SeededRandom(randomBytes(4).readUInt32LE(0));
+}
+
+const LEVEL_RANK: Record<LogLevel, number> = { debug: 10, info: 20, warn: 30, error: 40 };
+
+/** One JSON object per line on stderr, so logs are greppable and machine-readable, and stdout
+ * stays free for a command's own output. */
+export function jsonLogger(minLevel: LogLevel, fields: Record<string, unknown> = {}): Logger {
+  const min = LEVEL_RANK[minLevel];
+  return {
+    log(level, event, extra) {
+      if (LEVEL_RANK[level] < min) return;
+      process.stderr.write(`${JSON.stringify({ time: new Date().toISOString(), level, event, ...fields, ...extra })}\n`);
+    },
+  };
+}
+
+/** A node alone: no peers to send to and nobody subscribed to gossip. The cluster transport
+ * (libp2p) replaces it when the node joins a cluster. */
+export const standaloneNetwork: Network = {
+  send(toNode) {
+    throw new Error(`standalone node has no peer ${toNode}`);
+  },
+  publish() {},
+};
+
+export function systemEnv(nodeId: string, store: Store, logger: Logger): Env {
+  return {
+    nodeId,
+    clock: systemClock,
+    timers: systemTimers(),
+    random: osSeededRandom(),
+    logger,
+    store,
+    network: standaloneNetwork,
+  };
+}
