@@ -3,6 +3,7 @@
 // run them in the same order: the root of the simulator's determinism.
 
 import type { Timers, TimerId } from '../node/core/env.ts';
+import { Heap } from '../node/core/util/heap.ts';
 
 interface Entry {
   atMs: number;
@@ -11,7 +12,7 @@ interface Entry {
 }
 
 export class EventQueue {
-  private heap: Entry[] = [];
+  private readonly heap = new Heap<Entry>(before);
   private seq = 0;
   private readonly cancelled = new Set<number>();
   private nowMsValue = 0;
@@ -27,13 +28,13 @@ export class EventQueue {
   }
 
   get pending(): number {
-    return this.heap.length - this.cancelled.size;
+    return this.heap.size - this.cancelled.size;
   }
 
   /** Schedules `fn` at now + delay; returns a handle for cancel(). */
   schedule(delayMs: number, fn: () => void): number {
     const entry = { atMs: this.nowMsValue + Math.max(0, delayMs), seq: ++this.seq, fn };
-    this.push(entry);
+    this.heap.push(entry);
     return entry.seq;
   }
 
@@ -44,7 +45,7 @@ export class EventQueue {
   /** Runs the next event, advancing time to it; false when nothing is left. */
   step(): boolean {
     for (;;) {
-      const entry = this.pop();
+      const entry = this.heap.pop();
       if (entry === undefined) return false;
       if (this.cancelled.delete(entry.seq)) continue;
       this.nowMsValue = entry.atMs;
@@ -56,11 +57,11 @@ export class EventQueue {
 
   /** Instant of the next live event, or null. */
   peekMs(): number | null {
-    while (this.heap.length > 0 && this.cancelled.has(this.heap[0]!.seq)) {
-      this.cancelled.delete(this.heap[0]!.seq);
-      this.pop();
+    for (let top = this.heap.peek(); top !== undefined && this.cancelled.has(top.seq); top = this.heap.peek()) {
+      this.cancelled.delete(top.seq);
+      this.heap.pop();
     }
-    return this.heap[0]?.atMs ?? null;
+    return this.heap.peek()?.atMs ?? null;
   }
 
   /** Moves time forward to `atMs` without running anything (used when the queue is idle). */
@@ -75,39 +76,6 @@ export class EventQueue {
       cancelTimer: (id) => this.cancel(id),
       defer: (fn) => void this.schedule(0, fn),
     };
-  }
-
-  private push(entry: Entry): void {
-    const heap = this.heap;
-    heap.push(entry);
-    let i = heap.length - 1;
-    while (i > 0) {
-      const parent = (i - 1) >> 1;
-      if (!before(heap[i]!, heap[parent]!)) break;
-      [heap[i], heap[parent]] = [heap[parent]!, heap[i]!];
-      i = parent;
-    }
-  }
-
-  private pop(): Entry | undefined {
-    const heap = this.heap;
-    const top = heap[0];
-    const last = heap.pop();
-    if (heap.length > 0 && last !== undefined) {
-      heap[0] = last;
-      let i = 0;
-      for (;;) {
-        const l = 2 * i + 1;
-        const r = l + 1;
-        let m = i;
-        if (l < heap.length && before(heap[l]!, heap[m]!)) m = l;
-        if (r < heap.length && before(heap[r]!, heap[m]!)) m = r;
-        if (m === i) break;
-        [heap[i], heap[m]] = [heap[m]!, heap[i]!];
-        i = m;
-      }
-    }
-    return top;
   }
 }
 

@@ -36,3 +36,13 @@ describe('job ids', () => {
     }));
   });
 });
+
+describe('partition days', () => {
+  it('names the UTC day like the calendar does', async () => {
+    const { partitionName, partitionDay } = await import('../../node/core/retention-days.ts');
+    fc.assert(fc.property(fc.integer({ min: 0, max: 4_102_444_800_000 }), (ms) => {
+      const iso = new Date(ms).toISOString().slice(0, 10).replaceAll('-', '');
+      expect(partitionName(partitionDay(ms))).toBe(`jobs_p${iso}`);
+    }));
+  });
+});

@@ -27,6 +27,7 @@ function eventOf(kind: JobEventKind, job: Job): JobEvent {
     case 'lease': return { kind, epoch: 3, expiresAtMs: T0 + 30_000 };
     case 'complete': return { kind, token, result: null };
     case 'retry': return { kind, token, runAtMs: T0 + 1_000, error: 'boom' };
+    case 'release': return { kind, token, runAtMs: T0 };
     case 'bury': return { kind, token, error: 'boom' };
     case 'cancel': return { kind };
     case 'requeue': return { kind, runAtMs: T0, attemptsMore: 2 };
@@ -38,6 +39,7 @@ const LEGAL: Record<string, JobState> = {
   'pending/cancel': 'cancelled',
   'running/complete': 'succeeded',
   'running/retry': 'pending',
+  'running/release': 'pending',
   'running/bury': 'dead',
   'running/cancel': 'cancelled',
   'dead/requeue': 'pending',
@@ -99,6 +101,13 @@ describe('transition: details', () => {
     const r = transition(dead, { kind: 'requeue', runAtMs: T0, attemptsMore: 3 }, T0);
     expect(r.ok && r.job).toMatchObject({ state: 'pending', attempts: 5, finishedAtMs: null });
     expect(r.ok && r.job.retry.attemptsMax).toBe(8);
+  });
+
+  it('release gives the attempt back without spending the budget', () => {
+    const job = { ...jobIn('running'), attempts: 5 };
+    const r = transition(job, { kind: 'release', token: tokenOf(job), runAtMs: T0 }, T0);
+    expect(r.ok && r.job).toMatchObject({ state: 'pending', attempts: 5 });
+    expect(r.ok && r.job.retry.attemptsMax).toBe(job.retry.attemptsMax + 1);
   });
 
   it('terminal transitions record when the job finished', () => {

@@ -5,7 +5,7 @@
 //
 //   pending ──lease──▶ running ──complete──▶ succeeded
 //      ▲                 │ │
-//      └──────retry──────┘ └──bury──▶ dead ──requeue──▶ pending
+//      └──retry, release─┘ └──bury──▶ dead ──requeue──▶ pending
 //   pending | running ──cancel──▶ cancelled
 
 import type { Job, JobState, LeaseToken } from './job.ts';
@@ -18,6 +18,9 @@ export type JobEvent =
   | { kind: 'complete'; token: LeaseToken; result: Uint8Array | null }
   /** The attempt failed (or its lease expired) and the policy allows another. */
   | { kind: 'retry'; token: LeaseToken; runAtMs: number; error: string }
+  /** The lease holder gives the attempt back unstarted (a worker shutting down). The attempt
+   * number was spent (tokens must not repeat), so the budget grows by one to make up for it. */
+  | { kind: 'release'; token: LeaseToken; runAtMs: number }
   /** The attempt failed for the last time, or non-retryably: to the dead-letter queue. */
   | { kind: 'bury'; token: LeaseToken; error: string }
   /** A client cancels a job that has not finished. */
@@ -28,7 +31,7 @@ export type JobEvent =
   | { kind: 'requeue'; runAtMs: number; attemptsMore: number };
 
 export type JobEventKind = JobEvent['kind'];
-export const JOB_EVENT_KINDS: readonly JobEventKind[] = ['lease', 'complete', 'retry', 'bury', 'cancel', 'requeue'];
+export const JOB_EVENT_KINDS: readonly JobEventKind[] = ['lease', 'complete', 'retry', 'release', 'bury', 'cancel', 'requeue'];
 
 export type TransitionRefusal = 'illegal_transition' | 'stale_token';
 export type TransitionResult = { ok: true; job: Job } | { ok: false; reason: TransitionRefusal };
@@ -36,7 +39,7 @@ export type TransitionResult = { ok: true; job: Job } | { ok: false; reason: Tra
 /** The legal (state, event) pairs and where they lead. Everything absent is illegal. */
 const NEXT_STATE: Readonly<Record<JobState, Partial<Record<JobEventKind, JobState>>>> = {
   pending: { lease: 'running', cancel: 'cancelled' },
-  running: { complete: 'succeeded', retry: 'pending', bury: 'dead', cancel: 'cancelled' },
+  running: { complete: 'succeeded', retry: 'pending', release: 'pending', bury: 'dead', cancel: 'cancelled' },
   succeeded: {},
   dead: { requeue: 'pending' },
   cancelled: {},
@@ -61,6 +64,13 @@ export function transition(job: Job, event: JobEvent, nowMs: number): Transition
       return ok({ ...base, result: event.result, leaseExpiresAtMs: null, finishedAtMs: nowMs });
     case 'retry':
       return ok({ ...base, runAtMs: event.runAtMs, lastError: event.error, leaseExpiresAtMs: null });
+    case 'release':
+      return ok({
+        ...base,
+        runAtMs: event.runAtMs,
+        retry: { ...job.retry, attemptsMax: job.retry.attemptsMax + 1 },
+        leaseExpiresAtMs: null,
+      });
     case 'bury':
       return ok({ ...base, lastError: event.error, leaseExpiresAtMs: null, finishedAtMs: nowMs });
     case 'cancel':

@@ -1,0 +1,104 @@
+// The dispatcher matches workers' free slots (credit) with shard owners' ready jobs. Workers
+// announce slots per queue; owners report how many jobs are ready per queue; the dispatcher
+// grants an owner the right to lease up to n jobs to one worker. Leases are pushed, never
+// polled for, and a worker never holds more than it asked for. Owners and workers are served
+// round-robin so that no shard or worker starves.
+
+import type { Actor, ActorContext, ActorRef } from '../actor/runtime.ts';
+import type { OwnerMsg, WorkerLink } from '../owner/owner-messages.ts';
+import type { DispatcherMsg } from './dispatcher-messages.ts';
+
+/** Slots granted to one owner at a time: big enough to batch lease writes, small enough that
+ * one shard does not take every slot while others have work. */
+const GRANT_SLOTS_MAX = 32;
+
+interface QueueState {
+  /** Workers with credit, in round-robin order (a Map keeps insertion order). */
+  credit: Map<string, number>;
+  /** Owners with ready jobs, in round-robin order. */
+  ready: Map<number, number>;
+}
+
+export class Dispatcher implements Actor<DispatcherMsg> {
+  private readonly workers = new Map<string, WorkerLink>();
+  private readonly owners = new Map<number, ActorRef<OwnerMsg>>();
+  private readonly queues = new Map<string, QueueState>();
+
+  receive(msg: DispatcherMsg, _ctx: ActorContext<DispatcherMsg>): void {
+    switch (msg.kind) {
+      case 'worker_joined':
+        this.workers.set(msg.worker.id, msg.worker);
+        return;
+      case 'worker_left':
+        this.workers.delete(msg.workerId);
+        for (const state of this.queues.values()) state.credit.delete(msg.workerId);
+        return;
+      case 'credit':
+      case 'credit_returned': {
+        if (!this.workers.has(msg.workerId) || msg.slots <= 0) return;
+        const state = this.queue(msg.queue);
+        state.credit.set(msg.workerId, (state.credit.get(msg.workerId) ?? 0) + msg.slots);
+        return this.dispatch(msg.queue, state);
+      }
+      case 'drain':
+        for (const [queue, state] of this.queues) {
+          if (msg.queue === null || msg.queue === queue) state.credit.delete(msg.workerId);
+        }
+        return;
+      case 'backlog': {
+        this.owners.set(msg.shard, msg.owner);
+        for (const [queue, ready] of msg.counts) {
+          const state = this.queue(queue);
+          if (ready > 0) state.ready.set(msg.shard, ready);
+          else state.ready.delete(msg.shard);
+          this.dispatch(queue, state);
+        }
+        return;
+      }
+      case 'owner_gone':
+        this.owners.delete(msg.shard);
+        for (const state of this.queues.values()) state.ready.delete(msg.shard);
+        return;
+    }
+  }
+
+  /** Free slots of a worker for a queue (for tests and metrics). */
+  creditOf(workerId: string, queue: string): number {
+    return this.queues.get(queue)?.credit.get(workerId) ?? 0;
+  }
+
+  private queue(name: string): QueueState {
+    let state = this.queues.get(name);
+    if (state === undefined) {
+      state = { credit: new Map(), ready: new Map() };
+      this.queues.set(name, state);
+    }
+    return state;
+  }
+
+  private dispatch(queue: string, state: QueueState): void {
+    while (state.credit.size > 0 && state.ready.size > 0) {
+      const [shard, ready] = first(state.ready);
+      const [workerId, credit] = first(state.credit);
+      const owner = this.owners.get(shard);
+      const worker = this.workers.get(workerId);
+      if (owner === undefined || worker === undefined) {
+        if (owner === undefined) state.ready.delete(shard);
+        if (worker === undefined) state.credit.delete(workerId);
+        continue;
+      }
+      const slots = Math.min(ready, credit, GRANT_SLOTS_MAX);
+      owner.tell({ kind: 'grant', queue, worker, slots });
+      // Move both to the back of the round-robin order; drop them when used up. The owner's
+      // count is our estimate until its next report; a grant it cannot fill comes back.
+      state.ready.delete(shard);
+      if (ready > slots) state.ready.set(shard, ready - slots);
+      state.credit.delete(workerId);
+      if (credit > slots) state.credit.set(workerId, credit - slots);
+    }
+  }
+}
+
+function first<K, V>(map: Map<K, V>): [K, V] {
+  return map.entries().next().value!;
+}

@@ -1,0 +1,65 @@
+// What other actors say to a shard owner, and what it answers. In-process messages: replies
+// are callbacks that the asker builds to turn the answer into a message of its own.
+
+import type { ErrorBody } from '../../../protocol/errors.ts';
+import type { Job, LeaseToken, RetryPolicy } from '../job/job.ts';
+import type { CommitReply } from '../commit/committer.ts';
+
+/** A submission after validation: every default filled in. */
+export interface Submission {
+  queue: string;
+  payload: Uint8Array;
+  priority: number;
+  /** Absolute wall-clock instant, or null for "now" (resolved by the owner's clock). */
+  runAtMs: number | null;
+  delayMs: number;
+  idempotencyKey: string | null;
+  retry: RetryPolicy;
+}
+
+export type SubmitOutcome = { ok: true; jobId: string; duplicate: boolean } | { ok: false; error: ErrorBody };
+export type JobOutcome = { ok: true; job: Job } | { ok: false; error: ErrorBody };
+export type AckOutcome = { ok: true; leaseMs?: number } | { ok: false; error: ErrorBody };
+
+/** Where leases and revocations for one worker go: a client connection on this node, or (from
+ * the cluster issue on) a relay to another node. */
+export interface WorkerLink {
+  readonly id: string;
+  lease(job: Job, token: LeaseToken, leaseMs: number): void;
+  revoke(token: LeaseToken, reason: 'cancelled' | 'lease_lost'): void;
+}
+
+/** A party watching one job's state changes. */
+export interface Subscriber {
+  readonly id: string;
+  changed(job: Job): void;
+}
+
+export type OwnerMsg =
+  /** From the shard manager, first: load the shard from the store and start serving. */
+  | { kind: 'start' }
+  | { kind: 'submit'; tenant: string; submission: Submission; reply: (outcome: SubmitOutcome) => void }
+  | { kind: 'cancel'; tenant: string; jobId: string; reply: (outcome: JobOutcome) => void }
+  | { kind: 'requeue'; tenant: string; jobId: string; attemptsMore: number; reply: (outcome: JobOutcome) => void }
+  | { kind: 'subscribe'; tenant: string; jobId: string; subscriber: Subscriber; reply: (outcome: JobOutcome) => void }
+  | { kind: 'unsubscribe'; jobId: string; subscriberId: string }
+  /** From the dispatcher: lease up to `slots` ready jobs of `queue` to `worker`. */
+  | { kind: 'grant'; queue: string; worker: WorkerLink; slots: number }
+  | { kind: 'heartbeat'; token: LeaseToken; reply: (outcome: AckOutcome) => void }
+  | { kind: 'complete'; token: LeaseToken; result: Uint8Array | null; reply: (outcome: AckOutcome) => void }
+  | { kind: 'fail'; token: LeaseToken; error: string; retryable: boolean; reply: (outcome: AckOutcome) => void }
+  /** The worker gives the lease back without a verdict (shutdown): the job runs again at once. */
+  | { kind: 'return'; token: LeaseToken; reply: (outcome: AckOutcome) => void }
+  /** Hand-off or shutdown: stop taking work, let in-flight commits land, then call `done`. */
+  | { kind: 'stop'; done: () => void }
+  // Continuations of the owner's own effects.
+  | { kind: 'load_done'; running: Job[]; pending: Job[]; pendingMore: boolean }
+  | { kind: 'load_failed'; error: unknown }
+  | { kind: 'page_in_done'; pending: Job[]; pendingMore: boolean; spillSeq: number }
+  | { kind: 'page_in_failed'; error: unknown }
+  | { kind: 'fetch_done'; jobId: string; job: Job | null }
+  | { kind: 'fetch_failed'; jobId: string; error: unknown }
+  | { kind: 'commit_done'; batch: number; reply: CommitReply }
+  | { kind: 'flush' }
+  | { kind: 'wake' }
+  | { kind: 'lease_check' };

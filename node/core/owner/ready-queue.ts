@@ -1,0 +1,126 @@
+// A shard owner's in-memory queues: per queue name, the jobs that may run now (highest
+// priority first, then earliest run_at, then id for a total order), and one heap of jobs
+// waiting for their run_at. Removal is lazy: an entry carries the place it is queued in and a
+// generation bumped on every (re)queueing; a popped item whose entry moved on since (cancelled,
+// leased, requeued after a retry) is skipped.
+
+import type { Job } from '../job/job.ts';
+import { Heap } from '../util/heap.ts';
+
+export interface Queued {
+  job: Job;
+  place: 'ready' | 'delayed' | 'none';
+  queueGen: number;
+}
+
+/** A heap item: the entry and the generation it was queued under. */
+interface Item<E> {
+  entry: E;
+  gen: number;
+}
+
+function readyBefore(a: Item<Queued>, b: Item<Queued>): boolean {
+  const x = a.entry.job;
+  const y = b.entry.job;
+  if (x.priority !== y.priority) return x.priority > y.priority;
+  if (x.runAtMs !== y.runAtMs) return x.runAtMs < y.runAtMs;
+  return x.id < y.id;
+}
+
+function delayedBefore(a: Item<Queued>, b: Item<Queued>): boolean {
+  const x = a.entry.job;
+  const y = b.entry.job;
+  return x.runAtMs < y.runAtMs || (x.runAtMs === y.runAtMs && x.id < y.id);
+}
+
+function live<E extends Queued>(item: Item<E>, place: Queued['place']): boolean {
+  return item.entry.place === place && item.entry.queueGen === item.gen;
+}
+
+export class ReadyQueues<E extends Queued> {
+  private readonly ready = new Map<string, Heap<Item<E>>>();
+  private readonly readyCount = new Map<string, number>();
+  private readonly delayed = new Heap<Item<E>>(delayedBefore);
+  private delayedCount = 0;
+
+  /** Queues a pending job: ready if due at `nowMs`, else delayed. Returns which. */
+  add(entry: E, nowMs: number): 'ready' | 'delayed' {
+    if (entry.place !== 'none') throw new Error(`ready-queue: ${entry.job.id} is already ${entry.place}`);
+    const item = { entry, gen: ++entry.queueGen };
+    if (entry.job.runAtMs <= nowMs) {
+      entry.place = 'ready';
+      let heap = this.ready.get(entry.job.queue);
+      if (heap === undefined) {
+        heap = new Heap<Item<E>>(readyBefore);
+        this.ready.set(entry.job.queue, heap);
+      }
+      heap.push(item);
+      this.readyCount.set(entry.job.queue, this.readyOf(entry.job.queue) + 1);
+    } else {
+      entry.place = 'delayed';
+      this.delayed.push(item);
+      this.delayedCount++;
+    }
+    return entry.place;
+  }
+
+  /** Takes an entry out of whichever queue holds it (lazily). */
+  remove(entry: E): void {
+    if (entry.place === 'ready') this.readyCount.set(entry.job.queue, this.readyOf(entry.job.queue) - 1);
+    if (entry.place === 'delayed') this.delayedCount--;
+    entry.place = 'none';
+  }
+
+  /** The best ready job of `queue`, removed; undefined when none. */
+  take(queue: string): E | undefined {
+    const heap = this.ready.get(queue);
+    if (heap === undefined) return undefined;
+    for (let item = heap.pop(); item !== undefined; item = heap.pop()) {
+      if (!live(item, 'ready')) continue;
+      this.remove(item.entry);
+      return item.entry;
+    }
+    return undefined;
+  }
+
+  /** Moves delayed jobs that are due into the ready queues; returns the queues that gained. */
+  promoteDue(nowMs: number): Set<string> {
+    const gained = new Set<string>();
+    for (let top = this.delayed.peek(); top !== undefined; top = this.delayed.peek()) {
+      if (!live(top, 'delayed')) {
+        this.delayed.pop();
+        continue;
+      }
+      if (top.entry.job.runAtMs > nowMs) break;
+      this.delayed.pop();
+      this.remove(top.entry);
+      this.add(top.entry, nowMs);
+      gained.add(top.entry.job.queue);
+    }
+    return gained;
+  }
+
+  /** run_at of the earliest delayed job, or null. */
+  nextDueMs(): number | null {
+    for (let top = this.delayed.peek(); top !== undefined; top = this.delayed.peek()) {
+      if (live(top, 'delayed')) return top.entry.job.runAtMs;
+      this.delayed.pop();
+    }
+    return null;
+  }
+
+  readyOf(queue: string): number {
+    return this.readyCount.get(queue) ?? 0;
+  }
+
+  queuesWithReady(): string[] {
+    return [...this.readyCount].filter(([, n]) => n > 0).map(([q]) => q);
+  }
+
+  /** Jobs held (ready and delayed). */
+  get size(): number {
+    let n = this.delayedCount;
+    for (const count of this.readyCount.values()) n += count;
+    return n;
+  }
+}

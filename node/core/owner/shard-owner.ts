@@ -1,0 +1,680 @@
+// The shard owner: one actor per shard this node holds, at one epoch. It accepts submissions,
+// keeps the shard's ready queues in memory, hands leases to workers by credit, and turns every
+// worker verdict, expiry and cancellation into a fenced write. Nothing is acknowledged before
+// it is committed; nothing in memory runs ahead of the store (a write's effects are applied
+// when its commit returns).
+//
+// Recovery is one path for every kind of trouble: when the store says the epoch moved on
+// (deposed) or cannot say whether a commit landed (unavailable), the owner drains what is in
+// flight, answers everyone, and stops; the shard manager acquires the shard again at a new
+// epoch, which fences anything the old incarnation still had in the air, and a fresh owner
+// loads the truth from the store.
+
+import type { ErrorBody } from '../../../protocol/errors.ts';
+import type { Actor, ActorContext, ActorRef } from '../actor/runtime.ts';
+import type { CommitReply, CommitterMsg } from '../commit/committer.ts';
+import type { DispatcherMsg } from '../dispatch/dispatcher-messages.ts';
+import { type Job, type LeaseToken, isTerminal, leaseTokenOf } from '../job/job.ts';
+import { newJob } from '../job/new-job.ts';
+import { failureVerdict } from '../job/retry.ts';
+import { transition, type JobEvent } from '../job/transition.ts';
+import type { JobWrite, WriteOutcome } from '../store.ts';
+import type { AckOutcome, JobOutcome, OwnerMsg, Submission, SubmitOutcome, Subscriber, WorkerLink } from './owner-messages.ts';
+import { ReadyQueues, type Queued } from './ready-queue.ts';
+import { refusal } from '../refusal.ts';
+
+export interface OwnerConfig {
+  /** Worker lease time-to-live; heartbeats extend it. */
+  leaseMs: number;
+  /** Pending jobs held in memory; the rest stay in the store and are paged in. */
+  memoryJobsMax: number;
+  /** Writes staged or in flight past which submissions are refused as overloaded. */
+  uncommittedMax: number;
+  /** How often running leases are checked for expiry. */
+  leaseCheckMs: number;
+  /** Idempotency keys of finished jobs remembered in memory (the store remembers them all). */
+  recentKeysMax: number;
+}
+
+export const DEFAULT_OWNER_CONFIG: OwnerConfig = {
+  leaseMs: 30_000,
+  memoryJobsMax: 5_000,
+  uncommittedMax: 20_000,
+  leaseCheckMs: 1_000,
+  recentKeysMax: 10_000,
+};
+
+/** Why an owner stopped, told to the shard manager. */
+export type OwnerExit = 'stopped' | 'deposed' | 'failed';
+
+export interface OwnerDeps {
+  shard: number;
+  epoch: number;
+  config: OwnerConfig;
+  committer: ActorRef<CommitterMsg>;
+  dispatcher: ActorRef<DispatcherMsg>;
+  exited: (exit: OwnerExit) => void;
+}
+
+interface Entry extends Queued {
+  /** A write of this job is in flight; later operations on it wait in `waiting`. */
+  busy: boolean;
+  waiting: Array<() => void>;
+  worker: WorkerLink | null;
+  /** Monotonic instant after which the running lease counts as lost. */
+  leaseDeadlineMs: number;
+  subscribers: Map<string, Subscriber> | null;
+}
+
+type Aborted = { ok: false; reason: 'aborted' };
+type Staged = { write: JobWrite; done: (outcome: WriteOutcome | Aborted) => void };
+
+const ABORTED: Aborted = { ok: false, reason: 'aborted' };
+const RETRY_SOON_MS = 250;
+
+export class ShardOwner implements Actor<OwnerMsg> {
+  private phase: 'loading' | 'serving' | 'draining' | 'stopped' = 'loading';
+  private drainReason: OwnerExit = 'stopped';
+  private drainDone: Array<() => void> = [];
+  /** Messages that arrived while loading, handled once loaded. */
+  private early: OwnerMsg[] = [];
+
+  private readonly entries = new Map<string, Entry>();
+  private readonly queues = new ReadyQueues<Entry>();
+  private readonly running = new Set<Entry>();
+  /** `tenant\0key` → job id, or the replies waiting for an insert of that key in flight. */
+  private readonly keys = new Map<string, string | Array<(outcome: SubmitOutcome) => void>>();
+  private readonly fetching = new Map<string, Array<(entry: Entry | null | 'unavailable') => void>>();
+
+  private staged: Staged[] = [];
+  private readonly inFlight = new Map<number, Staged[]>();
+  private inFlightWrites = 0;
+  private batchSeq = 0;
+  private flushQueued = false;
+  private jobSeq = 0;
+
+  /** Pending jobs exist in the store that are not in memory. */
+  private spilled = false;
+  private spillSeq = 0;
+  private pagingIn = false;
+  private wakeAtMs: number | null = null;
+  private readonly backlogDirty = new Set<string>();
+
+  constructor(private readonly deps: OwnerDeps) {}
+
+  get shard(): number {
+    return this.deps.shard;
+  }
+
+  receive(msg: OwnerMsg, ctx: ActorContext<OwnerMsg>): void {
+    if (this.phase === 'loading' && !isContinuation(msg) && msg.kind !== 'stop') {
+      this.early.push(msg);
+      return;
+    }
+    this.handle(msg, ctx);
+    this.afterMessage(ctx);
+  }
+
+  invariants(): void {
+    if (this.inFlightWrites < 0) throw new Error('owner: negative in-flight writes');
+    if (this.phase === 'draining' && this.drainReason !== 'stopped' && this.staged.length > 0) {
+      throw new Error('owner: staged writes while failing');
+    }
+  }
+
+  private start(ctx: ActorContext<OwnerMsg>): void {
+    const { shard } = this.deps;
+    const limit = this.deps.config.memoryJobsMax;
+    ctx.pipe(
+      async () => {
+        const running: Job[] = [];
+        for (let page = await ctx.env.store.loadShardJobs(shard, 'running', null, limit); ; ) {
+          running.push(...page);
+          const last = page.at(-1);
+          if (page.length < limit || last === undefined) break;
+          page = await ctx.env.store.loadShardJobs(shard, 'running', { runAtMs: last.runAtMs, id: last.id }, limit);
+        }
+        const pending = await ctx.env.store.loadShardJobs(shard, 'pending', null, limit);
+        return { running, pending };
+      },
+      ({ running, pending }) => ({ kind: 'load_done', running, pending, pendingMore: pending.length >= limit }),
+      (error) => ({ kind: 'load_failed', error }),
+    );
+  }
+
+  private handle(msg: OwnerMsg, ctx: ActorContext<OwnerMsg>): void {
+    switch (msg.kind) {
+      case 'start':
+        return this.start(ctx);
+      case 'load_done':
+        return this.loaded(msg.running, msg.pending, msg.pendingMore, ctx);
+      case 'load_failed':
+        ctx.env.logger.log('warn', 'owner.load_failed', { shard: this.shard, error: String(msg.error) });
+        return this.drain('failed', ctx);
+      case 'submit':
+        return this.submit(msg.tenant, msg.submission, msg.reply, ctx);
+      case 'cancel':
+        return this.withJob(msg.jobId, msg.tenant, msg.reply, ctx, (entry) => this.cancel(entry, msg.reply, ctx));
+      case 'requeue':
+        return this.withJob(msg.jobId, msg.tenant, msg.reply, ctx, (entry) => this.requeue(entry, msg.attemptsMore, msg.reply, ctx));
+      case 'subscribe':
+        return this.withJob(msg.jobId, msg.tenant, msg.reply, ctx, (entry) => this.subscribe(entry, msg.subscriber, msg.reply));
+      case 'unsubscribe':
+        this.entries.get(msg.jobId)?.subscribers?.delete(msg.subscriberId);
+        return;
+      case 'grant':
+        return this.grant(msg.queue, msg.worker, msg.slots, ctx);
+      case 'heartbeat':
+        return this.withLease(msg.token, msg.reply, (entry) => {
+          entry.leaseDeadlineMs = ctx.env.clock.monotonicMs() + this.deps.config.leaseMs;
+          msg.reply({ ok: true, leaseMs: this.deps.config.leaseMs });
+        });
+      case 'complete':
+        return this.withLease(msg.token, msg.reply, (entry) =>
+          this.apply(entry, { kind: 'complete', token: msg.token, result: msg.result }, msg.token, ctx, () => msg.reply({ ok: true })),
+        );
+      case 'fail':
+        return this.withLease(msg.token, msg.reply, (entry) => this.failAttempt(entry, msg.token, msg.error, msg.retryable, ctx, msg.reply));
+      case 'return':
+        return this.withLease(msg.token, msg.reply, (entry) =>
+          this.apply(entry, { kind: 'release', token: msg.token, runAtMs: ctx.env.clock.wallMs() }, msg.token, ctx, () => msg.reply({ ok: true })),
+        );
+      case 'stop':
+        this.drainDone.push(msg.done);
+        return this.drain('stopped', ctx);
+      case 'page_in_done':
+        return this.pagedIn(msg.pending, msg.pendingMore, msg.spillSeq, ctx);
+      case 'page_in_failed':
+        this.pagingIn = false;
+        ctx.env.logger.log('warn', 'owner.page_in_failed', { shard: this.shard, error: String(msg.error) });
+        return;
+      case 'fetch_done':
+        return this.fetched(msg.jobId, msg.job, ctx);
+      case 'fetch_failed':
+        return this.fetched(msg.jobId, undefined, ctx);
+      case 'commit_done':
+        return this.committed(msg.batch, msg.reply, ctx);
+      case 'flush':
+        this.flushQueued = false;
+        return this.flush(ctx);
+      case 'wake':
+        this.wakeAtMs = null;
+        for (const queue of this.queues.promoteDue(ctx.env.clock.wallMs())) this.backlogDirty.add(queue);
+        return;
+      case 'lease_check':
+        return this.expireLeases(ctx);
+    }
+  }
+
+  // ---- Loading and paging ------------------------------------------------------------------
+
+  private loaded(running: Job[], pending: Job[], pendingMore: boolean, ctx: ActorContext<OwnerMsg>): void {
+    if (this.phase !== 'loading') return;
+    const now = ctx.env.clock.monotonicMs();
+    for (const job of running) {
+      // A lease granted before this owner took over stays valid while its token matches:
+      // its worker gets a full TTL from now to heartbeat or finish.
+      const entry = this.track(job);
+      entry.leaseDeadlineMs = now + this.deps.config.leaseMs;
+      this.running.add(entry);
+    }
+    for (const job of pending) this.enqueue(this.track(job), ctx);
+    this.spilled = pendingMore;
+    this.phase = 'serving';
+    ctx.env.logger.log('debug', 'owner.serving', { shard: this.shard, epoch: this.deps.epoch, running: running.length, pending: pending.length });
+    const early = this.early;
+    this.early = [];
+    for (const msg of early) this.handle(msg, ctx);
+  }
+
+  private pageInIfRoom(ctx: ActorContext<OwnerMsg>): void {
+    const limit = this.deps.config.memoryJobsMax;
+    if (!this.spilled || this.pagingIn || this.phase !== 'serving' || this.queues.size > limit / 2) return;
+    this.pagingIn = true;
+    const spillSeq = this.spillSeq;
+    ctx.pipe(
+      () => ctx.env.store.loadShardJobs(this.shard, 'pending', null, limit),
+      (pending) => ({ kind: 'page_in_done', pending, pendingMore: pending.length >= limit, spillSeq }),
+      (error) => ({ kind: 'page_in_failed', error }),
+    );
+  }
+
+  private pagedIn(pending: Job[], pendingMore: boolean, spillSeq: number, ctx: ActorContext<OwnerMsg>): void {
+    this.pagingIn = false;
+    if (this.phase !== 'serving') return;
+    for (const job of pending) {
+      if (!this.entries.has(job.id)) this.enqueue(this.track(job), ctx);
+    }
+    // Only a page that saw every spilled job proves nothing is left behind.
+    if (!pendingMore && spillSeq === this.spillSeq) this.spilled = false;
+  }
+
+  // ---- Submissions -------------------------------------------------------------------------
+
+  private submit(tenant: string, submission: Submission, reply: (o: SubmitOutcome) => void, ctx: ActorContext<OwnerMsg>): void {
+    if (this.phase !== 'serving') return reply({ ok: false, error: this.unavailable() });
+    if (this.staged.length + this.inFlightWrites >= this.deps.config.uncommittedMax) {
+      return reply({ ok: false, error: refusal('overloaded', `shard ${this.shard} has too much uncommitted work`, RETRY_SOON_MS) });
+    }
+    const key = submission.idempotencyKey === null ? null : `${tenant}\u0000${submission.idempotencyKey}`;
+    if (key !== null) {
+      const known = this.keys.get(key);
+      if (typeof known === 'string') return reply({ ok: true, jobId: known, duplicate: true });
+      if (known !== undefined) return void known.push(reply);
+      this.keys.set(key, []);
+    }
+    const nowMs = ctx.env.clock.wallMs();
+    const job = newJob({
+      shard: this.shard,
+      epoch: this.deps.epoch,
+      seq: ++this.jobSeq,
+      tenant,
+      queue: submission.queue,
+      payload: submission.payload,
+      priority: submission.priority,
+      runAtMs: submission.runAtMs ?? nowMs + submission.delayMs,
+      retry: submission.retry,
+      idempotencyKey: submission.idempotencyKey,
+      nowMs,
+    });
+    const entry = this.track(job);
+    entry.busy = true;
+    this.stage({ kind: 'insert', job }, ctx, (outcome) => {
+      const waiters = key === null ? [] : this.keys.get(key);
+      const answerAll = (o: SubmitOutcome) => {
+        reply(o);
+        if (Array.isArray(waiters)) for (const w of waiters) w(o.ok ? { ...o, duplicate: true } : o);
+      };
+      if (outcome.ok) {
+        if (key !== null) this.rememberKey(key, job.id);
+        entry.busy = false;
+        answerAll({ ok: true, jobId: job.id, duplicate: false });
+        this.enqueue(entry, ctx);
+        this.notify(entry);
+        this.runWaiting(entry);
+        return;
+      }
+      this.entries.delete(job.id);
+      if (outcome.reason === 'duplicate') {
+        if (key !== null) this.rememberKey(key, outcome.existingJobId);
+        answerAll({ ok: true, jobId: outcome.existingJobId, duplicate: true });
+      } else {
+        if (key !== null) this.keys.delete(key);
+        answerAll({ ok: false, error: this.unavailable() });
+      }
+      entry.busy = false;
+      this.runWaiting(entry);
+    });
+  }
+
+  private rememberKey(key: string, jobId: string): void {
+    this.keys.delete(key);
+    this.keys.set(key, jobId);
+    // Map iteration order is insertion order: the first keys are the oldest.
+    while (this.keys.size > this.deps.config.recentKeysMax) {
+      const [oldest, value] = this.keys.entries().next().value!;
+      if (Array.isArray(value)) break;
+      this.keys.delete(oldest);
+    }
+  }
+
+  // ---- Operations on one job ---------------------------------------------------------------
+
+  /** Runs `op` on the job once no write of it is in flight, fetching it from the store when it
+   * is not in memory (spilled, or finished). Another tenant's job is "not found". */
+  private withJob(
+    jobId: string,
+    tenant: string,
+    reply: (o: JobOutcome) => void,
+    ctx: ActorContext<OwnerMsg>,
+    op: (entry: Entry) => void,
+  ): void {
+    if (this.phase !== 'serving') return reply({ ok: false, error: this.unavailable() });
+    const run = (entry: Entry | null | 'unavailable') => {
+      if (entry === 'unavailable' || this.phase !== 'serving') return reply({ ok: false, error: this.unavailable() });
+      if (entry === null || entry.job.tenant !== tenant) return reply({ ok: false, error: refusal('not_found', `no job ${jobId}`) });
+      if (entry.busy) return void entry.waiting.push(() => run(entry));
+      op(entry);
+    };
+    const entry = this.entries.get(jobId);
+    if (entry !== undefined) return run(entry);
+    const waiting = this.fetching.get(jobId);
+    if (waiting !== undefined) return void waiting.push(run);
+    this.fetching.set(jobId, [run]);
+    ctx.pipe(
+      () => ctx.env.store.getJob(jobId),
+      (job) => ({ kind: 'fetch_done', jobId, job }),
+      (error) => ({ kind: 'fetch_failed', jobId, error }),
+    );
+  }
+
+  /** `job` undefined: the fetch failed. */
+  private fetched(jobId: string, job: Job | null | undefined, ctx: ActorContext<OwnerMsg>): void {
+    const waiting = this.fetching.get(jobId) ?? [];
+    this.fetching.delete(jobId);
+    if (job === undefined) {
+      for (const run of waiting) run('unavailable');
+      return;
+    }
+    let entry = this.entries.get(jobId) ?? null;
+    if (entry === null && job !== null && job.shard === this.shard) {
+      // A job in the store that memory does not hold: a spilled pending job, or a finished
+      // one. It is tracked while operated on; a pending one joins the queues.
+      entry = this.track(job);
+      if (job.state === 'pending') this.enqueue(entry, ctx);
+    }
+    for (const run of waiting) run(entry);
+    if (entry !== null && isTerminal(entry.job.state) && !entry.busy) this.evict(entry);
+  }
+
+  private cancel(entry: Entry, reply: (o: JobOutcome) => void, ctx: ActorContext<OwnerMsg>): void {
+    const { state } = entry.job;
+    if (state !== 'pending' && state !== 'running') {
+      return reply({ ok: false, error: refusal('illegal_state', `job ${entry.job.id} is ${state}`) });
+    }
+    const token = leaseTokenOf(entry.job);
+    const worker = entry.worker;
+    this.apply(entry, { kind: 'cancel' }, state === 'running' ? token : null, ctx, () => {
+      if (token !== null) worker?.revoke(token, 'cancelled');
+      reply({ ok: true, job: entry.job });
+    }, reply);
+  }
+
+  private requeue(entry: Entry, attemptsMore: number, reply: (o: JobOutcome) => void, ctx: ActorContext<OwnerMsg>): void {
+    if (entry.job.state !== 'dead') {
+      return reply({ ok: false, error: refusal('illegal_state', `job ${entry.job.id} is ${entry.job.state}, not dead`) });
+    }
+    const event: JobEvent = { kind: 'requeue', runAtMs: ctx.env.clock.wallMs(), attemptsMore };
+    this.apply(entry, event, null, ctx, () => reply({ ok: true, job: entry.job }), reply);
+  }
+
+  private subscribe(entry: Entry, subscriber: Subscriber, reply: (o: JobOutcome) => void): void {
+    if (!isTerminal(entry.job.state)) {
+      entry.subscribers ??= new Map();
+      entry.subscribers.set(subscriber.id, subscriber);
+    }
+    reply({ ok: true, job: entry.job });
+  }
+
+  // ---- Leases ------------------------------------------------------------------------------
+
+  private grant(queue: string, worker: WorkerLink, slots: number, ctx: ActorContext<OwnerMsg>): void {
+    let used = 0;
+    if (this.phase === 'serving') {
+      const wallMs = ctx.env.clock.wallMs();
+      for (; used < slots; used++) {
+        const entry = this.queues.take(queue);
+        if (entry === undefined) break;
+        this.backlogDirty.add(queue);
+        const event: JobEvent = { kind: 'lease', epoch: this.deps.epoch, expiresAtMs: wallMs + this.deps.config.leaseMs };
+        this.apply(entry, event, null, ctx, () => {
+          entry.worker = worker;
+          entry.leaseDeadlineMs = ctx.env.clock.monotonicMs() + this.deps.config.leaseMs;
+          this.running.add(entry);
+          worker.lease(entry.job, leaseTokenOf(entry.job)!, this.deps.config.leaseMs);
+        }, () => this.deps.dispatcher.tell({ kind: 'credit_returned', workerId: worker.id, queue, slots: 1 }));
+      }
+    }
+    if (used < slots) this.deps.dispatcher.tell({ kind: 'credit_returned', workerId: worker.id, queue, slots: slots - used });
+  }
+
+  /** Runs `op` if the token names the job's current lease; otherwise the caller is stale. */
+  private withLease(token: LeaseToken, reply: (o: AckOutcome) => void, op: (entry: Entry) => void): void {
+    if (this.phase !== 'serving') return reply({ ok: false, error: this.unavailable() });
+    const run = (entry: Entry) => {
+      if (this.phase !== 'serving') return reply({ ok: false, error: this.unavailable() });
+      if (entry.busy) return void entry.waiting.push(() => run(entry));
+      const current = leaseTokenOf(entry.job);
+      if (current === null || current.attempt !== token.attempt || current.epoch !== token.epoch) {
+        return reply({ ok: false, error: refusal('stale_lease', `lease ${token.jobId}/${token.attempt}/${token.epoch} is no longer held`) });
+      }
+      op(entry);
+    };
+    const entry = this.entries.get(token.jobId);
+    // Every running job of the shard is in memory, so an unknown job means a stale lease.
+    if (entry === undefined) return reply({ ok: false, error: refusal('stale_lease', `no running job ${token.jobId}`) });
+    run(entry);
+  }
+
+  private failAttempt(
+    entry: Entry,
+    token: LeaseToken,
+    error: string,
+    retryable: boolean,
+    ctx: ActorContext<OwnerMsg>,
+    reply: (o: AckOutcome) => void,
+  ): void {
+    const verdict = failureVerdict(entry.job.retry, entry.job.attempts, retryable, ctx.env.random);
+    const event: JobEvent =
+      verdict.kind === 'retry'
+        ? { kind: 'retry', token, runAtMs: ctx.env.clock.wallMs() + verdict.delayMs, error }
+        : { kind: 'bury', token, error };
+    this.apply(entry, event, token, ctx, () => reply({ ok: true }), reply);
+  }
+
+  private expireLeases(ctx: ActorContext<OwnerMsg>): void {
+    if (this.phase !== 'serving') return;
+    const now = ctx.env.clock.monotonicMs();
+    for (const entry of this.running) {
+      if (entry.busy || entry.leaseDeadlineMs > now) continue;
+      const token = leaseTokenOf(entry.job);
+      if (token === null) continue;
+      const worker = entry.worker;
+      ctx.env.logger.log('info', 'owner.lease_expired', { shard: this.shard, jobId: entry.job.id, attempt: token.attempt });
+      this.failAttempt(entry, token, 'lease expired', true, ctx, (outcome) => {
+        if (outcome.ok) worker?.revoke(token, 'lease_lost');
+      });
+    }
+  }
+
+  // ---- The write path ----------------------------------------------------------------------
+
+  /** Applies `event` to the job through the store: the entry changes only once the write has
+   * committed, then `onCommitted` runs. `onRefused` answers a caller whose event is illegal
+   * or whose write was aborted. */
+  private apply(
+    entry: Entry,
+    event: JobEvent,
+    token: LeaseToken | null,
+    ctx: ActorContext<OwnerMsg>,
+    onCommitted: () => void,
+    onRefused?: (o: { ok: false; error: ErrorBody }) => void,
+  ): void {
+    const result = transition(entry.job, event, ctx.env.clock.wallMs());
+    if (!result.ok) {
+      const code = result.reason === 'stale_token' ? 'stale_lease' : 'illegal_state';
+      onRefused?.({ ok: false, error: refusal(code, `cannot ${event.kind} job ${entry.job.id} in state ${entry.job.state}`) });
+      return;
+    }
+    const expectedVersion = entry.job.version;
+    const next = result.job;
+    const wasQueued = entry.place !== 'none';
+    if (wasQueued) {
+      this.backlogDirty.add(entry.job.queue);
+      this.queues.remove(entry);
+    }
+    entry.busy = true;
+    this.stage({ kind: 'update', next, expectedVersion, token }, ctx, (outcome) => {
+      entry.busy = false;
+      if (!outcome.ok) {
+        if (outcome.reason === 'conflict') {
+          // Memory disagrees with the store: only a reload can fix that.
+          ctx.env.logger.log('error', 'owner.write_conflict', { shard: this.shard, jobId: entry.job.id, event: event.kind });
+          this.drain('failed', ctx);
+        }
+        onRefused?.({ ok: false, error: this.unavailable() });
+        this.runWaiting(entry);
+        return;
+      }
+      const before = entry.job.state;
+      entry.job = next;
+      if (before === 'running' && next.state !== 'running') {
+        this.running.delete(entry);
+        entry.worker = null;
+      }
+      onCommitted();
+      this.notify(entry);
+      if (next.state === 'pending') this.enqueue(entry, ctx);
+      if (isTerminal(next.state)) this.evict(entry);
+      this.runWaiting(entry);
+    });
+  }
+
+  private stage(write: JobWrite, ctx: ActorContext<OwnerMsg>, done: Staged['done']): void {
+    this.staged.push({ write, done });
+    // Flush on a message of our own, behind the ones already queued, so that everything
+    // decided in this turn goes to the committer as one request.
+    if (!this.flushQueued) {
+      this.flushQueued = true;
+      ctx.self.tell({ kind: 'flush' });
+    }
+  }
+
+  private flush(ctx: ActorContext<OwnerMsg>): void {
+    if (this.staged.length === 0) return;
+    const staged = this.staged;
+    this.staged = [];
+    const batch = ++this.batchSeq;
+    this.inFlight.set(batch, staged);
+    this.inFlightWrites += staged.length;
+    const self = ctx.self;
+    this.deps.committer.tell({
+      kind: 'commit',
+      request: {
+        shard: this.shard,
+        epoch: this.deps.epoch,
+        writes: staged.map((s) => s.write),
+        done: (reply) => self.tell({ kind: 'commit_done', batch, reply }),
+      },
+    });
+  }
+
+  private committed(batch: number, reply: CommitReply, ctx: ActorContext<OwnerMsg>): void {
+    const staged = this.inFlight.get(batch);
+    if (staged === undefined) return;
+    this.inFlight.delete(batch);
+    this.inFlightWrites -= staged.length;
+    if (reply.status === 'committed') {
+      staged.forEach((s, i) => s.done(reply.outcomes[i]!));
+    } else {
+      ctx.env.logger.log('warn', 'owner.commit_refused', { shard: this.shard, epoch: this.deps.epoch, status: reply.status });
+      this.drain(reply.status === 'stale_epoch' ? 'deposed' : 'failed', ctx);
+      for (const s of staged) s.done(ABORTED);
+    }
+    this.finishDrainIfIdle(ctx);
+  }
+
+  // ---- Bookkeeping -------------------------------------------------------------------------
+
+  private track(job: Job): Entry {
+    const entry: Entry = {
+      job,
+      place: 'none',
+      queueGen: 0,
+      busy: false,
+      waiting: [],
+      worker: null,
+      leaseDeadlineMs: 0,
+      subscribers: null,
+    };
+    this.entries.set(job.id, entry);
+    return entry;
+  }
+
+  /** Queues a pending job, or leaves it to the store when memory is full. */
+  private enqueue(entry: Entry, ctx: ActorContext<OwnerMsg>): void {
+    if (entry.job.state !== 'pending' || entry.place !== 'none') return;
+    if (this.queues.size >= this.deps.config.memoryJobsMax && entry.subscribers === null && entry.waiting.length === 0) {
+      this.spilled = true;
+      this.spillSeq++;
+      this.entries.delete(entry.job.id);
+      return;
+    }
+    if (this.queues.add(entry, ctx.env.clock.wallMs()) === 'ready') this.backlogDirty.add(entry.job.queue);
+  }
+
+  private evict(entry: Entry): void {
+    if (entry.waiting.length > 0) return;
+    this.entries.delete(entry.job.id);
+    entry.subscribers = null;
+  }
+
+  private notify(entry: Entry): void {
+    if (entry.subscribers === null) return;
+    for (const subscriber of entry.subscribers.values()) subscriber.changed(entry.job);
+    if (isTerminal(entry.job.state)) entry.subscribers = null;
+  }
+
+  private runWaiting(entry: Entry): void {
+    while (!entry.busy && entry.waiting.length > 0) entry.waiting.shift()!();
+    if (isTerminal(entry.job.state) && !entry.busy && this.entries.get(entry.job.id) === entry) this.evict(entry);
+  }
+
+  private unavailable(): ErrorBody {
+    return refusal('unavailable', `shard ${this.shard} is moving or recovering`, RETRY_SOON_MS);
+  }
+
+  // ---- Stopping ----------------------------------------------------------------------------
+
+  /** Stops taking work. A graceful stop still commits what it holds; a deposed or failed owner
+   * aborts its staged writes (they would be refused, or might double up). Either way the owner
+   * stops once nothing is in flight. */
+  private drain(reason: OwnerExit, ctx: ActorContext<OwnerMsg>): void {
+    if (this.phase === 'draining') {
+      if (reason !== 'stopped') this.drainReason = reason;
+    } else {
+      this.phase = 'draining';
+      this.drainReason = reason;
+    }
+    if (this.drainReason === 'stopped') {
+      this.flush(ctx);
+    } else {
+      const staged = this.staged;
+      this.staged = [];
+      for (const s of staged) s.done(ABORTED);
+    }
+    // Everything waiting for a job answers now: the phase makes them refuse.
+    for (const entry of this.entries.values()) this.runWaiting(entry);
+    this.finishDrainIfIdle(ctx);
+  }
+
+  private finishDrainIfIdle(ctx: ActorContext<OwnerMsg>): void {
+    if (this.phase !== 'draining' || this.inFlight.size > 0 || this.staged.length > 0) return;
+    this.phase = 'stopped';
+    // The dispatcher must stop granting for this shard before the actor goes.
+    this.deps.dispatcher.tell({ kind: 'owner_gone', shard: this.shard });
+    for (const done of this.drainDone) done();
+    this.drainDone = [];
+    const early = this.early;
+    this.early = [];
+    for (const msg of early) this.handle(msg, ctx);
+    ctx.stop();
+    this.deps.exited(this.drainReason);
+  }
+
+  private afterMessage(ctx: ActorContext<OwnerMsg>): void {
+    if (this.phase !== 'serving') return;
+    this.armWake(ctx);
+    if (this.running.size > 0 && !ctx.hasTimer('lease_check')) {
+      ctx.startTimer('lease_check', this.deps.config.leaseCheckMs, { kind: 'lease_check' });
+    }
+    this.pageInIfRoom(ctx);
+    if (this.backlogDirty.size > 0) {
+      const counts: Array<[string, number]> = [...this.backlogDirty].map((queue) => [queue, this.queues.readyOf(queue)]);
+      this.backlogDirty.clear();
+      this.deps.dispatcher.tell({ kind: 'backlog', shard: this.shard, owner: ctx.self, counts });
+    }
+  }
+
+  private armWake(ctx: ActorContext<OwnerMsg>): void {
+    const next = this.queues.nextDueMs();
+    if (next === null || (this.wakeAtMs !== null && this.wakeAtMs <= next)) return;
+    this.wakeAtMs = next;
+    ctx.startTimer('wake', next - ctx.env.clock.wallMs(), { kind: 'wake' });
+  }
+}
+
+function isContinuation(msg: OwnerMsg): boolean {
+  return msg.kind === 'start' || msg.kind === 'load_done' || msg.kind === 'load_failed';
+}
+

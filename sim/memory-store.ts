@@ -1,0 +1,223 @@
+// The simulator's store: the Store contract in memory, with the same semantics as the Postgres
+// store (fenced commits, conditional writes, idempotency, daily partitions for retention). It
+// passes the same conformance suite (test/conformance), so it cannot drift from Postgres.
+// Its clock is injected: virtual time in the simulator. Every operation completes in one
+// synchronous step, so a commit is trivially atomic; latency and faults are added around it by
+// sim/faulty-store.ts.
+
+import type { Job, JobState } from '../node/core/job/job.ts';
+import { LIVE_STATES } from '../node/core/job/job.ts';
+import type {
+  CommitBatch,
+  CommitResult,
+  JobCursor,
+  ListFilter,
+  Page,
+  RetentionOptions,
+  RetentionReport,
+  ShardLease,
+  ShardRow,
+  Store,
+  WriteOutcome,
+} from '../node/core/store.ts';
+import { partitionDay, partitionName, DAY_MS } from '../node/core/retention-days.ts';
+
+interface ShardState {
+  owner: string | null;
+  epoch: number;
+  leaseUntilMs: number | null;
+}
+
+/** The data, shared by every client opened on it (like one Postgres database). */
+export class MemoryBacking {
+  readonly shards: ShardState[];
+  readonly jobs = new Map<string, Job>();
+  readonly keys = new Map<string, string>();
+  /** Days (UTC, as days since the epoch) that have a partition of their own. */
+  readonly partitions = new Set<number>();
+  /** Commits applied, for the simulator's checkers and statistics. */
+  commits = 0;
+
+  constructor(
+    readonly shardCount: number,
+    readonly nowMs: () => number,
+  ) {
+    this.shards = Array.from({ length: shardCount }, () => ({ owner: null, epoch: 0, leaseUntilMs: null }));
+  }
+}
+
+export class MemoryStore implements Store {
+  private closed = false;
+
+  constructor(private readonly data: MemoryBacking) {}
+
+  async acquireShards(owner: string, shards: number[], leaseMs: number): Promise<ShardLease[]> {
+    this.open();
+    const now = this.data.nowMs();
+    const won: ShardLease[] = [];
+    for (const shard of new Set(shards)) {
+      const row = this.data.shards[shard];
+      if (row === undefined) continue;
+      if (row.owner === null || row.owner === owner || row.leaseUntilMs === null || row.leaseUntilMs < now) {
+        row.owner = owner;
+        row.epoch++;
+        row.leaseUntilMs = now + leaseMs;
+        won.push({ shard, epoch: row.epoch });
+      }
+    }
+    return won.sort((a, b) => a.shard - b.shard);
+  }
+
+  async renewShards(owner: string, leases: ShardLease[], leaseMs: number): Promise<number[]> {
+    this.open();
+    const now = this.data.nowMs();
+    const renewed: number[] = [];
+    for (const { shard, epoch } of leases) {
+      const row = this.data.shards[shard];
+      if (row === undefined || row.owner !== owner || row.epoch !== epoch) continue;
+      row.leaseUntilMs = now + leaseMs;
+      renewed.push(shard);
+    }
+    return renewed.sort((a, b) => a - b);
+  }
+
+  async releaseShards(owner: string, leases: ShardLease[]): Promise<void> {
+    this.open();
+    for (const { shard, epoch } of leases) {
+      const row = this.data.shards[shard];
+      if (row === undefined || row.owner !== owner || row.epoch !== epoch) continue;
+      row.owner = null;
+      row.leaseUntilMs = null;
+    }
+  }
+
+  async listShards(): Promise<ShardRow[]> {
+    this.open();
+    return this.data.shards.map((row, shard) => ({ shard, ...row }));
+  }
+
+  async commit(batch: CommitBatch): Promise<CommitResult> {
+    this.open();
+    const stale = batch.shards.filter(({ shard, epoch }) => this.data.shards[shard]?.epoch !== epoch).map((s) => s.shard);
+    const fenced = new Set(batch.shards.map((s) => s.shard));
+    for (const write of batch.writes) {
+      const shard = write.kind === 'insert' ? write.job.shard : write.next.shard;
+      if (!fenced.has(shard)) throw new Error(`commit writes shard ${shard} without naming its epoch`);
+    }
+    if (stale.length > 0) return { status: 'stale_epoch', staleShards: [...new Set(stale)].sort((a, b) => a - b) };
+    const outcomes: WriteOutcome[] = batch.writes.map((write) => {
+      if (write.kind === 'insert') return this.insert(write.job);
+      const current = this.data.jobs.get(write.next.id);
+      if (current === undefined || current.version !== write.expectedVersion) return { ok: false, reason: 'conflict' };
+      if (write.token !== null && (current.attempts !== write.token.attempt || current.leaseEpoch !== write.token.epoch)) {
+        return { ok: false, reason: 'conflict' };
+      }
+      if (write.next.version !== write.expectedVersion + 1) throw new Error(`update of ${write.next.id} must bump the version by one`);
+      this.data.jobs.set(write.next.id, copy(write.next));
+      return { ok: true };
+    });
+    this.data.commits++;
+    return { status: 'committed', outcomes };
+  }
+
+  private insert(job: Job): WriteOutcome {
+    if (job.idempotencyKey !== null) {
+      const key = `${job.tenant}\u0000${job.idempotencyKey}`;
+      const existing = this.data.keys.get(key);
+      if (existing !== undefined) return { ok: false, reason: 'duplicate', existingJobId: existing };
+      this.data.keys.set(key, job.id);
+    }
+    if (this.data.jobs.has(job.id)) return { ok: false, reason: 'conflict' };
+    this.data.jobs.set(job.id, copy(job));
+    return { ok: true };
+  }
+
+  async loadShardJobs(shard: number, state: 'pending' | 'running', after: JobCursor | null, limit: number): Promise<Job[]> {
+    this.open();
+    return [...this.data.jobs.values()]
+      .filter((job) => job.shard === shard && job.state === state)
+      .filter((job) => after === null || job.runAtMs > after.runAtMs || (job.runAtMs === after.runAtMs && job.id > after.id))
+      .sort((a, b) => a.runAtMs - b.runAtMs || (a.id < b.id ? -1 : a.id > b.id ? 1 : 0))
+      .slice(0, limit)
+      .map(copy);
+  }
+
+  async getJob(id: string): Promise<Job | null> {
+    this.open();
+    const job = this.data.jobs.get(id);
+    return job === undefined ? null : copy(job);
+  }
+
+  async findByIdempotencyKey(tenant: string, key: string): Promise<string | null> {
+    this.open();
+    return this.data.keys.get(`${tenant}\u0000${key}`) ?? null;
+  }
+
+  async listJobs(tenant: string, filter: ListFilter): Promise<Page<Job>> {
+    this.open();
+    const after = filter.after ? decodeCursor(filter.after) : null;
+    const limit = Math.max(1, Math.min(filter.limit, 1000));
+    const matching = [...this.data.jobs.values()]
+      .filter((job) => job.tenant === tenant)
+      .filter((job) => filter.state === undefined || job.state === filter.state)
+      .filter((job) => filter.queue === undefined || job.queue === filter.queue)
+      .sort((a, b) => b.createdAtMs - a.createdAtMs || (a.id < b.id ? 1 : a.id > b.id ? -1 : 0))
+      .filter((job) => after === null || job.createdAtMs < after.createdAtMs || (job.createdAtMs === after.createdAtMs && job.id < after.id));
+    const items = matching.slice(0, limit).map(copy);
+    const last = items.at(-1);
+    const next = matching.length > limit && last !== undefined ? encodeCursor(last.createdAtMs, last.id) : null;
+    return { items, next };
+  }
+
+  async retention(nowMs: number, options: RetentionOptions): Promise<RetentionReport> {
+    this.open();
+    const today = partitionDay(nowMs);
+    const created: string[] = [];
+    for (let day = today; day < today + options.daysAhead; day++) {
+      if (this.data.partitions.has(day)) continue;
+      this.data.partitions.add(day);
+      created.push(partitionName(day));
+      // Rows that sat in the default partition move into their own, as in Postgres.
+    }
+    const dropped: string[] = [];
+    const keptLive: string[] = [];
+    for (const day of [...this.data.partitions].sort((a, b) => a - b)) {
+      const endMs = (day + 1) * DAY_MS;
+      if (endMs > nowMs - options.keepDays * DAY_MS) continue;
+      const inDay = [...this.data.jobs.values()].filter((job) => partitionDay(job.scheduledAtMs) === day);
+      if (inDay.some((job) => (LIVE_STATES as readonly JobState[]).includes(job.state))) {
+        keptLive.push(partitionName(day));
+        continue;
+      }
+      for (const job of inDay) {
+        this.data.jobs.delete(job.id);
+        if (job.idempotencyKey !== null) this.data.keys.delete(`${job.tenant}\u0000${job.idempotencyKey}`);
+      }
+      this.data.partitions.delete(day);
+      dropped.push(partitionName(day));
+    }
+    return { created, dropped, keptLive, ran: true };
+  }
+
+  async close(): Promise<void> {
+    this.closed = true;
+  }
+
+  private open(): void {
+    if (this.closed) throw new Error('store is closed');
+  }
+}
+
+function copy(job: Job): Job {
+  return { ...job, retry: { ...job.retry } };
+}
+
+function encodeCursor(createdAtMs: number, id: string): string {
+  return `${createdAtMs.toString(36)}.${id}`;
+}
+
+function decodeCursor(cursor: string): { createdAtMs: number; id: string } | null {
+  const dot = cursor.indexOf('.');
+  const createdAtMs = parseInt(cursor.slice(0, dot), 36);
+  return dot < 0 || !Number.isSafeInteger(createdAtMs) ? null : { createdAtMs, id: cursor.slice(dot + 1) };
+}
