@@ -1,0 +1,77 @@
+// One Kairos node: its actors wired together. The same factory runs in production (with the
+// system environment) and in the simulator (with the simulated one): TigerBeetle's "one
+// replica type, instantiated twice".
+
+import { ActorSystem, type ActorRef } from './actor/runtime.ts';
+import { Committer, type CommitterConfig, type CommitterMsg } from './commit/committer.ts';
+import { Dispatcher } from './dispatch/dispatcher.ts';
+import type { DispatcherMsg } from './dispatch/dispatcher-messages.ts';
+import type { Env } from './env.ts';
+import { DEFAULT_OWNER_CONFIG, ShardOwner, type OwnerConfig } from './owner/shard-owner.ts';
+import { RoutingTable } from './shards/routing-table.ts';
+import { DEFAULT_SHARD_MANAGER_CONFIG, ShardManager, type ShardManagerConfig, type ShardManagerMsg } from './shards/shard-manager.ts';
+
+export interface NodeConfig {
+  shardCount: number;
+  owner: OwnerConfig;
+  shards: ShardManagerConfig;
+  committer: CommitterConfig;
+}
+
+export const DEFAULT_NODE_CONFIG: NodeConfig = {
+  shardCount: 256,
+  owner: DEFAULT_OWNER_CONFIG,
+  shards: DEFAULT_SHARD_MANAGER_CONFIG,
+  committer: { inFlightMax: 4, batchWritesMax: 5_000 },
+};
+
+export interface KairosNode {
+  readonly env: Env;
+  readonly system: ActorSystem;
+  readonly routes: RoutingTable;
+  readonly committer: ActorRef<CommitterMsg>;
+  readonly dispatcher: ActorRef<DispatcherMsg>;
+  readonly shardManager: ActorRef<ShardManagerMsg>;
+  /** Starts acquiring `shards` (all of them by default). */
+  start(shards?: number[]): void;
+  /** Graceful stop: owners commit what they hold, shards are released, actors stop. */
+  shutdown(): Promise<void>;
+}
+
+export function createNode(env: Env, config: NodeConfig): KairosNode {
+  const system = new ActorSystem(env);
+  const routes = new RoutingTable(config.shardCount);
+  const committer = system.spawn<CommitterMsg>('committer', new Committer(config.committer));
+  const dispatcher = system.spawn<DispatcherMsg>('dispatcher', new Dispatcher());
+  const shardManager = system.spawn<ShardManagerMsg>(
+    'shards',
+    new ShardManager({
+      config: config.shards,
+      routes,
+      spawnOwner: (shard, epoch, exited) =>
+        system.spawn(`owner-${shard}`, new ShardOwner({ shard, epoch, config: config.owner, committer, dispatcher, exited })),
+    }),
+  );
+  return {
+    env,
+    system,
+    routes,
+    committer,
+    dispatcher,
+    shardManager,
+    start(shards = Array.from({ length: config.shardCount }, (_, i) => i)) {
+      shardManager.tell({ kind: 'start', desired: shards });
+    },
+    shutdown() {
+      return new Promise<void>((resolve) => {
+        shardManager.tell({
+          kind: 'shutdown',
+          done: () => {
+            system.stopAll();
+            resolve();
+          },
+        });
+      });
+    },
+  };
+}

@@ -1,0 +1,316 @@
+// The node's actors (shard manager, owners, committer, dispatcher) on virtual time and the
+// in-memory store: submissions, leases by credit, retries with backoff, dead letters, lease
+// expiry, cancellation, idempotency, delayed jobs, priorities and fencing.
+
+import { describe, expect, it } from 'vitest';
+import { DEFAULT_RETRY_POLICY, type Job, type LeaseToken } from '../../node/core/job/job.ts';
+import { DEFAULT_NODE_CONFIG, createNode, type KairosNode } from '../../node/core/node.ts';
+import type { AckOutcome, JobOutcome, Submission, SubmitOutcome, WorkerLink } from '../../node/core/owner/owner-messages.ts';
+import { SeededRandom } from '../../node/core/random.ts';
+import { EventQueue } from '../../sim/event-queue.ts';
+import { MemoryBacking, MemoryStore } from '../../sim/memory-store.ts';
+import { runUntil, simEnv } from '../../sim/sim-env.ts';
+
+const SHARDS = 4;
+const START_MS = 1_764_300_000_000;
+
+interface Lease {
+  job: Job;
+  token: LeaseToken;
+}
+
+class TestWorker implements WorkerLink {
+  leases: Lease[] = [];
+  revoked: Array<{ token: LeaseToken; reason: string }> = [];
+  constructor(readonly id: string) {}
+  lease(job: Job, token: LeaseToken): void {
+    this.leases.push({ job, token });
+  }
+  revoke(token: LeaseToken, reason: 'cancelled' | 'lease_lost'): void {
+    this.revoked.push({ token, reason });
+  }
+}
+
+function setup(overrides: Partial<typeof DEFAULT_NODE_CONFIG.owner> = {}) {
+  const queue = new EventQueue(START_MS);
+  const backing = new MemoryBacking(SHARDS, () => queue.nowMs);
+  const store = new MemoryStore(backing);
+  const env = simEnv({ nodeId: 'n1', queue, random: new SeededRandom(7), store });
+  const node = createNode(env, { ...DEFAULT_NODE_CONFIG, shardCount: SHARDS, owner: { ...DEFAULT_NODE_CONFIG.owner, ...overrides } });
+  node.start();
+  const run = (done: () => boolean, forMs = 60_000) => runUntil(queue, done, queue.nowMs + forMs);
+  return { queue, backing, store, node, run };
+}
+
+function submission(partial: Partial<Submission> = {}): Submission {
+  return {
+    queue: 'q',
+    payload: new Uint8Array([1, 2, 3]),
+    priority: 0,
+    runAtMs: null,
+    delayMs: 0,
+    idempotencyKey: null,
+    retry: DEFAULT_RETRY_POLICY,
+    ...partial,
+  };
+}
+
+function submit(node: KairosNode, shard: number, s: Submission, tenant = 't1'): { outcome?: SubmitOutcome } {
+  const box: { outcome?: SubmitOutcome } = {};
+  node.routes.ownerOf(shard)!.tell({ kind: 'submit', tenant, submission: s, reply: (o) => (box.outcome = o) });
+  return box;
+}
+
+function tellOwner<T>(node: KairosNode, shard: number, build: (reply: (o: T) => void) => Parameters<NonNullable<ReturnType<KairosNode['routes']['ownerOf']>>['tell']>[0]): { outcome?: T } {
+  const box: { outcome?: T } = {};
+  node.routes.ownerOf(shard)!.tell(build((o) => (box.outcome = o)));
+  return box;
+}
+
+async function started(ctx: ReturnType<typeof setup>) {
+  expect(await ctx.run(() => ctx.node.routes.served === SHARDS)).toBe(true);
+}
+
+describe('shard owner on virtual time', () => {
+  it('acknowledges a submission only once committed, then leases it by credit and completes it', async () => {
+    const ctx = setup();
+    await started(ctx);
+    const box = submit(ctx.node, 1, submission());
+    expect(box.outcome).toBeUndefined();
+    await ctx.run(() => box.outcome !== undefined);
+    expect(box.outcome).toMatchObject({ ok: true, duplicate: false });
+    const jobId = (box.outcome as { jobId: string }).jobId;
+    expect(ctx.backing.jobs.get(jobId)?.state).toBe('pending');
+
+    const worker = new TestWorker('w1');
+    ctx.node.dispatcher.tell({ kind: 'worker_joined', worker });
+    ctx.node.dispatcher.tell({ kind: 'credit', workerId: 'w1', queue: 'q', slots: 5 });
+    await ctx.run(() => worker.leases.length === 1);
+    const { token } = worker.leases[0]!;
+    expect(token).toEqual({ jobId, attempt: 1, epoch: ctx.backing.shards[1]!.epoch });
+    expect(ctx.backing.jobs.get(jobId)?.state).toBe('running');
+
+    const done = tellOwner<AckOutcome>(ctx.node, 1, (reply) => ({ kind: 'complete', token, result: new Uint8Array([9]), reply }));
+    await ctx.run(() => done.outcome !== undefined);
+    expect(done.outcome).toEqual({ ok: true });
+    expect(ctx.backing.jobs.get(jobId)).toMatchObject({ state: 'succeeded', attempts: 1, result: new Uint8Array([9]) });
+
+    const again = tellOwner<AckOutcome>(ctx.node, 1, (reply) => ({ kind: 'complete', token, result: null, reply }));
+    await ctx.run(() => again.outcome !== undefined);
+    expect(again.outcome).toMatchObject({ ok: false, error: { code: 'stale_lease' } });
+  });
+
+  it('runs many jobs across shards exactly once with group commit', async () => {
+    const ctx = setup();
+    await started(ctx);
+    const boxes = Array.from({ length: 2_000 }, (_, i) => submit(ctx.node, i % SHARDS, submission()));
+    const worker = new TestWorker('w1');
+    ctx.node.dispatcher.tell({ kind: 'worker_joined', worker });
+    ctx.node.dispatcher.tell({ kind: 'credit', workerId: 'w1', queue: 'q', slots: 64 });
+    let completed = 0;
+    const done = () => completed === 2_000;
+    while (!done()) {
+      await ctx.run(() => worker.leases.length > 0);
+      const leases = worker.leases.splice(0);
+      for (const { token } of leases) {
+        tellOwner<AckOutcome>(ctx.node, parseInt(token.jobId.slice(0, 3), 16), (reply) => ({
+          kind: 'complete', token, result: null, reply: (o) => { expect(o.ok).toBe(true); completed++; reply(o); },
+        }));
+      }
+      ctx.node.dispatcher.tell({ kind: 'credit', workerId: 'w1', queue: 'q', slots: leases.length });
+      await ctx.run(() => false, 10);
+    }
+    expect(boxes.every((b) => b.outcome?.ok)).toBe(true);
+    const jobs = [...ctx.backing.jobs.values()];
+    expect(jobs).toHaveLength(2_000);
+    expect(jobs.every((j) => j.state === 'succeeded' && j.attempts === 1)).toBe(true);
+    // Group commit: far fewer transactions than writes (3 per job).
+    expect(ctx.backing.commits).toBeLessThan(2_000);
+  });
+
+  it('retries with backoff, then buries after the last attempt; a non-retryable error buries at once', async () => {
+    const ctx = setup();
+    await started(ctx);
+    const policy = { attemptsMax: 3, backoffBaseMs: 1_000, backoffMaxMs: 10_000, jitter: 0 };
+    const a = submit(ctx.node, 0, submission({ retry: policy }));
+    const b = submit(ctx.node, 0, submission({ retry: policy, queue: 'other' }));
+    await ctx.run(() => a.outcome !== undefined && b.outcome !== undefined);
+    const worker = new TestWorker('w1');
+    ctx.node.dispatcher.tell({ kind: 'worker_joined', worker });
+    ctx.node.dispatcher.tell({ kind: 'credit', workerId: 'w1', queue: 'q', slots: 1 });
+    const startedAt: number[] = [];
+    for (let attempt = 1; attempt <= 3; attempt++) {
+      await ctx.run(() => worker.leases.length > 0);
+      const { token } = worker.leases.shift()!;
+      startedAt.push(ctx.queue.nowMs);
+      expect(token.attempt).toBe(attempt);
+      const f = tellOwner<AckOutcome>(ctx.node, 0, (reply) => ({ kind: 'fail', token, error: `boom ${attempt}`, retryable: true, reply }));
+      await ctx.run(() => f.outcome !== undefined);
+      expect(f.outcome).toEqual({ ok: true });
+      ctx.node.dispatcher.tell({ kind: 'credit', workerId: 'w1', queue: 'q', slots: 1 });
+    }
+    expect(startedAt[1]! - startedAt[0]!).toBeGreaterThanOrEqual(1_000);
+    expect(startedAt[2]! - startedAt[1]!).toBeGreaterThanOrEqual(2_000);
+    const idA = (a.outcome as { jobId: string }).jobId;
+    expect(ctx.backing.jobs.get(idA)).toMatchObject({ state: 'dead', attempts: 3, lastError: 'boom 3' });
+
+    ctx.node.dispatcher.tell({ kind: 'credit', workerId: 'w1', queue: 'other', slots: 1 });
+    await ctx.run(() => worker.leases.length > 0);
+    const { token } = worker.leases.shift()!;
+    const f = tellOwner<AckOutcome>(ctx.node, 0, (reply) => ({ kind: 'fail', token, error: 'bad input', retryable: false, reply }));
+    await ctx.run(() => f.outcome !== undefined);
+    expect(ctx.backing.jobs.get(token.jobId)).toMatchObject({ state: 'dead', attempts: 1 });
+
+    // A dead job requeued runs again, with a later attempt number.
+    const r = tellOwner<JobOutcome>(ctx.node, 0, (reply) => ({ kind: 'requeue', tenant: 't1', jobId: idA, attemptsMore: 1, reply }));
+    await ctx.run(() => r.outcome !== undefined);
+    expect(r.outcome).toMatchObject({ ok: true, job: { state: 'pending' } });
+    await ctx.run(() => worker.leases.length > 0);
+    expect(worker.leases[0]!.token).toMatchObject({ jobId: idA, attempt: 4 });
+  });
+
+  it('expires a silent lease, retries the job elsewhere and refuses the zombie', async () => {
+    const ctx = setup({ leaseMs: 5_000, leaseCheckMs: 500 });
+    await started(ctx);
+    const s = submit(ctx.node, 2, submission({ retry: { ...DEFAULT_RETRY_POLICY, backoffBaseMs: 100, jitter: 0 } }));
+    await ctx.run(() => s.outcome !== undefined);
+    const hung = new TestWorker('hung');
+    ctx.node.dispatcher.tell({ kind: 'worker_joined', worker: hung });
+    ctx.node.dispatcher.tell({ kind: 'credit', workerId: 'hung', queue: 'q', slots: 1 });
+    await ctx.run(() => hung.leases.length === 1);
+    const zombieToken = hung.leases[0]!.token;
+    ctx.node.dispatcher.tell({ kind: 'drain', workerId: 'hung', queue: null });
+    const healthy = new TestWorker('ok');
+    ctx.node.dispatcher.tell({ kind: 'worker_joined', worker: healthy });
+    ctx.node.dispatcher.tell({ kind: 'credit', workerId: 'ok', queue: 'q', slots: 1 });
+    const t0 = ctx.queue.nowMs;
+    await ctx.run(() => healthy.leases.length === 1);
+    expect(ctx.queue.nowMs - t0).toBeGreaterThanOrEqual(5_000);
+    expect(hung.revoked).toEqual([{ token: zombieToken, reason: 'lease_lost' }]);
+    const late = tellOwner<AckOutcome>(ctx.node, 2, (reply) => ({ kind: 'complete', token: zombieToken, result: null, reply }));
+    await ctx.run(() => late.outcome !== undefined);
+    expect(late.outcome).toMatchObject({ ok: false, error: { code: 'stale_lease' } });
+    const good = tellOwner<AckOutcome>(ctx.node, 2, (reply) => ({ kind: 'complete', token: healthy.leases[0]!.token, result: null, reply }));
+    await ctx.run(() => good.outcome !== undefined);
+    expect(ctx.backing.jobs.get(zombieToken.jobId)).toMatchObject({ state: 'succeeded', attempts: 2 });
+  });
+
+  it('heartbeats keep a long job leased', async () => {
+    const ctx = setup({ leaseMs: 5_000, leaseCheckMs: 500 });
+    await started(ctx);
+    const s = submit(ctx.node, 3, submission());
+    await ctx.run(() => s.outcome !== undefined);
+    const w = new TestWorker('w');
+    ctx.node.dispatcher.tell({ kind: 'worker_joined', worker: w });
+    ctx.node.dispatcher.tell({ kind: 'credit', workerId: 'w', queue: 'q', slots: 1 });
+    await ctx.run(() => w.leases.length === 1);
+    const { token } = w.leases[0]!;
+    for (let i = 0; i < 6; i++) {
+      await ctx.run(() => false, 3_000);
+      const hb = tellOwner<AckOutcome>(ctx.node, 3, (reply) => ({ kind: 'heartbeat', token, reply }));
+      await ctx.run(() => hb.outcome !== undefined);
+      expect(hb.outcome).toEqual({ ok: true, leaseMs: 5_000 });
+    }
+    expect(w.revoked).toEqual([]);
+    expect(ctx.backing.jobs.get(token.jobId)?.state).toBe('running');
+  });
+
+  it('cancels a pending job at once and a running one with a revocation', async () => {
+    const ctx = setup();
+    await started(ctx);
+    const p = submit(ctx.node, 0, submission({ delayMs: 60_000 }));
+    const r = submit(ctx.node, 0, submission());
+    await ctx.run(() => p.outcome !== undefined && r.outcome !== undefined);
+    const w = new TestWorker('w');
+    ctx.node.dispatcher.tell({ kind: 'worker_joined', worker: w });
+    ctx.node.dispatcher.tell({ kind: 'credit', workerId: 'w', queue: 'q', slots: 5 });
+    await ctx.run(() => w.leases.length === 1);
+    for (const box of [p, r]) {
+      const jobId = (box.outcome as { jobId: string }).jobId;
+      const c = tellOwner<JobOutcome>(ctx.node, 0, (reply) => ({ kind: 'cancel', tenant: 't1', jobId, reply }));
+      await ctx.run(() => c.outcome !== undefined);
+      expect(c.outcome).toMatchObject({ ok: true, job: { state: 'cancelled' } });
+    }
+    expect(w.revoked).toEqual([{ token: w.leases[0]!.token, reason: 'cancelled' }]);
+    const other = tellOwner<JobOutcome>(ctx.node, 0, (reply) => ({ kind: 'cancel', tenant: 't2', jobId: (p.outcome as { jobId: string }).jobId, reply }));
+    await ctx.run(() => other.outcome !== undefined);
+    expect(other.outcome).toMatchObject({ ok: false, error: { code: 'not_found' } });
+  });
+
+  it('deduplicates an idempotency key in memory and, after a restart, in the store', async () => {
+    const ctx = setup();
+    await started(ctx);
+    const a = submit(ctx.node, 1, submission({ idempotencyKey: 'k' }));
+    const b = submit(ctx.node, 1, submission({ idempotencyKey: 'k' }));
+    await ctx.run(() => a.outcome !== undefined && b.outcome !== undefined);
+    expect(a.outcome).toMatchObject({ ok: true, duplicate: false });
+    expect(b.outcome).toEqual({ ok: true, jobId: (a.outcome as { jobId: string }).jobId, duplicate: true });
+    let down = false;
+    void ctx.node.shutdown().then(() => (down = true));
+    await ctx.run(() => down);
+    expect(ctx.backing.shards.every((s) => s.owner === null)).toBe(true);
+
+    const env2 = simEnv({ nodeId: 'n1', queue: ctx.queue, random: new SeededRandom(8), store: ctx.store });
+    const node2 = createNode(env2, { ...DEFAULT_NODE_CONFIG, shardCount: SHARDS });
+    node2.start();
+    await runUntil(ctx.queue, () => node2.routes.served === SHARDS, ctx.queue.nowMs + 10_000);
+    const c = submit(node2, 1, submission({ idempotencyKey: 'k' }));
+    await runUntil(ctx.queue, () => c.outcome !== undefined, ctx.queue.nowMs + 10_000);
+    expect(c.outcome).toEqual(b.outcome);
+    expect(ctx.backing.jobs.size).toBe(1);
+  });
+
+  it('does not start a delayed job before run_at and runs higher priority first', async () => {
+    const ctx = setup();
+    await started(ctx);
+    const delayed = submit(ctx.node, 0, submission({ delayMs: 10_000, priority: 100 }));
+    const low = submit(ctx.node, 0, submission({ priority: -5 }));
+    const high = submit(ctx.node, 0, submission({ priority: 5 }));
+    await ctx.run(() => [delayed, low, high].every((b) => b.outcome !== undefined));
+    const t0 = ctx.queue.nowMs;
+    const w = new TestWorker('w');
+    ctx.node.dispatcher.tell({ kind: 'worker_joined', worker: w });
+    ctx.node.dispatcher.tell({ kind: 'credit', workerId: 'w', queue: 'q', slots: 1 });
+    await ctx.run(() => w.leases.length === 1);
+    expect(w.leases[0]!.job.priority).toBe(5);
+    ctx.node.dispatcher.tell({ kind: 'credit', workerId: 'w', queue: 'q', slots: 1 });
+    await ctx.run(() => w.leases.length === 2);
+    expect(w.leases[1]!.job.priority).toBe(-5);
+    ctx.node.dispatcher.tell({ kind: 'credit', workerId: 'w', queue: 'q', slots: 1 });
+    await ctx.run(() => w.leases.length === 3);
+    expect(w.leases[2]!.job.priority).toBe(100);
+    expect(ctx.queue.nowMs - t0).toBeGreaterThanOrEqual(10_000);
+  });
+
+  it('a deposed owner commits nothing more; the node takes the shard back at a new epoch', async () => {
+    const ctx = setup();
+    await started(ctx);
+    const epochBefore = ctx.backing.shards[0]!.epoch;
+    // Another node steals shard 0 (as if our lease had lapsed) and gives it up again.
+    const thief = new MemoryStore(ctx.backing);
+    ctx.backing.shards[0]!.leaseUntilMs = 0;
+    const [stolen] = await thief.acquireShards('thief', [0], 1_000);
+    await thief.releaseShards('thief', [stolen!]);
+    const s = submit(ctx.node, 0, submission());
+    await ctx.run(() => s.outcome !== undefined);
+    expect(s.outcome).toMatchObject({ ok: false, error: { code: 'unavailable' } });
+    expect(ctx.backing.jobs.size).toBe(0);
+    await ctx.run(() => ctx.node.routes.served === SHARDS && ctx.backing.shards[0]!.epoch > epochBefore + 1);
+    const again = submit(ctx.node, 0, submission());
+    await ctx.run(() => again.outcome !== undefined);
+    expect(again.outcome).toMatchObject({ ok: true });
+  });
+
+  it('keeps the in-memory queue bounded and pages the rest from the store', async () => {
+    const ctx = setup({ memoryJobsMax: 50 });
+    await started(ctx);
+    const boxes = Array.from({ length: 400 }, () => submit(ctx.node, 0, submission()));
+    await ctx.run(() => boxes.every((b) => b.outcome !== undefined));
+    expect(boxes.every((b) => b.outcome?.ok)).toBe(true);
+    const w = new TestWorker('w');
+    ctx.node.dispatcher.tell({ kind: 'worker_joined', worker: w });
+    ctx.node.dispatcher.tell({ kind: 'credit', workerId: 'w', queue: 'q', slots: 400 });
+    await ctx.run(() => w.leases.length === 400);
+    expect(new Set(w.leases.map((l) => l.token.jobId)).size).toBe(400);
+  });
+});
