@@ -7,7 +7,9 @@ import { Committer, type CommitterConfig, type CommitterMsg } from './commit/com
 import { Dispatcher } from './dispatch/dispatcher.ts';
 import type { DispatcherMsg } from './dispatch/dispatcher-messages.ts';
 import type { Env } from './env.ts';
+import { DEFAULT_GATEWAY_CONFIG, Gateway, type GatewayConfig, type GatewayMsg } from './gateway/gateway.ts';
 import { DEFAULT_OWNER_CONFIG, ShardOwner, type OwnerConfig } from './owner/shard-owner.ts';
+import { DEFAULT_RETENTION_CONFIG, RetentionRunner, type RetentionConfig, type RetentionMsg } from './retention/retention-runner.ts';
 import { RoutingTable } from './shards/routing-table.ts';
 import { DEFAULT_SHARD_MANAGER_CONFIG, ShardManager, type ShardManagerConfig, type ShardManagerMsg } from './shards/shard-manager.ts';
 
@@ -16,6 +18,8 @@ export interface NodeConfig {
   owner: OwnerConfig;
   shards: ShardManagerConfig;
   committer: CommitterConfig;
+  gateway: GatewayConfig;
+  retention: RetentionConfig;
 }
 
 export const DEFAULT_NODE_CONFIG: NodeConfig = {
@@ -23,6 +27,8 @@ export const DEFAULT_NODE_CONFIG: NodeConfig = {
   owner: DEFAULT_OWNER_CONFIG,
   shards: DEFAULT_SHARD_MANAGER_CONFIG,
   committer: { inFlightMax: 4, batchWritesMax: 5_000 },
+  gateway: DEFAULT_GATEWAY_CONFIG,
+  retention: DEFAULT_RETENTION_CONFIG,
 };
 
 export interface KairosNode {
@@ -32,6 +38,8 @@ export interface KairosNode {
   readonly committer: ActorRef<CommitterMsg>;
   readonly dispatcher: ActorRef<DispatcherMsg>;
   readonly shardManager: ActorRef<ShardManagerMsg>;
+  /** Where the transport adapter delivers client and worker connections. */
+  readonly gateway: ActorRef<GatewayMsg>;
   /** Starts acquiring `shards` (all of them by default). */
   start(shards?: number[]): void;
   /** Graceful stop: owners commit what they hold, shards are released, actors stop. */
@@ -52,8 +60,11 @@ export function createNode(env: Env, config: NodeConfig): KairosNode {
         system.spawn(`owner-${shard}`, new ShardOwner({ shard, epoch, config: config.owner, committer, dispatcher, exited })),
     }),
   );
+  const gateway = system.spawn<GatewayMsg>('gateway', new Gateway({ config: config.gateway, routes, dispatcher }));
+  const retention = system.spawn<RetentionMsg>('retention', new RetentionRunner(config.retention));
   return {
     env,
+    gateway,
     system,
     routes,
     committer,
@@ -61,6 +72,7 @@ export function createNode(env: Env, config: NodeConfig): KairosNode {
     shardManager,
     start(shards = Array.from({ length: config.shardCount }, (_, i) => i)) {
       shardManager.tell({ kind: 'start', desired: shards });
+      retention.tell({ kind: 'run' });
     },
     shutdown() {
       return new Promise<void>((resolve) => {

@@ -1,0 +1,19 @@
+// Shared option handling for the CLI: every option can also come from the environment, and a
+// bad value is one clear line, not a stack trace.
+
+export class UsageError extends Error {
+  override readonly name = 'UsageError';
+}
+
+export function intOption(value: string | undefined, name: string, fallback: number, min = 0, max = Number.MAX_SAFE_INTEGER): number {
+  if (value === undefined || value === '') return fallback;
+  const n = Number(value);
+  if (!Number.isInteger(n) || n < min || n > max) throw new UsageError(`${name} must be an integer in [${min}, ${max}], got '${value}'`);
+  return n;
+}
+
+export function oneOfOption<T extends string>(value: string | undefined, name: string, allowed: readonly T[], fallback: T): T {
+  if (value === undefined || value === '') return fallback;
+  if (!(allowed as readonly string[]).includes(value)) throw new UsageError(`${name} must be one of ${allowed.join(', ')}, got '${value}'`);
+  return value as T;
+}

@@ -1,0 +1,58 @@
+// `kairos start`: run a node in the foreground until SIGINT or SIGTERM, then stop gracefully.
+
+import { parseArgs } from 'node:util';
+import { startNodeProcess } from '../adapters/node-process.ts';
+import { loadTokens } from '../adapters/tokens.ts';
+import type { LogLevel } from '../core/env.ts';
+import { intOption, oneOfOption } from './args.ts';
+
+export const START_HELP = `kairos start [options]
+  --data-dir DIR     node id and embedded Postgres data (env KAIROS_DATA_DIR, default ./.kairos)
+  --host HOST        address to listen on (env KAIROS_HOST, default 127.0.0.1)
+  --port PORT        WebSocket port (env KAIROS_PORT, default 7070)
+  --pg-port PORT     embedded Postgres port (env KAIROS_PG_PORT, default 54329)
+  --node-id ID       node id (default: generated once, kept in the data dir)
+  --shards N         shard count, fixed when the cluster is created (env KAIROS_SHARDS, default 256)
+  --tokens FILE      JSON {"token": "tenant"} (env KAIROS_TOKENS_FILE or KAIROS_TOKENS=token=tenant,...)
+  --log-level LEVEL  debug|info|warn|error (env KAIROS_LOG_LEVEL, default info)
+Uses DATABASE_URL when set, else starts the embedded PostgreSQL.`;
+
+export async function startCommand(argv: string[]): Promise<void> {
+  const { values } = parseArgs({
+    args: argv,
+    options: {
+      'data-dir': { type: 'string' },
+      host: { type: 'string' },
+      port: { type: 'string' },
+      'pg-port': { type: 'string' },
+      'node-id': { type: 'string' },
+      shards: { type: 'string' },
+      tokens: { type: 'string' },
+      'log-level': { type: 'string' },
+    },
+  });
+  const env = process.env;
+  const shardCount = intOption(values.shards ?? env.KAIROS_SHARDS, '--shards', 256, 1, 4096);
+  const node = await startNodeProcess({
+    dataDir: values['data-dir'] ?? env.KAIROS_DATA_DIR ?? '.kairos',
+    host: values.host ?? env.KAIROS_HOST ?? '127.0.0.1',
+    port: intOption(values.port ?? env.KAIROS_PORT, '--port', 7070, 0, 65535),
+    pgPort: intOption(values['pg-port'] ?? env.KAIROS_PG_PORT, '--pg-port', 54329, 1, 65535),
+    ...(values['node-id'] !== undefined && { nodeId: values['node-id'] }),
+    tokens: loadTokens(env, values.tokens),
+    logLevel: oneOfOption<LogLevel>(values['log-level'] ?? env.KAIROS_LOG_LEVEL, '--log-level', ['debug', 'info', 'warn', 'error'], 'info'),
+    config: { shardCount },
+    onProgress: (step) => process.stderr.write(`kairos: ${step}…\n`),
+  });
+  await node.ready();
+  process.stdout.write(`kairos: node ${node.nodeId} ready at ${node.url} (${shardCount} shards, ${node.database.embedded ? 'embedded PostgreSQL' : 'DATABASE_URL'})\n`);
+  await new Promise<void>((resolve) => {
+    const stop = () => {
+      process.stderr.write('kairos: stopping…\n');
+      void node.stop().then(resolve);
+    };
+    process.once('SIGINT', stop);
+    process.once('SIGTERM', stop);
+  });
+  process.stdout.write('kairos: stopped\n');
+}
