@@ -1,13 +1,12 @@
 // The WebSocket transport of the gateway. It authenticates on the upgrade (a bearer token in
 // the Authorization header, or a `kairos.bearer.<token>` subprotocol for clients that cannot
 // set headers; never in the URL, where proxies and logs would keep it), decodes and validates
-// every frame, answers the ones that are not messages with a typed error, and hands messages
-// to the gateway actor. A connection that keeps sending bad frames is closed; the node goes on.
+// every frame, and hands the gateway actor either the message or what was wrong with the frame
+// (it answers both in order, and closes a connection that keeps sending bad frames).
 
 import { createServer, type IncomingMessage, type Server } from 'node:http';
 import type { Duplex } from 'node:stream';
 import { WebSocketServer, type WebSocket } from 'ws';
-import { errorReply } from '../../protocol/client-messages.ts';
 import { encodeMessage } from '../../protocol/codec.ts';
 import { CODEC_LIMITS } from '../../protocol/limits.ts';
 import { decodeFromClient } from '../../protocol/validate.ts';
@@ -17,8 +16,6 @@ import type { ClientConnection, GatewayMsg } from '../core/gateway/gateway.ts';
 import type { TokenTable } from './tokens.ts';
 
 export const BEARER_SUBPROTOCOL_PREFIX = 'kairos.bearer.';
-/** Bad frames a connection may send before it is closed as abusive. */
-const BAD_FRAMES_MAX = 100;
 /** Frames up to this size reach the codec, which answers `frame_too_large`; larger ones make
  * the ws library close the connection (1009) without buffering them. */
 const WS_PAYLOAD_MAX = 2 * CODEC_LIMITS.frameBytesMax;
@@ -64,7 +61,6 @@ export async function startWsGateway(options: WsGatewayOptions): Promise<WsGatew
 
   function accept(ws: WebSocket, tenant: string): void {
     const id = `c${++nextConn}`;
-    let badFrames = 0;
     const conn: ClientConnection = {
       id,
       tenant,
@@ -82,8 +78,7 @@ export async function startWsGateway(options: WsGatewayOptions): Promise<WsGatew
         return;
       }
       const error = decoded === null ? { code: 'malformed' as const, message: 'frames are binary msgpack, not text' } : decoded.error;
-      conn.send(errorReply(decoded === null ? null : decoded.rid, error));
-      if (++badFrames >= BAD_FRAMES_MAX) conn.close('too many bad frames');
+      gateway.tell({ kind: 'bad_frame', connId: id, rid: decoded === null ? null : decoded.rid, error });
     });
     ws.on('close', () => gateway.tell({ kind: 'closed', connId: id }));
     ws.on('error', (error) => logger.log('debug', 'gateway.socket_error', { conn: id, error: String(error) }));

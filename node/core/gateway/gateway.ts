@@ -33,6 +33,8 @@ export type GatewayMsg =
   | { kind: 'opened'; conn: ClientConnection }
   | { kind: 'request'; connId: string; msg: ClientToNode | WorkerToNode }
   | { kind: 'closed'; connId: string }
+  /** A frame that was not a valid message: answered in order with the others. */
+  | { kind: 'bad_frame'; connId: string; rid: number | null; error: ErrorBody }
   /** A request finished: send its reply and free its in-flight slots. */
   | { kind: 'reply'; connId: string; reply: NodeToClient | NodeToWorker; slots: number }
   | { kind: 'batch_item'; connId: string; batch: BatchState; index: number; outcome: SubmitOutcome };
@@ -52,6 +54,7 @@ export const DEFAULT_GATEWAY_CONFIG: GatewayConfig = {
 interface ConnState {
   conn: ClientConnection;
   greeted: boolean;
+  badFrames: number;
   inflight: number;
   subscriptions: Set<string>;
   workerId: string | null;
@@ -63,6 +66,8 @@ interface BatchState {
   remaining: number;
 }
 
+/** Bad frames a connection may send before it is closed as abusive. */
+const BAD_FRAMES_MAX = 100;
 const RETRY_UNAVAILABLE_MS = 500;
 const RETRY_OVERLOADED_MS = 100;
 /** Room left in a reply frame for everything but the jobs' bytes. */
@@ -90,10 +95,17 @@ export class Gateway implements Actor<GatewayMsg> {
   receive(msg: GatewayMsg, ctx: ActorContext<GatewayMsg>): void {
     switch (msg.kind) {
       case 'opened':
-        this.conns.set(msg.conn.id, { conn: msg.conn, greeted: false, inflight: 0, subscriptions: new Set(), workerId: null });
+        this.conns.set(msg.conn.id, { conn: msg.conn, greeted: false, badFrames: 0, inflight: 0, subscriptions: new Set(), workerId: null });
         return;
       case 'closed':
         return this.closed(msg.connId);
+      case 'bad_frame': {
+        const state = this.conns.get(msg.connId);
+        if (state === undefined) return;
+        state.conn.send(errorReply(msg.rid, msg.error));
+        if (++state.badFrames === BAD_FRAMES_MAX) state.conn.close('too many bad frames');
+        return;
+      }
       case 'reply': {
         const state = this.conns.get(msg.connId);
         if (state === undefined) return;

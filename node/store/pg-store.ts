@@ -1,0 +1,193 @@
+// The PostgreSQL store: the Store contract (node/core/store.ts) on a pg Pool. Shard leases and
+// job reads live here; the fenced write path is pg-commit.ts, retention pg-retention.ts, the
+// row mapping pg-rows.ts.
+//
+// Leases run on the database's clock (now()), never the node's: nodes' clocks may disagree,
+// and safety must not depend on them. A node still stops serving by its own monotonic clock
+// before its lease lapses (DESIGN.md); the store only decides who may acquire.
+
+import assert from 'node:assert/strict';
+import pg from 'pg';
+import { parseJobId } from '../core/job/job-id.ts';
+import type { Job } from '../core/job/job.ts';
+import type { JobCursor, ListFilter, Page, ShardLease, ShardRow, Store } from '../core/store.ts';
+import { decodeListCursor, encodeListCursor } from './list-cursor.ts';
+import { migrate } from './migrate.ts';
+import { ensureCluster } from './pg-cluster.ts';
+import { commitBatch } from './pg-commit.ts';
+import { runRetention } from './pg-retention.ts';
+import { JOB_SELECT, jobFromRow, msFromTs, tsFromMs, type JobRow } from './pg-rows.ts';
+import { query } from './pg-tx.ts';
+
+export interface PgStoreOptions {
+  connectionString: string;
+  /** Connections in the pool: the number of batches that can be in flight at once. */
+  poolSize?: number;
+  /** The cluster's shard count; checked against the one recorded at cluster creation. */
+  shardCount: number;
+}
+
+export const LIST_LIMIT_MAX = 1000;
+
+/* Acquire shards that are free, already ours, or whose lease lapsed; bump their epoch.
+ * In: $1 shard ids, $2 owner, $3 lease length (ms). Out: (id, epoch) of the shards won.
+ * The CTE locks the candidate rows in id order, so two nodes acquiring overlapping sets
+ * cannot deadlock; the UPDATE then re-checks the condition on the latest row version, so of
+ * two racing nodes the second sees the first's ownership and takes nothing. */
+const ACQUIRE_SQL = `
+WITH candidates AS (SELECT id FROM shards WHERE id = ANY($1::int[]) ORDER BY id FOR UPDATE)
+UPDATE shards AS s
+SET owner = $2, epoch = s.epoch + 1, lease_until = now() + $3::float8 * interval '1 millisecond'
+FROM candidates c
+WHERE s.id = c.id AND (s.owner IS NULL OR s.owner = $2 OR s.lease_until < now())
+RETURNING s.id, s.epoch`;
+
+/* Extend the leases the owner still holds at the given epochs, all in one statement.
+ * In: $1 owner, $2 shard ids, $3 epochs (pairwise), $4 lease length (ms). Out: ids renewed. */
+const RENEW_SQL = `
+UPDATE shards AS s SET lease_until = now() + $4::float8 * interval '1 millisecond'
+FROM unnest($2::int[], $3::bigint[]) AS l(id, epoch)
+WHERE s.id = l.id AND s.epoch = l.epoch AND s.owner = $1
+RETURNING s.id`;
+
+/* Give shards up, keeping the epoch (the next acquisition bumps it).
+ * In: $1 owner, $2 shard ids, $3 epochs (pairwise). */
+const RELEASE_SQL = `
+UPDATE shards AS s SET owner = NULL, lease_until = NULL
+FROM unnest($2::int[], $3::bigint[]) AS l(id, epoch)
+WHERE s.id = l.id AND s.epoch = l.epoch AND s.owner = $1`;
+
+const LIST_SHARDS_SQL = `SELECT id, owner, epoch, ${msFromTs('lease_until')} AS lease_until FROM shards ORDER BY id`;
+
+/* A page of one shard's jobs in one state, by (run_at, id), served by the
+ * (shard, status, run_at, id) index of each partition, merged in order.
+ * In: $1 shard, $2 state, $3 limit, then for later pages $4 run_at (ms) and $5 id of the
+ * last row seen. The row comparison is an index condition, so a page costs its own size. */
+const LOAD_FIRST_SQL = `SELECT ${JOB_SELECT} FROM jobs WHERE shard = $1 AND status = $2 ORDER BY run_at, id LIMIT $3`;
+const LOAD_AFTER_SQL = `SELECT ${JOB_SELECT} FROM jobs WHERE shard = $1 AND status = $2
+  AND (run_at, id) > (${tsFromMs('$4::float8')}, $5) ORDER BY run_at, id LIMIT $3`;
+
+/* One job. In: $1 id, $2 scheduled_at (ms, parsed from the id), which prunes to one partition. */
+const GET_JOB_SQL = `SELECT ${JOB_SELECT} FROM jobs WHERE id = $1 AND scheduled_at = ${tsFromMs('$2::float8')}`;
+
+const FIND_KEY_SQL = 'SELECT job_id FROM idempotency WHERE tenant = $1 AND key = $2';
+
+export async function createPgStore(options: PgStoreOptions): Promise<Store> {
+  const { connectionString, shardCount } = options;
+  await migrate(connectionString);
+  const pool = new pg.Pool({
+    connectionString,
+    max: options.poolSize ?? 10,
+    connectionTimeoutMillis: 10_000,
+    keepAlive: true,
+    application_name: 'kairos',
+    // A hung statement or a node stalled inside a transaction would hold shard-row locks and
+    // block the next owner's acquisition; the server cuts both off.
+    statement_timeout: 30_000,
+    idle_in_transaction_session_timeout: 30_000,
+  });
+  // An idle connection that dies is dropped by the pool; the next checkout opens a new one.
+  // Without a listener, the pool's 'error' event would crash the process.
+  pool.on('error', () => {});
+  try {
+    await ensureCluster(pool, shardCount);
+  } catch (error) {
+    await pool.end();
+    throw error;
+  }
+
+  const checkShards = (shards: readonly number[]): void => {
+    for (const shard of shards) assert.ok(Number.isInteger(shard) && shard >= 0 && shard < shardCount, `shard ${shard} out of range`);
+  };
+  // Sorted by shard so that every statement locks shard rows in the same order.
+  const byShard = (leases: ShardLease[]): ShardLease[] => [...leases].sort((a, b) => a.shard - b.shard);
+
+  return {
+    async acquireShards(owner, shards, leaseMs) {
+      checkShards(shards);
+      const rows = await query<{ id: number; epoch: string }>(pool, 'acquireShards', ACQUIRE_SQL, [shards, owner, leaseMs]);
+      return rows.map((row) => ({ shard: row.id, epoch: Number(row.epoch) })).sort((a, b) => a.shard - b.shard);
+    },
+
+    async renewShards(owner, leases, leaseMs) {
+      const sorted = byShard(leases);
+      const rows = await query<{ id: number }>(pool, 'renewShards', RENEW_SQL, [
+        owner,
+        sorted.map((l) => l.shard),
+        sorted.map((l) => l.epoch),
+        leaseMs,
+      ]);
+      return rows.map((row) => row.id).sort((a, b) => a - b);
+    },
+
+    async releaseShards(owner, leases) {
+      const sorted = byShard(leases);
+      await query(pool, 'releaseShards', RELEASE_SQL, [owner, sorted.map((l) => l.shard), sorted.map((l) => l.epoch)]);
+    },
+
+    async listShards(): Promise<ShardRow[]> {
+      const rows = await query<{ id: number; owner: string | null; epoch: string; lease_until: number | null }>(
+        pool,
+        'listShards',
+        LIST_SHARDS_SQL,
+        [],
+      );
+      return rows.map((row) => ({ shard: row.id, owner: row.owner, epoch: Number(row.epoch), leaseUntilMs: row.lease_until }));
+    },
+
+    commit: (batch) => commitBatch(pool, batch),
+
+    async loadShardJobs(shard, state, after: JobCursor | null, limit) {
+      assert.ok(Number.isInteger(limit) && limit >= 1, `limit must be a positive integer, got ${limit}`);
+      const rows =
+        after === null
+          ? await query<JobRow>(pool, 'loadShardJobs', LOAD_FIRST_SQL, [shard, state, limit])
+          : await query<JobRow>(pool, 'loadShardJobs', LOAD_AFTER_SQL, [shard, state, limit, after.runAtMs, after.id]);
+      return rows.map(jobFromRow);
+    },
+
+    async getJob(id) {
+      const parts = parseJobId(id);
+      if (parts === null) return null;
+      const rows = await query<JobRow>(pool, 'getJob', GET_JOB_SQL, [id, parts.scheduledAtMs]);
+      return rows.length === 0 ? null : jobFromRow(rows[0]!);
+    },
+
+    async findByIdempotencyKey(tenant, key) {
+      const rows = await query<{ job_id: string }>(pool, 'findByIdempotencyKey', FIND_KEY_SQL, [tenant, key]);
+      return rows[0]?.job_id ?? null;
+    },
+
+    listJobs: (tenant, filter) => listJobs(pool, tenant, filter),
+
+    retention: (nowMs, retentionOptions) => runRetention(pool, shardCount, nowMs, retentionOptions),
+
+    close: () => pool.end(),
+  };
+}
+
+/* A tenant's jobs newest first, optionally in one state and/or queue, after a cursor.
+ * Built per call from the filters present, so each shape is a plain conjunction that the
+ * (tenant, created_at DESC, id DESC) or (tenant, status, created_at DESC, id DESC) index
+ * serves in order; one more row than the page is read to know whether a next page exists. */
+async function listJobs(pool: pg.Pool, tenant: string, filter: ListFilter): Promise<Page<Job>> {
+  assert.ok(Number.isInteger(filter.limit) && filter.limit >= 1, `limit must be a positive integer, got ${filter.limit}`);
+  const limit = Math.min(filter.limit, LIST_LIMIT_MAX);
+  const values: unknown[] = [tenant];
+  const where = ['tenant = $1'];
+  if (filter.state !== undefined) where.push(`status = $${values.push(filter.state)}`);
+  if (filter.queue !== undefined) where.push(`queue = $${values.push(filter.queue)}`);
+  if (filter.after != null) {
+    const cursor = decodeListCursor(filter.after);
+    if (cursor === null) throw new RangeError('listJobs: malformed cursor');
+    const createdAt = tsFromMs(`$${values.push(cursor.createdAtMs)}::float8`);
+    where.push(`(created_at, id) < (${createdAt}, $${values.push(cursor.id)})`);
+  }
+  const text = `SELECT ${JOB_SELECT} FROM jobs WHERE ${where.join(' AND ')}
+    ORDER BY created_at DESC, id DESC LIMIT $${values.push(limit + 1)}`;
+  const jobs = (await query<JobRow>(pool, 'listJobs', text, values)).map(jobFromRow);
+  const items = jobs.slice(0, limit);
+  const last = items.at(-1);
+  const next = jobs.length > limit && last !== undefined ? encodeListCursor({ createdAtMs: last.createdAtMs, id: last.id }) : null;
+  return { items, next };
+}

@@ -1,0 +1,73 @@
+-- The schema that node/store/migrations produce, read back from a migrated database by
+-- test/support/schema-dump.ts. Generated, do not edit; after adding a migration, regenerate:
+--   UPDATE_SCHEMA_DUMP=1 npx vitest run test/conformance/pg-store.test.ts
+-- (Daily partitions jobs_pYYYYMMDD are created at run time by the retention pass.)
+
+CREATE TABLE cluster (
+  id boolean NOT NULL DEFAULT true,
+  shard_count integer NOT NULL,
+  created_at timestamp with time zone NOT NULL DEFAULT now(),
+  CONSTRAINT cluster_id_check CHECK (id),
+  CONSTRAINT cluster_pkey PRIMARY KEY (id),
+  CONSTRAINT cluster_shard_count_check CHECK ((shard_count > 0))
+);
+
+CREATE TABLE idempotency (
+  tenant text COLLATE "C" NOT NULL,
+  key text COLLATE "C" NOT NULL,
+  job_id text COLLATE "C" NOT NULL,
+  scheduled_at timestamp with time zone NOT NULL,
+  created_at timestamp with time zone NOT NULL DEFAULT now(),
+  CONSTRAINT idempotency_pkey PRIMARY KEY (tenant, key)
+);
+CREATE INDEX idempotency_scheduled_at ON public.idempotency USING btree (scheduled_at);
+
+CREATE TABLE jobs (
+  id text COLLATE "C" NOT NULL,
+  shard integer NOT NULL,
+  tenant text COLLATE "C" NOT NULL,
+  queue text COLLATE "C" NOT NULL,
+  payload bytea NOT NULL,
+  priority integer NOT NULL,
+  run_at timestamp with time zone NOT NULL,
+  scheduled_at timestamp with time zone NOT NULL,
+  status text COLLATE "C" NOT NULL,
+  attempts integer NOT NULL,
+  retry_attempts_max integer NOT NULL,
+  retry_backoff_base_ms integer NOT NULL,
+  retry_backoff_max_ms integer NOT NULL,
+  retry_jitter double precision NOT NULL,
+  idempotency_key text COLLATE "C",
+  lease_epoch bigint,
+  lease_expires_at timestamp with time zone,
+  version integer NOT NULL,
+  last_error text,
+  result bytea,
+  created_at timestamp with time zone NOT NULL,
+  updated_at timestamp with time zone NOT NULL,
+  finished_at timestamp with time zone,
+  CONSTRAINT jobs_pkey PRIMARY KEY (id, scheduled_at),
+  CONSTRAINT jobs_status_check CHECK ((status = ANY (ARRAY['pending'::text, 'running'::text, 'succeeded'::text, 'dead'::text, 'cancelled'::text])))
+) PARTITION BY RANGE (scheduled_at);
+CREATE INDEX jobs_shard_status_run_at ON ONLY public.jobs USING btree (shard, status, run_at, id);
+CREATE INDEX jobs_tenant_created_at ON ONLY public.jobs USING btree (tenant, created_at DESC, id DESC);
+CREATE INDEX jobs_tenant_status_created_at ON ONLY public.jobs USING btree (tenant, status, created_at DESC, id DESC);
+
+CREATE TABLE jobs_default PARTITION OF jobs DEFAULT;
+
+CREATE TABLE schema_migrations (
+  version integer NOT NULL,
+  name text NOT NULL,
+  checksum text NOT NULL,
+  applied_at timestamp with time zone NOT NULL DEFAULT now(),
+  CONSTRAINT schema_migrations_pkey PRIMARY KEY (version)
+);
+
+CREATE TABLE shards (
+  id integer NOT NULL,
+  owner text COLLATE "C",
+  epoch bigint NOT NULL DEFAULT 0,
+  lease_until timestamp with time zone,
+  CONSTRAINT shards_id_check CHECK ((id >= 0)),
+  CONSTRAINT shards_pkey PRIMARY KEY (id)
+);
