@@ -183,7 +183,7 @@ export class MemoryStore implements Store {
     const keptLive: string[] = [];
     for (const day of [...this.data.partitions].sort((a, b) => a - b)) {
       const endMs = (day + 1) * DAY_MS;
-      if (endMs > nowMs - options.keepDays * DAY_MS) continue;
+      if (nowMs - endMs <= options.keepDays * DAY_MS) continue;
       const inDay = [...this.data.jobs.values()].filter((job) => partitionDay(job.scheduledAtMs) === day);
       if (inDay.some((job) => (LIVE_STATES as readonly JobState[]).includes(job.state))) {
         keptLive.push(partitionName(day));
