@@ -1,0 +1,423 @@
+// Client ↔ node: what a client (the SDK, the CLI, a program in any language) sends to the node
+// it is connected to, its gateway, and what comes back. Requests carry a `rid` the client
+// chooses; the reply echoes it, so a client may have many requests in flight on one
+// connection and match replies in any order. Any request may be answered with `error` instead
+// of its reply. PROTOCOL.md documents every field.
+
+import type { JobState, RetryPolicy } from '../node/core/job/job.ts';
+import { ATTEMPTS_MAX_LIMIT, DEFAULT_RETRY_POLICY, ERROR_CHARS_MAX, JOB_STATES } from '../node/core/job/job.ts';
+import { retryPolicyProblem } from '../node/core/job/retry.ts';
+import { ERROR_CODE_NAMES, type ErrorBody } from './errors.ts';
+import {
+  idempotencyKeySchema,
+  jobIdSchema,
+  jobViewSchema,
+  payloadSchema,
+  prioritySchema,
+  queueSchema,
+  timeSchema,
+  type JobView,
+} from './job-view.ts';
+import {
+  BATCH_MAX,
+  CURSOR_CHARS_MAX,
+  DELAY_MS_MAX,
+  DURATION_MS_MAX,
+  FIELD_PATH_CHARS_MAX,
+  LABEL_CHARS_MAX,
+  LIST_LIMIT_MAX,
+  RID_MAX,
+  SHARD_COUNT_MAX,
+} from './limits.ts';
+import { joinKey } from './msgpack-read.ts';
+import {
+  arr,
+  bool,
+  int,
+  Invalid,
+  keyed,
+  literal,
+  nullable,
+  num,
+  obj,
+  oneOf,
+  opt,
+  refine,
+  str,
+  type Schema,
+  type SchemaTable,
+} from './schema.ts';
+
+// ---- Parts -------------------------------------------------------------------------------
+
+/** The retry policy a submission may set. Absent fields take their defaults (retryPolicyOf). */
+export interface RetrySpec {
+  attemptsMax?: number;
+  backoffBaseMs?: number;
+  backoffMaxMs?: number;
+  jitter?: number;
+}
+
+/** One job to submit. */
+export interface SubmitSpec {
+  queue: string;
+  payload: Uint8Array;
+  /** Higher runs first; default 0. */
+  priority?: number;
+  /** Run no earlier than this instant. Exclusive with delayMs; default: now. */
+  runAt?: number;
+  /** Run no earlier than this long after the node accepts the job. */
+  delayMs?: number;
+  /** Submissions of one tenant with the same key map to one job. */
+  idempotencyKey?: string;
+  retry?: RetrySpec;
+}
+
+/** The policy a job gets: DEFAULT_RETRY_POLICY with the fields the spec sets. An unset
+ * backoffMaxMs is raised to backoffBaseMs when that is larger, so setting only a long base
+ * backoff does not fail against the default cap. */
+export function retryPolicyOf(spec: RetrySpec | undefined): RetryPolicy {
+  const backoffBaseMs = spec?.backoffBaseMs ?? DEFAULT_RETRY_POLICY.backoffBaseMs;
+  return {
+    attemptsMax: spec?.attemptsMax ?? DEFAULT_RETRY_POLICY.attemptsMax,
+    backoffBaseMs,
+    backoffMaxMs: spec?.backoffMaxMs ?? Math.max(DEFAULT_RETRY_POLICY.backoffMaxMs, backoffBaseMs),
+    jitter: spec?.jitter ?? DEFAULT_RETRY_POLICY.jitter,
+  };
+}
+
+/** Outcome of one job of a `submit_batch`, at the same index as the job. */
+export type BatchResult = { jobId: string; duplicate: boolean } | { error: ErrorBody };
+
+// ---- Client → node -----------------------------------------------------------------------
+
+/** Client → node, first frame on every connection, once. The node answers `welcome` with the
+ * highest version both speak, or `error unsupported_version` and closes. Any other frame
+ * before `hello` is answered with `error illegal_state`. */
+export interface Hello {
+  t: 'hello';
+  /** Versions the client speaks. */
+  versions: number[];
+  /** Free-form client name and version, for the node's logs. */
+  client?: string;
+}
+
+/** Client → node: create one job. The node routes it to the owner of the job's shard, which
+ * commits it and only then replies `submitted`: an acknowledged job is durable. With an
+ * idempotency key the node returns the existing job (`duplicate: true`) instead of creating
+ * one. Refusals (`overloaded`, `rate_limited`, `unavailable`, `bad_request`) leave no job. */
+export interface Submit {
+  t: 'submit';
+  rid: number;
+  job: SubmitSpec;
+}
+
+/** Client → node: create up to batchMax jobs in one frame. The whole frame is validated first;
+ * one invalid job refuses the frame with `bad_request` naming it (`jobs[3].queue`). After
+ * that each job is accepted or refused on its own (jobs go to different shards), and
+ * `submitted_batch` reports each at its index. */
+export interface SubmitBatch {
+  t: 'submit_batch';
+  rid: number;
+  jobs: SubmitSpec[];
+}
+
+/** Client → node: read one job. Reply `job`, or `error not_found`. */
+export interface Get {
+  t: 'get';
+  rid: number;
+  jobId: string;
+}
+
+/** Client → node: list the tenant's jobs, newest first, optionally filtered. Reply `job_page`. */
+export interface List {
+  t: 'list';
+  rid: number;
+  state?: JobState;
+  queue?: string;
+  /** Jobs per page; default 100. */
+  limit?: number;
+  /** The `next` cursor of the previous page. */
+  after?: string;
+}
+
+/** Client → node: cancel a job that is pending or running. A running attempt's worker gets
+ * `revoke`. Reply `cancelled` once committed, or `error illegal_state` for a finished job. */
+export interface Cancel {
+  t: 'cancel';
+  rid: number;
+  jobId: string;
+}
+
+/** Client → node: follow a job. Reply `subscribed` with its current view; then the node pushes
+ * `job_changed` after every committed change until the job is terminal (that push is the
+ * last) or the client sends `unsubscribe`. */
+export interface Subscribe {
+  t: 'subscribe';
+  rid: number;
+  jobId: string;
+}
+
+/** Client → node: stop the pushes of `subscribe`. Reply `ok`, also when there was no
+ * subscription. */
+export interface Unsubscribe {
+  t: 'unsubscribe';
+  rid: number;
+  jobId: string;
+}
+
+/** Client → node: list dead jobs (the dead-letter queue), newest first. Reply `job_page`. */
+export interface DlqList {
+  t: 'dlq_list';
+  rid: number;
+  queue?: string;
+  limit?: number;
+  after?: string;
+}
+
+/** Client → node: send a dead job back to its queue with `attempts` more attempts (default 1).
+ * Reply `requeued` once committed, or `error illegal_state` when the job is not dead. */
+export interface DlqRequeue {
+  t: 'dlq_requeue';
+  rid: number;
+  jobId: string;
+  attempts?: number;
+}
+
+export type ClientToNode =
+  | Hello
+  | Submit
+  | SubmitBatch
+  | Get
+  | List
+  | Cancel
+  | Subscribe
+  | Unsubscribe
+  | DlqList
+  | DlqRequeue;
+/** Everything but `hello`: what a gateway forwards to a shard owner. */
+export type ClientRequest = Exclude<ClientToNode, Hello>;
+
+// ---- Node → client -----------------------------------------------------------------------
+
+/** Node → client, the reply to `hello`. The client uses `version` from now on and keeps its
+ * frames within `limits`. */
+export interface Welcome {
+  t: 'welcome';
+  version: number;
+  /** Id of the node the client is connected to. */
+  node: string;
+  shardCount: number;
+  limits: { frameBytesMax: number; payloadBytesMax: number; resultBytesMax: number; batchMax: number };
+}
+
+/** Node → client, the reply to `submit`: the job is committed. */
+export interface Submitted {
+  t: 'submitted';
+  rid: number;
+  jobId: string;
+  /** True when the idempotency key matched an existing job, which is returned instead. */
+  duplicate: boolean;
+}
+
+/** Node → client, the reply to `submit_batch`: one result per job, in order. */
+export interface SubmittedBatch {
+  t: 'submitted_batch';
+  rid: number;
+  results: BatchResult[];
+}
+
+/** Node → client, the reply to `get`. */
+export interface JobReply {
+  t: 'job';
+  rid: number;
+  job: JobView;
+}
+
+/** Node → client, the reply to `list` and `dlq_list`. A page holds at most `limit` jobs and is
+ * cut short to fit the frame limit; `next` is null on the last page. */
+export interface JobPage {
+  t: 'job_page';
+  rid: number;
+  jobs: JobView[];
+  next: string | null;
+}
+
+/** Node → client, the reply to `cancel`: the job as committed, cancelled. */
+export interface Cancelled {
+  t: 'cancelled';
+  rid: number;
+  job: JobView;
+}
+
+/** Node → client, the reply to `subscribe`: the job as it is now. */
+export interface Subscribed {
+  t: 'subscribed';
+  rid: number;
+  job: JobView;
+}
+
+/** Node → client, unsolicited, for a subscribed job after each committed change. Pushes of one
+ * job arrive in commit order; a client seeing `updatedAt` go backwards drops the push. */
+export interface JobChanged {
+  t: 'job_changed';
+  jobId: string;
+  job: JobView;
+}
+
+/** Node → client, the reply to `unsubscribe`. */
+export interface Ok {
+  t: 'ok';
+  rid: number;
+}
+
+/** Node → client, the reply to `dlq_requeue`: the job as committed, pending again. */
+export interface Requeued {
+  t: 'requeued';
+  rid: number;
+  job: JobView;
+}
+
+/** Node → client or worker: a request was refused, or a frame could not be read. `rid` is the
+ * request's, or null when the frame had none or it could not be read. */
+export interface ErrorReply extends ErrorBody {
+  t: 'error';
+  rid: number | null;
+}
+
+export function errorReply(rid: number | null, body: ErrorBody): ErrorReply {
+  return { t: 'error', rid, ...body };
+}
+
+export type NodeToClient =
+  | Welcome
+  | Submitted
+  | SubmittedBatch
+  | JobReply
+  | JobPage
+  | Cancelled
+  | Subscribed
+  | JobChanged
+  | Ok
+  | Requeued
+  | ErrorReply;
+
+// ---- Schemas -----------------------------------------------------------------------------
+
+export const ridSchema = int(0, RID_MAX);
+const cursorSchema = str(CURSOR_CHARS_MAX, { minChars: 1 });
+const limitSchema = int(1, LIST_LIMIT_MAX);
+
+// The ranges mirror retryPolicyProblem, which still runs on the filled-in policy and has the
+// last word; they are here so a bad field is named precisely.
+const retrySpecSchema: Schema<RetrySpec> = refine(
+  obj({
+    attemptsMax: opt(int(1, ATTEMPTS_MAX_LIMIT)),
+    backoffBaseMs: opt(int(0, 86_400_000)),
+    backoffMaxMs: opt(int(0, 7 * 86_400_000)),
+    jitter: opt(num(0, 1)),
+  }),
+  (spec, path) => {
+    const problem = retryPolicyProblem(retryPolicyOf(spec));
+    return problem === null ? null : new Invalid(path, problem);
+  },
+);
+
+export const submitSpecSchema: Schema<SubmitSpec> = refine(
+  obj({
+    queue: queueSchema,
+    payload: payloadSchema,
+    priority: opt(prioritySchema),
+    runAt: opt(timeSchema),
+    delayMs: opt(int(0, DELAY_MS_MAX)),
+    idempotencyKey: opt(idempotencyKeySchema),
+    retry: opt(retrySpecSchema),
+  }),
+  (spec, path) =>
+    spec.runAt !== undefined && spec.delayMs !== undefined
+      ? new Invalid(joinKey(path, 'delayMs'), 'runAt and delayMs exclude each other')
+      : null,
+);
+
+const errorBodyFields = {
+  code: oneOf(ERROR_CODE_NAMES),
+  message: str(ERROR_CHARS_MAX),
+  field: opt(str(FIELD_PATH_CHARS_MAX)),
+  retryAfterMs: opt(int(0, DURATION_MS_MAX)),
+};
+export const errorBodySchema: Schema<ErrorBody> = obj(errorBodyFields);
+
+const batchResultSchema: Schema<BatchResult> = keyed(
+  'error',
+  obj({ error: errorBodySchema }),
+  obj({ jobId: jobIdSchema, duplicate: bool }),
+);
+
+export const CLIENT_TO_NODE: SchemaTable<ClientToNode> = {
+  hello: obj({ t: literal('hello'), versions: arr(int(1, 0xffff), 16), client: opt(str(LABEL_CHARS_MAX)) }),
+  submit: obj({ t: literal('submit'), rid: ridSchema, job: submitSpecSchema }),
+  submit_batch: obj({ t: literal('submit_batch'), rid: ridSchema, jobs: arr(submitSpecSchema, BATCH_MAX) }),
+  get: obj({ t: literal('get'), rid: ridSchema, jobId: jobIdSchema }),
+  list: obj({
+    t: literal('list'),
+    rid: ridSchema,
+    state: opt(oneOf(JOB_STATES)),
+    queue: opt(queueSchema),
+    limit: opt(limitSchema),
+    after: opt(cursorSchema),
+  }),
+  cancel: obj({ t: literal('cancel'), rid: ridSchema, jobId: jobIdSchema }),
+  subscribe: obj({ t: literal('subscribe'), rid: ridSchema, jobId: jobIdSchema }),
+  unsubscribe: obj({ t: literal('unsubscribe'), rid: ridSchema, jobId: jobIdSchema }),
+  dlq_list: obj({
+    t: literal('dlq_list'),
+    rid: ridSchema,
+    queue: opt(queueSchema),
+    limit: opt(limitSchema),
+    after: opt(cursorSchema),
+  }),
+  dlq_requeue: obj({
+    t: literal('dlq_requeue'),
+    rid: ridSchema,
+    jobId: jobIdSchema,
+    attempts: opt(int(1, ATTEMPTS_MAX_LIMIT)),
+  }),
+};
+
+export const errorReplySchema: Schema<ErrorReply> = obj({
+  t: literal('error'),
+  rid: nullable(ridSchema),
+  ...errorBodyFields,
+});
+
+const positiveSchema = int(1, Number.MAX_SAFE_INTEGER);
+
+export const NODE_TO_CLIENT: SchemaTable<NodeToClient> = {
+  welcome: obj({
+    t: literal('welcome'),
+    version: int(1, 0xffff),
+    node: str(LABEL_CHARS_MAX, { minChars: 1 }),
+    shardCount: int(1, SHARD_COUNT_MAX),
+    limits: obj({
+      frameBytesMax: positiveSchema,
+      payloadBytesMax: positiveSchema,
+      resultBytesMax: positiveSchema,
+      batchMax: positiveSchema,
+    }),
+  }),
+  submitted: obj({ t: literal('submitted'), rid: ridSchema, jobId: jobIdSchema, duplicate: bool }),
+  submitted_batch: obj({ t: literal('submitted_batch'), rid: ridSchema, results: arr(batchResultSchema, BATCH_MAX) }),
+  job: obj({ t: literal('job'), rid: ridSchema, job: jobViewSchema }),
+  job_page: obj({
+    t: literal('job_page'),
+    rid: ridSchema,
+    jobs: arr(jobViewSchema, LIST_LIMIT_MAX),
+    next: nullable(cursorSchema),
+  }),
+  cancelled: obj({ t: literal('cancelled'), rid: ridSchema, job: jobViewSchema }),
+  subscribed: obj({ t: literal('subscribed'), rid: ridSchema, job: jobViewSchema }),
+  job_changed: obj({ t: literal('job_changed'), jobId: jobIdSchema, job: jobViewSchema }),
+  ok: obj({ t: literal('ok'), rid: ridSchema }),
+  requeued: obj({ t: literal('requeued'), rid: ridSchema, job: jobViewSchema }),
+  error: errorReplySchema,
+};

@@ -1,0 +1,259 @@
+// One or more sample messages of every type, shared by the golden-fixture and codec tests. Each
+// sample names its fixture file (test/fixtures/protocol/<name>.hex) and who decodes it.
+
+import type { ClientToNode, NodeToClient } from '../../protocol/client-messages.ts';
+import type { JobView } from '../../protocol/job-view.ts';
+import type { PeerMessage } from '../../protocol/peer-messages.ts';
+import type { NodeToWorker, WorkerToNode } from '../../protocol/worker-messages.ts';
+
+export type Direction = 'from-client' | 'from-node' | 'from-peer';
+
+export type Sample =
+  | { name: string; from: 'from-client'; message: ClientToNode | WorkerToNode }
+  | { name: string; from: 'from-node'; message: NodeToClient | NodeToWorker }
+  | { name: string; from: 'from-peer'; message: PeerMessage };
+
+export function toHex(bytes: Uint8Array): string {
+  return Array.from(bytes, (b) => b.toString(16).padStart(2, '0')).join('');
+}
+
+export function fromHex(hex: string): Uint8Array {
+  return Uint8Array.from(hex.replace(/\s+/g, '').match(/../g) ?? [], (pair) => parseInt(pair, 16));
+}
+
+const T0 = 1_767_225_600_000; // 2026-01-01T00:00:00Z
+const JOB_ID = '03f-mjuohs00-5-16';
+const OTHER_JOB_ID = '0a1-mjuohs6y-c-7';
+const text = (s: string) => new TextEncoder().encode(s);
+
+const doneView: JobView = {
+  id: JOB_ID,
+  queue: 'emails',
+  state: 'succeeded',
+  priority: 0,
+  runAt: T0,
+  scheduledAt: T0,
+  attempts: 1,
+  attemptsMax: 5,
+  idempotencyKey: 'order-1234',
+  lastError: null,
+  result: text('sent'),
+  payload: text('{"to":"ada@example.com"}'),
+  createdAt: T0,
+  updatedAt: T0 + 1500,
+  finishedAt: T0 + 1500,
+};
+
+const pendingView: JobView = {
+  ...doneView,
+  id: OTHER_JOB_ID,
+  state: 'pending',
+  priority: -5,
+  runAt: T0 + 60_000,
+  scheduledAt: T0 + 250,
+  attempts: 2,
+  idempotencyKey: null,
+  lastError: 'SMTP 451: try again later',
+  result: null,
+  createdAt: T0 + 250,
+  updatedAt: T0 + 30_000,
+  finishedAt: null,
+};
+
+const token = { jobId: JOB_ID, attempt: 2, epoch: 5 };
+
+const lease = {
+  t: 'lease',
+  token,
+  queue: 'emails',
+  payload: text('{"to":"ada@example.com"}'),
+  attemptsMax: 5,
+  leaseMs: 30_000,
+  job: { priority: 0, runAt: T0, createdAt: T0, idempotencyKey: 'order-1234', lastError: 'timeout' },
+} as const;
+
+export const SAMPLES: readonly Sample[] = [
+  // Client → node.
+  { name: 'hello', from: 'from-client', message: { t: 'hello', versions: [1], client: 'kairos-sdk/0.1.0' } },
+  {
+    name: 'submit',
+    from: 'from-client',
+    message: { t: 'submit', rid: 1, job: { queue: 'emails', payload: text('{"to":"ada@example.com"}') } },
+  },
+  {
+    name: 'submit-all-fields',
+    from: 'from-client',
+    message: {
+      t: 'submit',
+      rid: 2,
+      job: {
+        queue: 'emails',
+        payload: text('{"to":"ada@example.com"}'),
+        priority: 10,
+        runAt: T0 + 60_000,
+        idempotencyKey: 'order-1234',
+        retry: { attemptsMax: 3, backoffBaseMs: 500, backoffMaxMs: 60_000, jitter: 0.25 },
+      },
+    },
+  },
+  {
+    name: 'submit-delayed',
+    from: 'from-client',
+    message: { t: 'submit', rid: 3, job: { queue: 'reports', payload: new Uint8Array([0, 1, 2, 255]), delayMs: 3_600_000 } },
+  },
+  {
+    name: 'submit_batch',
+    from: 'from-client',
+    message: {
+      t: 'submit_batch',
+      rid: 4,
+      jobs: [
+        { queue: 'emails', payload: text('a'), idempotencyKey: 'k-1' },
+        { queue: 'emails', payload: text('b'), priority: -1 },
+      ],
+    },
+  },
+  { name: 'get', from: 'from-client', message: { t: 'get', rid: 5, jobId: JOB_ID } },
+  {
+    name: 'list',
+    from: 'from-client',
+    message: { t: 'list', rid: 6, state: 'pending', queue: 'emails', limit: 50, after: 'c:0a1-mjuohs6y-c-7' },
+  },
+  { name: 'list-unfiltered', from: 'from-client', message: { t: 'list', rid: 7 } },
+  { name: 'cancel', from: 'from-client', message: { t: 'cancel', rid: 8, jobId: JOB_ID } },
+  { name: 'subscribe', from: 'from-client', message: { t: 'subscribe', rid: 9, jobId: JOB_ID } },
+  { name: 'unsubscribe', from: 'from-client', message: { t: 'unsubscribe', rid: 10, jobId: JOB_ID } },
+  { name: 'dlq_list', from: 'from-client', message: { t: 'dlq_list', rid: 11, queue: 'emails', limit: 20 } },
+  { name: 'dlq_requeue', from: 'from-client', message: { t: 'dlq_requeue', rid: 12, jobId: JOB_ID, attempts: 3 } },
+  // Worker → node.
+  { name: 'credit', from: 'from-client', message: { t: 'credit', queue: 'emails', slots: 8 } },
+  { name: 'drain', from: 'from-client', message: { t: 'drain', queue: 'emails' } },
+  { name: 'drain-all', from: 'from-client', message: { t: 'drain' } },
+  { name: 'heartbeat', from: 'from-client', message: { t: 'heartbeat', rid: 13, token, progress: '40%' } },
+  { name: 'complete', from: 'from-client', message: { t: 'complete', rid: 14, token, result: text('sent') } },
+  { name: 'complete-no-result', from: 'from-client', message: { t: 'complete', rid: 15, token } },
+  {
+    name: 'fail',
+    from: 'from-client',
+    message: { t: 'fail', rid: 16, token, error: 'SMTP 451: try again later', retryable: true },
+  },
+  { name: 'return', from: 'from-client', message: { t: 'return', rid: 17, token } },
+  // Node → client.
+  {
+    name: 'welcome',
+    from: 'from-node',
+    message: {
+      t: 'welcome',
+      version: 1,
+      node: 'node-a',
+      shardCount: 256,
+      limits: { frameBytesMax: 1_048_576, payloadBytesMax: 262_144, resultBytesMax: 262_144, batchMax: 1000 },
+    },
+  },
+  { name: 'submitted', from: 'from-node', message: { t: 'submitted', rid: 1, jobId: JOB_ID, duplicate: false } },
+  {
+    name: 'submitted_batch',
+    from: 'from-node',
+    message: {
+      t: 'submitted_batch',
+      rid: 4,
+      results: [
+        { jobId: JOB_ID, duplicate: true },
+        { error: { code: 'overloaded', message: 'shard 161 is overloaded', retryAfterMs: 250 } },
+      ],
+    },
+  },
+  { name: 'job', from: 'from-node', message: { t: 'job', rid: 5, job: doneView } },
+  {
+    name: 'job_page',
+    from: 'from-node',
+    message: { t: 'job_page', rid: 6, jobs: [pendingView], next: 'c:0a1-mjuohs6y-c-7' },
+  },
+  { name: 'job_page-last', from: 'from-node', message: { t: 'job_page', rid: 7, jobs: [], next: null } },
+  {
+    name: 'cancelled',
+    from: 'from-node',
+    message: { t: 'cancelled', rid: 8, job: { ...pendingView, state: 'cancelled', finishedAt: T0 + 31_000 } },
+  },
+  { name: 'subscribed', from: 'from-node', message: { t: 'subscribed', rid: 9, job: pendingView } },
+  { name: 'job_changed', from: 'from-node', message: { t: 'job_changed', jobId: JOB_ID, job: doneView } },
+  { name: 'ok', from: 'from-node', message: { t: 'ok', rid: 10 } },
+  {
+    name: 'requeued',
+    from: 'from-node',
+    message: { t: 'requeued', rid: 12, job: { ...pendingView, state: 'pending', attemptsMax: 5 } },
+  },
+  {
+    name: 'error',
+    from: 'from-node',
+    message: {
+      t: 'error',
+      rid: 2,
+      code: 'bad_request',
+      message: 'job.priority: must be an integer in [-1000, 1000]',
+      field: 'job.priority',
+    },
+  },
+  {
+    name: 'error-rate-limited',
+    from: 'from-node',
+    message: { t: 'error', rid: 3, code: 'rate_limited', message: 'tenant over 500 submissions/s', retryAfterMs: 1200 },
+  },
+  {
+    name: 'error-no-rid',
+    from: 'from-node',
+    message: { t: 'error', rid: null, code: 'malformed', message: 'frame ends inside a value' },
+  },
+  // Node → worker.
+  { name: 'lease', from: 'from-node', message: lease },
+  { name: 'lease_extended', from: 'from-node', message: { t: 'lease_extended', rid: 13, token, leaseMs: 30_000 } },
+  { name: 'ack', from: 'from-node', message: { t: 'ack', rid: 14 } },
+  { name: 'revoke', from: 'from-node', message: { t: 'revoke', token, reason: 'cancelled' } },
+  {
+    name: 'error-stale-lease',
+    from: 'from-node',
+    message: { t: 'error', rid: 14, code: 'stale_lease', message: 'lease 03f-mjuohs00-5-16/2@5 is no longer current' },
+  },
+  // Node ↔ node.
+  {
+    name: 'member_heartbeat',
+    from: 'from-peer',
+    message: {
+      t: 'member_heartbeat',
+      node: 'node-a',
+      incarnation: 3,
+      state: 'alive',
+      addrs: ['/ip4/10.0.0.5/tcp/7001'],
+      clientUrl: 'ws://10.0.0.5:7000',
+      load: { shards: 86, backlog: [{ queue: 'emails', ready: 1204 }] },
+    },
+  },
+  {
+    name: 'forward',
+    from: 'from-peer',
+    message: { t: 'forward', fid: 77, tenant: 'acme', request: { t: 'cancel', rid: 8, jobId: JOB_ID } },
+  },
+  {
+    name: 'forward_reply',
+    from: 'from-peer',
+    message: { t: 'forward_reply', fid: 77, reply: { t: 'submitted', rid: 1, jobId: JOB_ID, duplicate: false } },
+  },
+  {
+    name: 'forward_push',
+    from: 'from-peer',
+    message: { t: 'forward_push', fid: 78, push: { t: 'job_changed', jobId: JOB_ID, job: doneView } },
+  },
+  { name: 'handoff_begin', from: 'from-peer', message: { t: 'handoff_begin', shard: 63, epoch: 5 } },
+  { name: 'handoff_done', from: 'from-peer', message: { t: 'handoff_done', shard: 63, releasedEpoch: 5 } },
+  {
+    name: 'credit_offer',
+    from: 'from-peer',
+    message: { t: 'credit_offer', worker: 'node-b/17', queue: 'emails', slots: 4 },
+  },
+  {
+    name: 'worker_relay',
+    from: 'from-peer',
+    message: { t: 'worker_relay', worker: 'node-b/17', message: { t: 'complete', rid: 14, token, result: text('sent') } },
+  },
+  { name: 'owner_relay', from: 'from-peer', message: { t: 'owner_relay', worker: 'node-b/17', message: lease } },
+];
