@@ -21,6 +21,15 @@ import type {
   WriteOutcome,
 } from '../node/core/store.ts';
 import { partitionDay, partitionName, DAY_MS } from '../node/core/retention-days.ts';
+import type { PlantedBug } from '../node/core/test-hooks.ts';
+
+/** Sees every change the store applies, for the simulator's checkers. */
+export interface StoreObserver {
+  acquired(owner: string, leases: ShardLease[]): void;
+  /** A commit that was applied; `before[i]` is the stored job `writes[i]` found (undefined for
+   * an insert or a missing job). */
+  committed(batch: CommitBatch, outcomes: WriteOutcome[], before: Array<Job | undefined>): void;
+}
 
 interface ShardState {
   owner: string | null;
@@ -37,10 +46,13 @@ export class MemoryBacking {
   readonly partitions = new Set<number>();
   /** Commits applied, for the simulator's checkers and statistics. */
   commits = 0;
+  observer: StoreObserver | null = null;
 
   constructor(
     readonly shardCount: number,
     readonly nowMs: () => number,
+    /** Planted bugs of the store itself (the simulator's checker-efficacy tests). */
+    readonly planted: (bug: PlantedBug) => boolean = () => false,
   ) {
     this.shards = Array.from({ length: shardCount }, () => ({ owner: null, epoch: 0, leaseUntilMs: null }));
   }
@@ -65,7 +77,9 @@ export class MemoryStore implements Store {
         won.push({ shard, epoch: row.epoch });
       }
     }
-    return won.sort((a, b) => a.shard - b.shard);
+    won.sort((a, b) => a.shard - b.shard);
+    this.data.observer?.acquired(owner, won);
+    return won;
   }
 
   async renewShards(owner: string, leases: ShardLease[], leaseMs: number): Promise<number[]> {
@@ -104,10 +118,17 @@ export class MemoryStore implements Store {
       const shard = write.kind === 'insert' ? write.job.shard : write.next.shard;
       if (!fenced.has(shard)) throw new Error(`commit writes shard ${shard} without naming its epoch`);
     }
-    if (stale.length > 0) return { status: 'stale_epoch', staleShards: [...new Set(stale)].sort((a, b) => a - b) };
+    if (stale.length > 0 && !this.data.planted('skip_epoch_check')) {
+      return { status: 'stale_epoch', staleShards: [...new Set(stale)].sort((a, b) => a - b) };
+    }
+    const before: Array<Job | undefined> = [];
     const outcomes: WriteOutcome[] = batch.writes.map((write) => {
-      if (write.kind === 'insert') return this.insert(write.job);
+      if (write.kind === 'insert') {
+        before.push(undefined);
+        return this.insert(write.job);
+      }
       const current = this.data.jobs.get(write.next.id);
+      before.push(current);
       if (current === undefined || current.version !== write.expectedVersion) return { ok: false, reason: 'conflict' };
       if (write.token !== null && (current.attempts !== write.token.attempt || current.leaseEpoch !== write.token.epoch)) {
         return { ok: false, reason: 'conflict' };
@@ -117,6 +138,7 @@ export class MemoryStore implements Store {
       return { ok: true };
     });
     this.data.commits++;
+    this.data.observer?.committed(batch, outcomes, before);
     return { status: 'committed', outcomes };
   }
 

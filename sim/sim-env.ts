@@ -30,8 +30,8 @@ export function simEnv(options: SimEnvOptions): Env {
   return {
     nodeId: options.nodeId,
     clock: {
-      monotonicMs: () => queue.nowMs,
-      wallMs: () => queue.nowMs + skew(),
+      monotonicMs: () => Math.floor(queue.nowMs),
+      wallMs: () => Math.floor(queue.nowMs + skew()),
     },
     timers: queue.timers(),
     random: options.random,
@@ -47,10 +47,13 @@ export function settle(): Promise<void> {
   return new Promise((resolve) => setImmediate(resolve));
 }
 
-/** Runs events until `done()` holds or virtual time passes `untilMs`; returns whether done. */
-export async function runUntil(queue: EventQueue, done: () => boolean, untilMs: number): Promise<boolean> {
+/** Runs events until `done()` holds, `abort()` holds, or virtual time passes `untilMs`;
+ * returns whether done. Promise callbacks (the store's answers) settle between events, in
+ * order, so a seed replays exactly. */
+export async function runUntil(queue: EventQueue, done: () => boolean, untilMs: number, abort: () => boolean = () => false): Promise<boolean> {
   for (;;) {
     await settle();
+    if (abort()) return false;
     if (done()) return true;
     const next = queue.peekMs();
     if (next === null || next > untilMs) {

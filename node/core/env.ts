@@ -4,6 +4,7 @@
 // determinism guard (test/unit/determinism-guard.test.ts) enforces it.
 
 import type { Store } from './store.ts';
+import type { TestHooks } from './test-hooks.ts';
 
 /** Time as actors see it. Both readings are integers of milliseconds. */
 export interface Clock {
@@ -58,4 +59,6 @@ export interface Env {
   readonly logger: Logger;
   readonly store: Store;
   readonly network: Network;
+  /** Simulator only: fault sites and planted bugs. Always undefined in production. */
+  readonly testHooks?: TestHooks;
 }

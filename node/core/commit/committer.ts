@@ -6,6 +6,7 @@
 
 import type { Actor, ActorContext } from '../actor/runtime.ts';
 import type { CommitResult, JobWrite, ShardLease, WriteOutcome } from '../store.ts';
+import { buggify } from '../test-hooks.ts';
 
 export type CommitReply =
   | { status: 'committed'; outcomes: WriteOutcome[] }
@@ -78,7 +79,7 @@ export class Committer implements Actor<CommitterMsg> {
 
   private sendBatches(ctx: ActorContext<CommitterMsg>): void {
     while (this.inFlight < this.config.inFlightMax && this.queued.length > 0) {
-      const requests = this.takeBatch();
+      const requests = this.takeBatch(buggify(ctx.env.testHooks, 'committer.small_batches') ? 1 : Infinity);
       const shards: ShardLease[] = [];
       const writes: JobWrite[] = [];
       for (const request of requests) {
@@ -99,14 +100,14 @@ export class Committer implements Actor<CommitterMsg> {
   /** Takes queued requests up to the write limit. Two requests for one shard under different
    * epochs (a deposed owner's last words and its successor's first) cannot share a batch:
    * the later one waits for the next. */
-  private takeBatch(): CommitRequest[] {
+  private takeBatch(requestsMax: number): CommitRequest[] {
     const taken: CommitRequest[] = [];
     const left: CommitRequest[] = [];
     const epochs = new Map<number, number>();
     let writes = 0;
     for (const request of this.queued) {
       const epoch = epochs.get(request.shard);
-      const fits = taken.length === 0 || writes + request.writes.length <= this.config.batchWritesMax;
+      const fits = taken.length === 0 || (taken.length < requestsMax && writes + request.writes.length <= this.config.batchWritesMax);
       if (fits && (epoch === undefined || epoch === request.epoch)) {
         taken.push(request);
         epochs.set(request.shard, request.epoch);

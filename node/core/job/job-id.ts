@@ -16,6 +16,9 @@ export interface JobIdParts {
 }
 
 export function formatJobId(parts: JobIdParts): string {
+  for (const value of [parts.shard, parts.scheduledAtMs, parts.epoch, parts.seq]) {
+    if (!Number.isSafeInteger(value) || value < 0) throw new RangeError(`job id parts must be non-negative integers, got ${value}`);
+  }
   return [
     parts.shard.toString(16).padStart(3, '0'),
     parts.scheduledAtMs.toString(36),

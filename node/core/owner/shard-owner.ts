@@ -22,6 +22,7 @@ import type { JobWrite, WriteOutcome } from '../store.ts';
 import type { AckOutcome, JobOutcome, OwnerMsg, Submission, SubmitOutcome, Subscriber, WorkerLink } from './owner-messages.ts';
 import { ReadyQueues, type Queued } from './ready-queue.ts';
 import { refusal } from '../refusal.ts';
+import { buggify, planted } from '../test-hooks.ts';
 
 export interface OwnerConfig {
   /** Worker lease time-to-live; heartbeats extend it. */
@@ -66,10 +67,12 @@ interface Entry extends Queued {
   subscribers: Map<string, Subscriber> | null;
 }
 
-type Aborted = { ok: false; reason: 'aborted' };
+/** A write that was not applied (`unknown`: or may have been: the store did not confirm). */
+type Aborted = { ok: false; reason: 'aborted'; unknown: boolean };
 type Staged = { write: JobWrite; done: (outcome: WriteOutcome | Aborted) => void };
 
-const ABORTED: Aborted = { ok: false, reason: 'aborted' };
+const ABORTED: Aborted = { ok: false, reason: 'aborted', unknown: false };
+const UNKNOWN: Aborted = { ok: false, reason: 'aborted', unknown: true };
 const RETRY_SOON_MS = 250;
 
 export class ShardOwner implements Actor<OwnerMsg> {
@@ -165,19 +168,19 @@ export class ShardOwner implements Actor<OwnerMsg> {
       case 'grant':
         return this.grant(msg.queue, msg.worker, msg.slots, ctx);
       case 'heartbeat':
-        return this.withLease(msg.token, msg.reply, (entry) => {
+        return this.withLease(msg.token, msg.reply, ctx, (entry) => {
           entry.leaseDeadlineMs = ctx.env.clock.monotonicMs() + this.deps.config.leaseMs;
           msg.reply({ ok: true, leaseMs: this.deps.config.leaseMs });
         });
       case 'complete':
-        return this.withLease(msg.token, msg.reply, (entry) =>
-          this.apply(entry, { kind: 'complete', token: msg.token, result: msg.result }, msg.token, ctx, () => msg.reply({ ok: true })),
+        return this.withLease(msg.token, msg.reply, ctx, (entry, token) =>
+          this.apply(entry, { kind: 'complete', token, result: msg.result }, token, ctx, () => msg.reply({ ok: true }), msg.reply),
         );
       case 'fail':
-        return this.withLease(msg.token, msg.reply, (entry) => this.failAttempt(entry, msg.token, msg.error, msg.retryable, ctx, msg.reply));
+        return this.withLease(msg.token, msg.reply, ctx, (entry, token) => this.failAttempt(entry, token, msg.error, msg.retryable, ctx, msg.reply));
       case 'return':
-        return this.withLease(msg.token, msg.reply, (entry) =>
-          this.apply(entry, { kind: 'release', token: msg.token, runAtMs: ctx.env.clock.wallMs() }, msg.token, ctx, () => msg.reply({ ok: true })),
+        return this.withLease(msg.token, msg.reply, ctx, (entry, token) =>
+          this.apply(entry, { kind: 'release', token, runAtMs: ctx.env.clock.wallMs() }, token, ctx, () => msg.reply({ ok: true }), msg.reply),
         );
       case 'stop':
         this.drainDone.push(msg.done);
@@ -256,6 +259,7 @@ export class ShardOwner implements Actor<OwnerMsg> {
     if (this.staged.length + this.inFlightWrites >= this.deps.config.uncommittedMax) {
       return reply({ ok: false, error: refusal('overloaded', `shard ${this.shard} has too much uncommitted work`, RETRY_SOON_MS) });
     }
+    if (planted(ctx.env.testHooks, 'forget_idempotency_key')) submission = { ...submission, idempotencyKey: null };
     const key = submission.idempotencyKey === null ? null : `${tenant}\u0000${submission.idempotencyKey}`;
     if (key !== null) {
       const known = this.keys.get(key);
@@ -279,6 +283,10 @@ export class ShardOwner implements Actor<OwnerMsg> {
     });
     const entry = this.track(job);
     entry.busy = true;
+    if (planted(ctx.env.testHooks, 'ack_before_commit')) {
+      reply({ ok: true, jobId: job.id, duplicate: false });
+      reply = () => {};
+    }
     this.stage({ kind: 'insert', job }, ctx, (outcome) => {
       const waiters = key === null ? [] : this.keys.get(key);
       const answerAll = (o: SubmitOutcome) => {
@@ -300,7 +308,7 @@ export class ShardOwner implements Actor<OwnerMsg> {
         answerAll({ ok: true, jobId: outcome.existingJobId, duplicate: true });
       } else {
         if (key !== null) this.keys.delete(key);
-        answerAll({ ok: false, error: this.unavailable() });
+        answerAll({ ok: false, error: this.notWritten(outcome) });
       }
       entry.busy = false;
       this.runWaiting(entry);
@@ -419,16 +427,18 @@ export class ShardOwner implements Actor<OwnerMsg> {
   }
 
   /** Runs `op` if the token names the job's current lease; otherwise the caller is stale. */
-  private withLease(token: LeaseToken, reply: (o: AckOutcome) => void, op: (entry: Entry) => void): void {
+  private withLease(token: LeaseToken, reply: (o: AckOutcome) => void, ctx: ActorContext<OwnerMsg>, op: (entry: Entry, token: LeaseToken) => void): void {
     if (this.phase !== 'serving') return reply({ ok: false, error: this.unavailable() });
     const run = (entry: Entry) => {
       if (this.phase !== 'serving') return reply({ ok: false, error: this.unavailable() });
       if (entry.busy) return void entry.waiting.push(() => run(entry));
       const current = leaseTokenOf(entry.job);
       if (current === null || current.attempt !== token.attempt || current.epoch !== token.epoch) {
+        // The planted bug acts for the zombie under the current lease instead of refusing it.
+        if (current !== null && planted(ctx.env.testHooks, 'accept_stale_lease')) return op(entry, current);
         return reply({ ok: false, error: refusal('stale_lease', `lease ${token.jobId}/${token.attempt}/${token.epoch} is no longer held`) });
       }
-      op(entry);
+      op(entry, token);
     };
     const entry = this.entries.get(token.jobId);
     // Every running job of the shard is in memory, so an unknown job means a stale lease.
@@ -502,7 +512,7 @@ export class ShardOwner implements Actor<OwnerMsg> {
           ctx.env.logger.log('error', 'owner.write_conflict', { shard: this.shard, jobId: entry.job.id, event: event.kind });
           this.drain('failed', ctx);
         }
-        onRefused?.({ ok: false, error: this.unavailable() });
+        onRefused?.({ ok: false, error: this.notWritten(outcome) });
         this.runWaiting(entry);
         return;
       }
@@ -532,6 +542,11 @@ export class ShardOwner implements Actor<OwnerMsg> {
 
   private flush(ctx: ActorContext<OwnerMsg>): void {
     if (this.staged.length === 0) return;
+    if (this.phase === 'serving' && buggify(ctx.env.testHooks, 'owner.delay_flush')) {
+      // A late flush: writes wait longer and batches grow, as under a busy committer.
+      ctx.startTimer('late_flush', 5, { kind: 'flush' });
+      return;
+    }
     const staged = this.staged;
     this.staged = [];
     const batch = ++this.batchSeq;
@@ -559,7 +574,7 @@ export class ShardOwner implements Actor<OwnerMsg> {
     } else {
       ctx.env.logger.log('warn', 'owner.commit_refused', { shard: this.shard, epoch: this.deps.epoch, status: reply.status });
       this.drain(reply.status === 'stale_epoch' ? 'deposed' : 'failed', ctx);
-      for (const s of staged) s.done(ABORTED);
+      for (const s of staged) s.done(reply.status === 'stale_epoch' ? ABORTED : UNKNOWN);
     }
     this.finishDrainIfIdle(ctx);
   }
@@ -584,7 +599,8 @@ export class ShardOwner implements Actor<OwnerMsg> {
   /** Queues a pending job, or leaves it to the store when memory is full. */
   private enqueue(entry: Entry, ctx: ActorContext<OwnerMsg>): void {
     if (entry.job.state !== 'pending' || entry.place !== 'none') return;
-    if (this.queues.size >= this.deps.config.memoryJobsMax && entry.subscribers === null && entry.waiting.length === 0) {
+    const full = this.queues.size >= this.deps.config.memoryJobsMax || buggify(ctx.env.testHooks, 'owner.spill');
+    if (full && entry.subscribers === null && entry.waiting.length === 0) {
       this.spilled = true;
       this.spillSeq++;
       this.entries.delete(entry.job.id);
@@ -608,6 +624,14 @@ export class ShardOwner implements Actor<OwnerMsg> {
   private runWaiting(entry: Entry): void {
     while (!entry.busy && entry.waiting.length > 0) entry.waiting.shift()!();
     if (isTerminal(entry.job.state) && !entry.busy && this.entries.get(entry.job.id) === entry) this.evict(entry);
+  }
+
+  /** The answer to a caller whose write did not commit, or may not have. */
+  private notWritten(outcome: WriteOutcome | Aborted): ErrorBody {
+    if (outcome.ok === false && outcome.reason === 'aborted' && outcome.unknown) {
+      return refusal('internal', `the store did not confirm the write on shard ${this.shard}: it may or may not have happened; retry with the same idempotency key`);
+    }
+    return this.unavailable();
   }
 
   private unavailable(): ErrorBody {
@@ -656,7 +680,8 @@ export class ShardOwner implements Actor<OwnerMsg> {
     if (this.phase !== 'serving') return;
     this.armWake(ctx);
     if (this.running.size > 0 && !ctx.hasTimer('lease_check')) {
-      ctx.startTimer('lease_check', this.deps.config.leaseCheckMs, { kind: 'lease_check' });
+      const everyMs = buggify(ctx.env.testHooks, 'owner.short_lease_check') ? 1 : this.deps.config.leaseCheckMs;
+      ctx.startTimer('lease_check', everyMs, { kind: 'lease_check' });
     }
     this.pageInIfRoom(ctx);
     if (this.backlogDirty.size > 0) {

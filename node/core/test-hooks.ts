@@ -1,0 +1,35 @@
+// Test-only hooks inside product code. Production leaves `env.testHooks` undefined, so every
+// site is off and every planted bug absent; the simulator sets them.
+//
+// - buggify: FoundationDB's BUGGIFY. A site forces a rare path (a late flush, a forced spill)
+//   so that the simulator visits it often; the simulator enables each site for a run with
+//   some probability and fires it on a visit with another.
+// - planted bugs: known bugs the simulator must catch (test/sim/checker-efficacy.test.ts
+//   proves each is caught within a bounded number of seeds).
+
+export type BuggifySite = 'owner.delay_flush' | 'owner.spill' | 'owner.short_lease_check' | 'committer.small_batches';
+
+export type PlantedBug =
+  /** The owner answers a submission before its insert commits. */
+  | 'ack_before_commit'
+  /** The owner neither deduplicates an idempotency key nor records it in the store. */
+  | 'forget_idempotency_key'
+  /** The store skips the shard epoch check of a commit. */
+  | 'skip_epoch_check'
+  /** The owner lets a stale lease holder's verdict through, as if it held the current lease. */
+  | 'accept_stale_lease';
+
+export const PLANTED_BUGS: readonly PlantedBug[] = ['ack_before_commit', 'forget_idempotency_key', 'skip_epoch_check', 'accept_stale_lease'];
+
+export interface TestHooks {
+  buggify(site: BuggifySite): boolean;
+  planted(bug: PlantedBug): boolean;
+}
+
+export function buggify(hooks: TestHooks | undefined, site: BuggifySite): boolean {
+  return hooks !== undefined && hooks.buggify(site);
+}
+
+export function planted(hooks: TestHooks | undefined, bug: PlantedBug): boolean {
+  return hooks !== undefined && hooks.planted(bug);
+}

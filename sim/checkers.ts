@@ -1,0 +1,155 @@
+// The simulator's invariant checkers. They keep their own model of what the store accepted (by
+// observing it, never by trusting its checks) and of what clients were told, and report the
+// first violation of:
+// - an acknowledged submission is never lost (it exists when acknowledged, and ends terminal);
+// - a refused submission leaves no job;
+// - one idempotency key maps to one job;
+// - no job is committed terminal twice, and every committed change is a legal transition;
+// - no write under a stale shard epoch or a stale lease token is accepted;
+// - shard epochs and lease attempts only increase;
+// - attempts never exceed the maximum.
+// Duplicate executions (at-least-once) are counted, not failed.
+
+import { isTerminal, type Job } from '../node/core/job/job.ts';
+import { nextState, JOB_EVENT_KINDS } from '../node/core/job/transition.ts';
+import type { CommitBatch, ShardLease, WriteOutcome } from '../node/core/store.ts';
+import type { StoreObserver } from './memory-store.ts';
+
+export class InvariantViolation extends Error {
+  override readonly name = 'InvariantViolation';
+  constructor(
+    readonly invariant: string,
+    detail: string,
+  ) {
+    super(`${invariant}: ${detail}`);
+  }
+}
+
+export class Checkers implements StoreObserver {
+  /** The first violation seen; the run stops at it. */
+  violation: InvariantViolation | null = null;
+  private readonly epochs = new Map<number, number>();
+  private readonly jobs = new Map<string, Job>();
+  private readonly keys = new Map<string, string>();
+  /** `jobId/attempt` → the state a write under that lease token committed. */
+  private readonly verdicts = new Map<string, string>();
+  readonly acked = new Map<string, number>();
+  /** Handler starts per job, to report duplicate executions. */
+  readonly executions = new Map<string, number>();
+
+  private fail(invariant: string, detail: string): void {
+    this.violation ??= new InvariantViolation(invariant, detail);
+  }
+
+  // ---- What the store accepted ---------------------------------------------------------
+
+  acquired(owner: string, leases: ShardLease[]): void {
+    for (const { shard, epoch } of leases) {
+      const before = this.epochs.get(shard) ?? 0;
+      if (epoch <= before) this.fail('epochs only increase', `shard ${shard} acquired by ${owner} at epoch ${epoch} after ${before}`);
+      this.epochs.set(shard, epoch);
+    }
+  }
+
+  committed(batch: CommitBatch, outcomes: WriteOutcome[], before: Array<Job | undefined>): void {
+    for (const { shard, epoch } of batch.shards) {
+      const current = this.epochs.get(shard) ?? 0;
+      if (epoch !== current) this.fail('no write under a stale epoch', `commit on shard ${shard} at epoch ${epoch} accepted while the epoch is ${current}`);
+    }
+    batch.writes.forEach((write, i) => {
+      if (!outcomes[i]!.ok) return;
+      if (write.kind === 'insert') return this.inserted(write.job);
+      this.updated(write.next, before[i], write.token === null ? null : `${write.next.id}/${write.token.attempt}`, write.token?.epoch ?? null);
+    });
+  }
+
+  private inserted(job: Job): void {
+    if (this.jobs.has(job.id)) this.fail('job ids are unique', `${job.id} inserted twice`);
+    this.jobs.set(job.id, job);
+    if (job.idempotencyKey !== null) {
+      const key = `${job.tenant}/${job.idempotencyKey}`;
+      const other = this.keys.get(key);
+      if (other !== undefined) this.fail('one idempotency key maps to one job', `${key} names ${other} and ${job.id}`);
+      this.keys.set(key, job.id);
+    }
+    this.checkAttempts(job);
+  }
+
+  private updated(next: Job, stored: Job | undefined, tokenKey: string | null, tokenEpoch: number | null): void {
+    const prev = this.jobs.get(next.id);
+    if (prev === undefined || stored === undefined) return this.fail('updates follow inserts', `${next.id} updated before it was inserted`);
+    if (next.version !== prev.version + 1) this.fail('versions advance by one', `${next.id} went from v${prev.version} to v${next.version}`);
+    if (isTerminal(prev.state) && isTerminal(next.state)) this.fail('no job is committed terminal twice', `${next.id} ${prev.state} → ${next.state}`);
+    const legal = JOB_EVENT_KINDS.some((kind) => nextState(prev.state, kind) === next.state);
+    if (!legal) this.fail('only legal transitions commit', `${next.id} ${prev.state} → ${next.state}`);
+    if (tokenKey !== null) {
+      if (prev.state !== 'running' || `${prev.id}/${prev.attempts}` !== tokenKey || prev.leaseEpoch !== tokenEpoch) {
+        this.fail('no write under a stale lease token', `${tokenKey} (epoch ${tokenEpoch}) wrote ${next.id} whose lease is ${prev.id}/${prev.attempts} (epoch ${prev.leaseEpoch})`);
+      }
+      this.verdicts.set(tokenKey, next.state);
+    }
+    if (next.state === 'running' && prev.state !== 'running' && next.attempts <= prev.attempts) {
+      this.fail('lease attempts only increase', `${next.id} leased at attempt ${next.attempts} after ${prev.attempts}`);
+    }
+    this.checkAttempts(next);
+    this.jobs.set(next.id, next);
+  }
+
+  private checkAttempts(job: Job): void {
+    if (job.attempts > job.retry.attemptsMax) this.fail('attempts never exceed the maximum', `${job.id} at attempt ${job.attempts} of ${job.retry.attemptsMax}`);
+  }
+
+  // ---- What clients and workers were told ----------------------------------------------
+
+  /** A client got `submitted` for `jobId`, with `key` if it sent one. */
+  submissionAcked(jobId: string, tenant: string, key: string | null): void {
+    if (!this.jobs.has(jobId)) this.fail('acknowledged only after commit', `${jobId} acknowledged before the store had it`);
+    if (key !== null) {
+      const named = this.keys.get(`${tenant}/${key}`);
+      if (named !== undefined && named !== jobId) this.fail('one idempotency key maps to one job', `${tenant}/${key} answered ${jobId} but names ${named}`);
+    }
+    this.acked.set(jobId, (this.acked.get(jobId) ?? 0) + 1);
+  }
+
+  /** A worker was told its verdict under `jobId/attempt` committed. */
+  verdictAcked(jobId: string, attempt: number, verdict: 'complete' | 'fail'): void {
+    const committed = this.verdicts.get(`${jobId}/${attempt}`);
+    const expected = verdict === 'complete' ? committed === 'succeeded' : committed === 'pending' || committed === 'dead';
+    if (!expected) this.fail('a stale lease holder cannot commit', `${verdict} of ${jobId}/${attempt} acknowledged, but that lease committed ${committed ?? 'nothing'}`);
+  }
+
+  handlerStarted(jobId: string): void {
+    this.executions.set(jobId, (this.executions.get(jobId) ?? 0) + 1);
+  }
+
+  // ---- At the end of a run -------------------------------------------------------------
+
+  /** Refused submissions (by key or by payload marker) left nothing. */
+  refusedLeftNothing(refusedKeys: Iterable<string>): void {
+    for (const key of refusedKeys) {
+      if (this.keys.has(key)) this.fail('a refused submission leaves no job', `${key} was refused but names ${this.keys.get(key)}`);
+    }
+  }
+
+  /** Acknowledged jobs that are not terminal yet. */
+  unfinished(): string[] {
+    return [...this.acked.keys()].filter((id) => {
+      const job = this.jobs.get(id);
+      return job === undefined || !isTerminal(job.state);
+    });
+  }
+
+  lost(): string[] {
+    return [...this.acked.keys()].filter((id) => !this.jobs.has(id));
+  }
+
+  duplicateExecutions(): number {
+    let n = 0;
+    for (const count of this.executions.values()) if (count > 1) n += count - 1;
+    return n;
+  }
+
+  job(id: string): Job | undefined {
+    return this.jobs.get(id);
+  }
+}

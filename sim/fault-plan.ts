@@ -1,0 +1,94 @@
+// Swarm testing: each seed picks its own mix of faults and their rates, so that across seeds
+// every fault is tried alone, with others, gently and hard. The plan is printed with the run.
+
+import type { SeededRandom } from '../node/core/random.ts';
+import type { BuggifySite } from '../node/core/test-hooks.ts';
+
+export const BUGGIFY_SITES: readonly BuggifySite[] = ['owner.delay_flush', 'owner.spill', 'owner.short_lease_check', 'committer.small_batches'];
+
+export interface FaultPlan {
+  storeErrorRate: number;
+  storeUnknownRate: number;
+  storeLatencyMaxMs: number;
+  /** Slow store periods: [start, end) in virtual ms, latency ×20 inside. */
+  storeSlow: Array<[number, number]>;
+  netDelayMaxMs: number;
+  /** Client connections dropped per second, across all links. */
+  disconnectsPerSecond: number;
+  /** [host index, at ms, down for ms (null: until healed)] */
+  crashes: Array<[number, number, number | null]>;
+  /** [host index, at ms, paused for ms], longer than a shard lease: zombies. */
+  pauses: Array<[number, number, number]>;
+  /** [host index, at ms, skew ms]: the host's wall clock jumps to this offset. */
+  clockJumps: Array<[number, number, number]>;
+  /** [host index, at ms, for ms]: clients cannot reach the host. */
+  isolations: Array<[number, number, number]>;
+  /** Backpressure bounds small enough for bursts to hit them. */
+  connInflightMax: number;
+  uncommittedMax: number;
+  /** Per-tenant submissions per second, or null. */
+  ratePerSecond: number | null;
+  buggify: BuggifySite[];
+}
+
+export const NO_FAULTS: FaultPlan = {
+  storeErrorRate: 0,
+  storeUnknownRate: 0,
+  storeLatencyMaxMs: 2,
+  storeSlow: [],
+  netDelayMaxMs: 2,
+  disconnectsPerSecond: 0,
+  crashes: [],
+  pauses: [],
+  clockJumps: [],
+  isolations: [],
+  connInflightMax: 20_000,
+  uncommittedMax: 20_000,
+  ratePerSecond: null,
+  buggify: [],
+};
+
+/** A random plan for a run of `durationMs` on `hosts` hosts; `shardLeaseMs` sets how long a
+ * pause must be to make a zombie. */
+export function swarmPlan(random: SeededRandom, hosts: number, durationMs: number, shardLeaseMs: number): FaultPlan {
+  const on = (p = 0.5) => random.next() < p;
+  const at = () => Math.floor(random.next() * durationMs * 0.8);
+  const host = () => random.int(hosts);
+  const times = <T>(n: number, make: () => T): T[] => Array.from({ length: n }, make);
+  return {
+    storeErrorRate: on() ? random.next() * 0.03 : 0,
+    storeUnknownRate: on() ? random.next() * 0.02 : 0,
+    storeLatencyMaxMs: on() ? 1 + random.next() * 20 : 2,
+    storeSlow: on(0.3) ? times(1 + random.int(2), () => { const start = at(); return [start, start + 500 + random.int(3_000)]; }) : [],
+    netDelayMaxMs: on() ? 1 + random.next() * 40 : 2,
+    disconnectsPerSecond: on() ? random.next() * 2 : 0,
+    crashes: on() ? times(1 + random.int(3), () => [host(), at(), on(0.7) ? 500 + random.int(10_000) : null]) : [],
+    pauses: on(0.4) ? times(1 + random.int(2), () => [host(), at(), shardLeaseMs + 1_000 + random.int(10_000)]) : [],
+    clockJumps: on(0.4) ? times(1 + random.int(3), () => [host(), at(), (random.next() - 0.5) * 120_000]) : [],
+    isolations: on(0.3) ? times(1 + random.int(2), () => [host(), at(), 1_000 + random.int(8_000)]) : [],
+    connInflightMax: on(0.3) ? 5 + random.int(50) : 20_000,
+    uncommittedMax: on(0.3) ? 5 + random.int(100) : 20_000,
+    ratePerSecond: on(0.3) ? 20 + random.int(200) : null,
+    buggify: BUGGIFY_SITES.filter(() => on(0.25)),
+  };
+}
+
+/** One line per fault that is on, for the run's report. */
+export function describePlan(plan: FaultPlan): string {
+  const parts: string[] = [];
+  if (plan.storeErrorRate > 0) parts.push(`store-errors=${plan.storeErrorRate.toFixed(3)}`);
+  if (plan.storeUnknownRate > 0) parts.push(`commit-unknown=${plan.storeUnknownRate.toFixed(3)}`);
+  parts.push(`store-latency≤${plan.storeLatencyMaxMs.toFixed(1)}ms`);
+  if (plan.storeSlow.length > 0) parts.push(`slow-store×${plan.storeSlow.length}`);
+  parts.push(`net-delay≤${plan.netDelayMaxMs.toFixed(1)}ms`);
+  if (plan.disconnectsPerSecond > 0) parts.push(`disconnects=${plan.disconnectsPerSecond.toFixed(2)}/s`);
+  if (plan.crashes.length > 0) parts.push(`crashes×${plan.crashes.length}`);
+  if (plan.pauses.length > 0) parts.push(`zombie-pauses×${plan.pauses.length}`);
+  if (plan.clockJumps.length > 0) parts.push(`clock-jumps×${plan.clockJumps.length}`);
+  if (plan.isolations.length > 0) parts.push(`isolations×${plan.isolations.length}`);
+  if (plan.connInflightMax < 20_000) parts.push(`conn-inflight≤${plan.connInflightMax}`);
+  if (plan.uncommittedMax < 20_000) parts.push(`uncommitted≤${plan.uncommittedMax}`);
+  if (plan.ratePerSecond !== null) parts.push(`rate=${plan.ratePerSecond}/s`);
+  if (plan.buggify.length > 0) parts.push(`buggify=${plan.buggify.join('+')}`);
+  return parts.join(' ');
+}

@@ -1,0 +1,107 @@
+// A simulated client connection (what a WebSocket is in production) between a simulated
+// client or worker and one host's gateway. Like TCP it is ordered in each direction: each
+// frame gets a sampled delay, but never overtakes the one before it. It fails as a whole: a
+// disconnect drops whatever is in flight both ways, and a partition refuses new connections.
+
+import type { ClientToNode, NodeToClient } from '../protocol/client-messages.ts';
+import type { NodeToWorker, WorkerToNode } from '../protocol/worker-messages.ts';
+import type { ClientConnection } from '../node/core/gateway/gateway.ts';
+import type { SeededRandom } from '../node/core/random.ts';
+import type { EventQueue } from './event-queue.ts';
+import type { SimHost } from './sim-host.ts';
+import type { Trace } from './trace.ts';
+
+export type FromNode = NodeToClient | NodeToWorker;
+export type ToNode = ClientToNode | WorkerToNode;
+
+export interface NetworkFaults {
+  delayMinMs: number;
+  delayMaxMs: number;
+  /** Hosts clients cannot reach right now (a partition between clients and those nodes). */
+  unreachable: ReadonlySet<string>;
+}
+
+export interface LinkEnds {
+  onMessage(message: FromNode): void;
+  onClose(): void;
+}
+
+export class SimLink {
+  open = true;
+  private lastToNodeMs = 0;
+  private lastToClientMs = 0;
+
+  private constructor(
+    readonly id: string,
+    readonly host: SimHost,
+    private readonly queue: EventQueue,
+    private readonly random: SeededRandom,
+    private readonly faults: () => NetworkFaults,
+    private readonly ends: LinkEnds,
+    private readonly trace: Trace,
+  ) {}
+
+  /** Connects to `host` as `tenant`; null when the host is down or unreachable. */
+  static connect(
+    id: string,
+    host: SimHost,
+    tenant: string,
+    queue: EventQueue,
+    random: SeededRandom,
+    faults: () => NetworkFaults,
+    ends: LinkEnds,
+    trace: Trace,
+  ): SimLink | null {
+    if (!host.alive || faults().unreachable.has(host.id)) return null;
+    const link = new SimLink(id, host, queue, random, faults, ends, trace);
+    const conn: ClientConnection = {
+      id: link.id,
+      tenant,
+      send: (message) => link.deliverToClient(message),
+      close: () => link.disconnect(),
+    };
+    host.whenCrashed(() => link.disconnect());
+    host.run(() => host.node!.gateway.tell({ kind: 'opened', conn }));
+    return link;
+  }
+
+  send(message: ToNode): void {
+    if (!this.open) return;
+    const at = this.arrival('toNode');
+    this.queue.schedule(at - this.queue.nowMs, () => {
+      if (!this.open) return;
+      this.trace.add(`>${this.host.id}:${message.t}`);
+      this.host.run(() => this.host.node!.gateway.tell({ kind: 'request', connId: this.id, msg: message }));
+    });
+  }
+
+  /** Both ends see the connection drop; frames in flight are lost. */
+  disconnect(): void {
+    if (!this.open) return;
+    this.open = false;
+    this.host.run(() => this.host.node!.gateway.tell({ kind: 'closed', connId: this.id }));
+    this.queue.schedule(0, () => this.ends.onClose());
+  }
+
+  private deliverToClient(message: FromNode): void {
+    if (!this.open) return;
+    const at = this.arrival('toClient');
+    this.queue.schedule(at - this.queue.nowMs, () => {
+      if (!this.open) return;
+      this.trace.add(`<${this.host.id}:${message.t}`);
+      this.ends.onMessage(message);
+    });
+  }
+
+  /** When a frame sent now arrives: a sampled delay, but in order behind the previous one. */
+  private arrival(direction: 'toNode' | 'toClient'): number {
+    const f = this.faults();
+    const at = this.queue.nowMs + f.delayMinMs + this.random.next() * (f.delayMaxMs - f.delayMinMs);
+    if (direction === 'toNode') {
+      this.lastToNodeMs = Math.max(this.lastToNodeMs, at);
+      return this.lastToNodeMs;
+    }
+    this.lastToClientMs = Math.max(this.lastToClientMs, at);
+    return this.lastToClientMs;
+  }
+}

@@ -1,0 +1,208 @@
+// One seed of the simulator: several real nodes (the production actor code) on simulated
+// hosts, sharing one simulated store, with simulated clients and workers, under the seed's
+// fault plan. Two phases, as in TigerBeetle's VOPR: a safety phase with faults, then a
+// liveness phase with faults healed, crashed nodes restarted and clocks fixed, in which every
+// acknowledged job must reach a terminal state within a bound of virtual time.
+
+import { DEFAULT_NODE_CONFIG, type NodeConfig } from '../node/core/node.ts';
+import { SeededRandom } from '../node/core/random.ts';
+import type { PlantedBug, TestHooks } from '../node/core/test-hooks.ts';
+import { Checkers, InvariantViolation } from './checkers.ts';
+import { EventQueue } from './event-queue.ts';
+import { describePlan, NO_FAULTS, swarmPlan, type FaultPlan } from './fault-plan.ts';
+import { faultyStore, type StoreFaults } from './faulty-store.ts';
+import { MemoryBacking, MemoryStore } from './memory-store.ts';
+import { runUntil } from './sim-env.ts';
+import { SimHost } from './sim-host.ts';
+import { SimLink, type NetworkFaults } from './sim-link.ts';
+import { Trace } from './trace.ts';
+import { BEHAVIOURS, SimProducer, SimWorker, type Dialer } from './workload.ts';
+
+export interface SimOptions {
+  seed: number;
+  nodes: number;
+  jobs: number;
+  faults: boolean;
+  /** Virtual length of the safety phase. */
+  durationMs: number;
+  /** Virtual time the liveness phase may take. */
+  livenessBoundMs: number;
+  shards: number;
+  planted: PlantedBug[];
+  keepTrace: boolean;
+}
+
+export const DEFAULT_SIM_OPTIONS: SimOptions = {
+  seed: 1,
+  nodes: 3,
+  jobs: 200,
+  faults: true,
+  durationMs: 30_000,
+  livenessBoundMs: 180_000,
+  shards: 16,
+  planted: [],
+  keepTrace: false,
+};
+
+export interface SimResult {
+  seed: number;
+  ok: boolean;
+  violation: InvariantViolation | null;
+  trace: string;
+  traceEvents: string[] | null;
+  plan: string;
+  virtualMs: number;
+  wallMs: number;
+  events: number;
+  acked: number;
+  duplicateExecutions: number;
+}
+
+/** Shard leases in the simulator: short, so takeovers happen within a run. */
+const SHARD_LEASE_MS = 6_000;
+const START_MS = 1_764_300_000_000;
+
+export async function runSimulation(options: SimOptions): Promise<SimResult> {
+  const wallStart = performance.now();
+  const root = new SeededRandom(options.seed);
+  const queue = new EventQueue(START_MS);
+  const trace = new Trace(() => queue.nowMs - START_MS, options.keepTrace);
+  const plan = options.faults ? swarmPlan(root.derive('faults'), options.nodes, options.durationMs, SHARD_LEASE_MS) : NO_FAULTS;
+  const checkers = new Checkers();
+  const hooksRandom = root.derive('buggify');
+  const planted = new Set(options.planted);
+  let healed = false;
+  const hooks: TestHooks = {
+    buggify: (site) => !healed && plan.buggify.includes(site) && hooksRandom.next() < 0.25,
+    planted: (bug) => planted.has(bug),
+  };
+
+  // The store and its faults.
+  const backing = new MemoryBacking(options.shards, () => queue.nowMs, hooks.planted);
+  backing.observer = checkers;
+  const storeFaults = (): StoreFaults =>
+    healed
+      ? { errorRate: 0, unknownRate: 0, latencyMinMs: 0.2, latencyMaxMs: 2, slowFactor: () => 1 }
+      : {
+          errorRate: plan.storeErrorRate,
+          unknownRate: plan.storeUnknownRate,
+          latencyMinMs: 0.2,
+          latencyMaxMs: plan.storeLatencyMaxMs,
+          slowFactor: () => (plan.storeSlow.some(([a, b]) => queue.nowMs - START_MS >= a && queue.nowMs - START_MS < b) ? 20 : 1),
+        };
+  const storeRandom = root.derive('store');
+  const store = faultyStore(new MemoryStore(backing), queue, storeRandom, storeFaults, (op) => trace.add(`store:${op}`));
+
+  // The hosts.
+  const config: NodeConfig = {
+    ...DEFAULT_NODE_CONFIG,
+    shardCount: options.shards,
+    owner: { ...DEFAULT_NODE_CONFIG.owner, leaseMs: 3_000, leaseCheckMs: 250, memoryJobsMax: 64, uncommittedMax: plan.uncommittedMax },
+    shards: { shardLeaseMs: SHARD_LEASE_MS, safetyMarginMs: 1_500, renewEveryMs: 1_000, acquireRetryMs: 500 },
+    gateway: {
+      connInflightMax: plan.connInflightMax,
+      rateLimit: plan.ratePerSecond === null ? null : { perSecond: plan.ratePerSecond, burst: plan.ratePerSecond },
+    },
+    retention: { ...DEFAULT_NODE_CONFIG.retention, everyMs: 3_600_000 },
+  };
+  const hosts = Array.from({ length: options.nodes }, (_, i) => new SimHost(`n${i}`, queue, root.derive(`node-${i}`), store, config, hooks));
+  for (const host of hosts) host.start();
+
+  // The network between clients and hosts.
+  const unreachable = new Set<string>();
+  const netRandom = root.derive('network');
+  const netFaults = (): NetworkFaults => ({ delayMinMs: 0.1, delayMaxMs: healed ? 2 : plan.netDelayMaxMs, unreachable });
+  const links = new Set<SimLink>();
+  let nextLink = 0;
+  const dialerTo = (pick: () => SimHost | undefined, tenant: string): Dialer => (ends) => {
+    const host = pick();
+    if (host === undefined) return null;
+    const link = SimLink.connect(`l${++nextLink}`, host, tenant, queue, netRandom, netFaults, ends, trace);
+    if (link !== null) links.add(link);
+    return link;
+  };
+  const workloadRandom = root.derive('workload');
+  const anyHost = () => {
+    const reachable = hosts.filter((h) => h.alive && !unreachable.has(h.id));
+    return reachable[workloadRandom.int(Math.max(1, reachable.length))];
+  };
+
+  // The workload: two tenants' producers; on every host, workers (before the cluster issue a
+  // node serves only the shards it owns, so each node needs workers of its own).
+  const producers = ['t1', 't2'].map((tenant) => new SimProducer(tenant, queue, workloadRandom.derive(tenant), dialerTo(anyHost, tenant), checkers));
+  producers.forEach((p, i) =>
+    p.plan(Math.ceil(options.jobs / producers.length) - (i === 0 ? 0 : options.jobs % 2), options.durationMs * 0.7, {
+      keyed: 0.6,
+      delayed: 0.2,
+      burst: plan.connInflightMax < 20_000 || plan.ratePerSecond !== null ? 0.3 : 0.05,
+      behaviours: options.faults ? BEHAVIOURS : ['succeed'],
+    }),
+  );
+  hosts.forEach((host, i) => {
+    for (let w = 0; w < 2; w++) new SimWorker(`w${i}.${w}`, 4, queue, workloadRandom.derive(`w${i}.${w}`), dialerTo(() => host, 'workers'), checkers).start();
+  });
+
+  // The fault schedule.
+  const afterMs = (ms: number, fn: () => void) => queue.schedule(ms, () => (healed ? undefined : fn()));
+  for (const [h, at, downMs] of plan.crashes) {
+    afterMs(at, () => {
+      trace.add(`crash n${h}`);
+      hosts[h]!.crash();
+      if (downMs !== null) afterMs(downMs, () => hosts[h]!.start());
+    });
+  }
+  for (const [h, at, forMs] of plan.pauses) afterMs(at, () => (trace.add(`pause n${h}`), hosts[h]!.pause(forMs)));
+  for (const [h, at, skewMs] of plan.clockJumps) afterMs(at, () => (hosts[h]!.skewMs = skewMs));
+  for (const [h, at, forMs] of plan.isolations) {
+    afterMs(at, () => {
+      unreachable.add(`n${h}`);
+      for (const link of links) if (link.host.id === `n${h}`) link.disconnect();
+      afterMs(forMs, () => unreachable.delete(`n${h}`));
+    });
+  }
+  if (plan.disconnectsPerSecond > 0) {
+    const dropOne = () => {
+      const open = [...links].filter((l) => l.open);
+      if (open.length > 0) open[netRandom.int(open.length)]!.disconnect();
+      afterMs((1_000 / plan.disconnectsPerSecond) * (0.5 + netRandom.next()), dropOne);
+    };
+    afterMs(1_000 / plan.disconnectsPerSecond, dropOne);
+  }
+
+  // Safety phase.
+  const safetyEnd = START_MS + options.durationMs;
+  await runUntil(queue, () => false, safetyEnd, () => checkers.violation !== null);
+
+  // Liveness phase: heal everything and wait for every acknowledged job to finish.
+  healed = true;
+  unreachable.clear();
+  for (const host of hosts) {
+    host.resume();
+    host.skewMs = 0;
+    if (!host.alive) host.start();
+  }
+  const finished = () => producers.every((p) => p.outstanding === 0) && checkers.unfinished().length === 0;
+  const done = await runUntil(queue, finished, safetyEnd + options.livenessBoundMs, () => checkers.violation !== null);
+  for (const p of producers) checkers.refusedLeftNothing(p.refusedKeys());
+  if (checkers.violation === null && !done) {
+    const left = checkers.unfinished();
+    const example = left[0] === undefined ? 'none' : `${left[0]} is ${checkers.job(left[0])?.state ?? 'missing'}`;
+    checkers.violation = new InvariantViolation(
+      'liveness',
+      `after healing, ${left.length} acknowledged jobs not terminal and ${producers.reduce((n, p) => n + p.outstanding, 0)} submissions unanswered within ${options.livenessBoundMs / 1000} s (e.g. ${example})`,
+    );
+  }
+  return {
+    seed: options.seed,
+    ok: checkers.violation === null,
+    violation: checkers.violation,
+    trace: trace.hex(),
+    traceEvents: trace.kept,
+    plan: describePlan(plan),
+    virtualMs: queue.nowMs - START_MS,
+    wallMs: performance.now() - wallStart,
+    events: queue.eventsRun,
+    acked: checkers.acked.size,
+    duplicateExecutions: checkers.duplicateExecutions(),
+  };
+}

@@ -1,0 +1,282 @@
+// The simulated clients and workers. They speak the protocol's messages to the gateways over
+// simulated links, with the habits of the real SDK: every submission is retried after a
+// retryable refusal or a dropped connection, under its idempotency key when it has one;
+// workers take leases by credit, heartbeat long jobs, and obey revocations.
+//
+// A job's payload says how its handler behaves, so behaviour survives retries and restarts:
+// byte 0 is the behaviour, bytes 1..4 the submission's number.
+
+import type { SubmitSpec } from '../protocol/client-messages.ts';
+import type { ErrorBody } from '../protocol/errors.ts';
+import type { LeaseToken } from '../node/core/job/job.ts';
+import type { SeededRandom } from '../node/core/random.ts';
+import type { Checkers } from './checkers.ts';
+import type { EventQueue } from './event-queue.ts';
+import type { FromNode, SimLink, ToNode } from './sim-link.ts';
+
+export const BEHAVIOURS = ['succeed', 'fail', 'fail_fatal', 'hang', 'long'] as const;
+export type Behaviour = (typeof BEHAVIOURS)[number];
+
+/** Connects to some node for a client; null while no node can be reached. */
+export type Dialer = (ends: { onMessage(m: FromNode): void; onClose(): void }) => SimLink | null;
+
+const RETRYABLE = new Set(['overloaded', 'rate_limited', 'unavailable', 'internal']);
+const REDIAL_MS = 200;
+
+interface Submission {
+  n: number;
+  spec: SubmitSpec;
+  state: 'waiting' | 'sent' | 'acked' | 'refused' | 'unknown';
+  rid: number;
+}
+
+export class SimProducer {
+  private link: SimLink | null = null;
+  private readonly byRid = new Map<number, Submission>();
+  private readonly all: Submission[] = [];
+  private nextRid = 0;
+  private greeted = false;
+
+  constructor(
+    readonly tenant: string,
+    private readonly queue: EventQueue,
+    private readonly random: SeededRandom,
+    private readonly dial: Dialer,
+    private readonly checkers: Checkers,
+  ) {}
+
+  /** Schedules `count` submissions spread over `overMs`, some in bursts. */
+  plan(count: number, overMs: number, mix: { keyed: number; delayed: number; burst: number; behaviours: readonly Behaviour[] }): void {
+    for (let n = 0; n < count; n++) {
+      const behaviour = mix.behaviours[this.random.int(mix.behaviours.length)]!;
+      const payload = new Uint8Array(5);
+      payload[0] = BEHAVIOURS.indexOf(behaviour);
+      new DataView(payload.buffer).setUint32(1, n);
+      const spec: SubmitSpec = {
+        queue: `q${this.random.int(2)}`,
+        payload,
+        priority: this.random.int(5) - 2,
+        retry: { attemptsMax: 1 + this.random.int(4), backoffBaseMs: 50, backoffMaxMs: 2_000, jitter: 0.5 },
+      };
+      if (this.random.next() < mix.keyed) spec.idempotencyKey = `${this.tenant}-k${n}`;
+      if (this.random.next() < mix.delayed) spec.delayMs = this.random.int(3_000);
+      const submission: Submission = { n, spec, state: 'waiting', rid: 0 };
+      this.all.push(submission);
+      const atMs = this.random.next() < mix.burst ? overMs / 2 : this.random.next() * overMs;
+      this.queue.schedule(atMs, () => this.send(submission));
+    }
+  }
+
+  /** Idempotency keys whose every answer was a refusal: they must name no job. */
+  refusedKeys(): string[] {
+    return this.all.filter((s) => s.state === 'refused' && s.spec.idempotencyKey !== undefined).map((s) => `${this.tenant}/${s.spec.idempotencyKey}`);
+  }
+
+  get outstanding(): number {
+    return this.all.filter((s) => s.state === 'waiting' || s.state === 'sent').length;
+  }
+
+  counts(): Record<Submission['state'], number> {
+    const counts = { waiting: 0, sent: 0, acked: 0, refused: 0, unknown: 0 };
+    for (const s of this.all) counts[s.state]++;
+    return counts;
+  }
+
+  private send(submission: Submission): void {
+    if (submission.state !== 'waiting') return;
+    const link = this.connected();
+    if (link === null) return void this.queue.schedule(REDIAL_MS, () => this.send(submission));
+    submission.state = 'sent';
+    submission.rid = ++this.nextRid;
+    this.byRid.set(submission.rid, submission);
+    link.send({ t: 'submit', rid: submission.rid, job: submission.spec });
+  }
+
+  private connected(): SimLink | null {
+    if (this.link?.open) return this.greeted ? this.link : null;
+    this.greeted = false;
+    this.link = this.dial({ onMessage: (m) => this.onMessage(m), onClose: () => this.onClose() });
+    this.link?.send({ t: 'hello', versions: [1] });
+    return null;
+  }
+
+  private onMessage(message: FromNode): void {
+    if (message.t === 'welcome') {
+      this.greeted = true;
+      // Everything that waited for a connection goes now.
+      for (const s of this.all) if (s.state === 'waiting') this.queue.schedule(0, () => this.send(s));
+      return;
+    }
+    if (!('rid' in message) || message.rid === null) return;
+    const submission = this.byRid.get(message.rid);
+    if (submission === undefined || submission.state !== 'sent') return;
+    this.byRid.delete(message.rid);
+    if (message.t === 'submitted') {
+      submission.state = 'acked';
+      this.checkers.submissionAcked(message.jobId, this.tenant, submission.spec.idempotencyKey ?? null);
+    } else if (message.t === 'error') {
+      this.refused(submission, message);
+    }
+  }
+
+  private refused(submission: Submission, error: ErrorBody): void {
+    const keyed = submission.spec.idempotencyKey !== undefined;
+    if (error.code === 'internal' && !keyed) {
+      // The outcome is unknown and, without a key, a retry could make a second job.
+      submission.state = 'unknown';
+      return;
+    }
+    if (error.code === 'unavailable') {
+      // Before the cluster issue a node serves only the shards it owns: try another node.
+      this.link?.disconnect();
+    }
+    if (RETRYABLE.has(error.code)) {
+      submission.state = 'waiting';
+      this.queue.schedule(error.retryAfterMs ?? 100, () => this.send(submission));
+      return;
+    }
+    submission.state = 'refused';
+  }
+
+  private onClose(): void {
+    this.greeted = false;
+    // What was in flight may or may not have been applied: keyed submissions go again under
+    // the same key (the SDK's behaviour); others cannot be retried safely.
+    for (const [rid, s] of this.byRid) {
+      this.byRid.delete(rid);
+      if (s.spec.idempotencyKey !== undefined) {
+        s.state = 'waiting';
+        this.queue.schedule(REDIAL_MS, () => this.send(s));
+      } else {
+        s.state = 'unknown';
+      }
+    }
+    this.queue.schedule(REDIAL_MS, () => this.connected());
+  }
+}
+
+interface Running {
+  token: LeaseToken;
+  queue: string;
+  behaviour: Behaviour;
+  verdict: 'complete' | 'fail' | null;
+  revoked: boolean;
+}
+
+export class SimWorker {
+  private link: SimLink | null = null;
+  private greeted = false;
+  private readonly running = new Map<string, Running>();
+  private readonly byRid = new Map<number, Running>();
+  private nextRid = 0;
+  completed = 0;
+
+  constructor(
+    readonly name: string,
+    private readonly slots: number,
+    private readonly queue: EventQueue,
+    private readonly random: SeededRandom,
+    private readonly dial: Dialer,
+    private readonly checkers: Checkers,
+  ) {}
+
+  start(): void {
+    this.connect();
+  }
+
+  private connect(): void {
+    if (this.link?.open) return;
+    this.greeted = false;
+    this.link = this.dial({ onMessage: (m) => this.onMessage(m), onClose: () => this.onClose() });
+    if (this.link === null) return void this.queue.schedule(REDIAL_MS, () => this.connect());
+    this.link.send({ t: 'hello', versions: [1] });
+  }
+
+  private send(message: ToNode): void {
+    if (this.link?.open && this.greeted) this.link.send(message);
+  }
+
+  private onMessage(message: FromNode): void {
+    switch (message.t) {
+      case 'welcome':
+        this.greeted = true;
+        this.send({ t: 'credit', queue: 'q0', slots: this.slots });
+        this.send({ t: 'credit', queue: 'q1', slots: this.slots });
+        return;
+      case 'lease':
+        return this.leased(message.token, message.queue, message.payload, message.leaseMs);
+      case 'revoke': {
+        // The handler sees its abort signal and stops; the slot is free again.
+        const run = this.running.get(key(message.token));
+        if (run === undefined) return;
+        run.revoked = true;
+        this.running.delete(key(message.token));
+        return this.credit(run);
+      }
+      case 'ack':
+      case 'error':
+      case 'lease_extended': {
+        if (message.rid === null) return;
+        const run = this.byRid.get(message.rid);
+        this.byRid.delete(message.rid);
+        if (run === undefined || run.verdict === null) return;
+        if (message.t === 'ack') {
+          this.checkers.verdictAcked(run.token.jobId, run.token.attempt, run.verdict);
+          this.completed++;
+        }
+        if (this.running.delete(key(run.token))) this.credit(run);
+        return;
+      }
+    }
+  }
+
+  private leased(token: LeaseToken, queue: string, payload: Uint8Array, leaseMs: number): void {
+    const behaviour = BEHAVIOURS[payload[0]!] ?? 'succeed';
+    const run: Running = { token, queue, behaviour, verdict: null, revoked: false };
+    this.running.set(key(token), run);
+    this.checkers.handlerStarted(token.jobId);
+    const incarnation = this.link;
+    // A hang hangs on the first attempt only, so the job can still finish on a retry.
+    if (behaviour === 'hang' && token.attempt === 1) return;
+    const durationMs = behaviour === 'long' ? leaseMs * 2 : 1 + this.random.int(20);
+    if (behaviour === 'long') this.heartbeat(run, leaseMs, incarnation);
+    this.queue.schedule(durationMs, () => {
+      if (this.link !== incarnation || !this.running.has(key(token))) return;
+      const rid = ++this.nextRid;
+      this.byRid.set(rid, run);
+      if (behaviour === 'fail' || behaviour === 'fail_fatal') {
+        run.verdict = 'fail';
+        this.send({ t: 'fail', rid, token, error: `${behaviour} on attempt ${token.attempt}`, retryable: behaviour === 'fail' });
+      } else {
+        run.verdict = 'complete';
+        this.send({ t: 'complete', rid, token });
+      }
+    });
+  }
+
+  private heartbeat(run: Running, leaseMs: number, incarnation: SimLink | null): void {
+    this.queue.schedule(leaseMs / 3, () => {
+      if (this.link !== incarnation || run.verdict !== null || !this.running.has(key(run.token))) return;
+      this.send({ t: 'heartbeat', rid: ++this.nextRid, token: run.token });
+      this.heartbeat(run, leaseMs, incarnation);
+    });
+  }
+
+  /** The slot of a finished attempt is free again, for the same queue. */
+  private credit(run: Running): void {
+    this.send({ t: 'credit', queue: run.queue, slots: 1 });
+  }
+
+  private onClose(): void {
+    // The worker process goes on, but its attempts belong to a dead connection: their leases
+    // run out on the node and the jobs are retried. It reconnects with fresh credit.
+    this.running.clear();
+    this.byRid.clear();
+    this.greeted = false;
+    this.queue.schedule(REDIAL_MS, () => this.connect());
+  }
+}
+
+function key(token: LeaseToken): string {
+  return `${token.jobId}/${token.attempt}/${token.epoch}`;
+}
