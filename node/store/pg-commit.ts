@@ -37,6 +37,8 @@ interface Indexed<W> {
  * makes every transaction take these locks in the same order, so two never deadlock on them. */
 const LOCK_SHARDS_SQL = 'SELECT id, epoch FROM shards WHERE id = ANY($1::int[]) ORDER BY id FOR SHARE';
 
+const BEGIN_SQL = 'BEGIN; SET LOCAL enable_hashjoin = off; SET LOCAL enable_mergejoin = off';
+
 export async function commitBatch(pool: pg.Pool, batch: CommitBatch): Promise<CommitResult> {
   checkBatch(batch);
   return inTransaction<CommitResult>(pool, 'commit', async (client) => {
@@ -53,7 +55,7 @@ export async function commitBatch(pool: pg.Pool, batch: CommitBatch): Promise<Co
       if (updates.length > 0) await applyUpdates(client, updates, outcomes);
     }
     return { commit: true, value: { status: 'committed', outcomes } };
-  });
+  }, BEGIN_SQL);
 }
 
 /** Programmer errors in a batch: the owner built it wrong, so crash rather than write. */

@@ -20,6 +20,7 @@ export async function inTransaction<T>(
   pool: pg.Pool,
   operation: string,
   body: (client: pg.PoolClient) => Promise<TransactionEnd<T>>,
+  begin = 'BEGIN',
 ): Promise<T> {
   for (let attempt = 1; ; attempt++) {
     let client: pg.PoolClient;
@@ -29,7 +30,7 @@ export async function inTransaction<T>(
       rethrowMapped(error, operation);
     }
     try {
-      await client.query('BEGIN');
+      await client.query(begin);
       const end = await body(client);
       await client.query(end.commit ? 'COMMIT' : 'ROLLBACK');
       client.release();

@@ -221,8 +221,9 @@ export class ShardOwner implements Actor<OwnerMsg> {
       entry.leaseDeadlineMs = now + this.deps.config.leaseMs;
       this.running.add(entry);
     }
-    for (const job of pending) this.enqueue(this.track(job), ctx);
+    // Before queueing: a job that does not fit spills and sets the flag again.
     this.spilled = pendingMore;
+    for (const job of pending) this.enqueue(this.track(job), ctx);
     this.phase = 'serving';
     ctx.env.logger.log('debug', 'owner.serving', { shard: this.shard, epoch: this.deps.epoch, running: running.length, pending: pending.length });
     const early = this.early;

@@ -57,10 +57,10 @@ CREATE TABLE jobs_default PARTITION OF jobs DEFAULT;
 
 -- The ready-queue scan and shard load: a shard's jobs in one state by run_at; id makes the
 -- (run_at, id) keyset exact so paging never skips or repeats a row.
-CREATE INDEX jobs_shard_status_run_at ON jobs (shard, status, run_at, id);
+CREATE INDEX jobs_shard_status_run_at ON jobs (shard, status, run_at, id) WHERE status IN ('pending', 'running');
 -- A tenant's jobs newest first, and the same within one state (e.g. the dead-letter queue).
 CREATE INDEX jobs_tenant_created_at ON jobs (tenant, created_at DESC, id DESC);
-CREATE INDEX jobs_tenant_status_created_at ON jobs (tenant, status, created_at DESC, id DESC);
+CREATE INDEX jobs_tenant_status_created_at ON jobs (tenant, status, created_at DESC, id DESC) WHERE status <> 'succeeded';
 
 -- Idempotency keys, outside the partitioned table because a unique index there would have to
 -- contain scheduled_at. scheduled_at says which partition the job lives in, so retention can
