@@ -34,6 +34,8 @@ export class Checkers implements StoreObserver {
   /** `jobId/attempt` → the state a write under that lease token committed. */
   private readonly verdicts = new Map<string, string>();
   readonly acked = new Map<string, number>();
+  /** `tenant/key` → the job the first acknowledgement named. */
+  private readonly ackedKeys = new Map<string, string>();
   /** Handler starts per job, to report duplicate executions. */
   readonly executions = new Map<string, number>();
 
@@ -105,8 +107,9 @@ export class Checkers implements StoreObserver {
   submissionAcked(jobId: string, tenant: string, key: string | null): void {
     if (!this.jobs.has(jobId)) this.fail('acknowledged only after commit', `${jobId} acknowledged before the store had it`);
     if (key !== null) {
-      const named = this.keys.get(`${tenant}/${key}`);
+      const named = this.keys.get(`${tenant}/${key}`) ?? this.ackedKeys.get(`${tenant}/${key}`);
       if (named !== undefined && named !== jobId) this.fail('one idempotency key maps to one job', `${tenant}/${key} answered ${jobId} but names ${named}`);
+      this.ackedKeys.set(`${tenant}/${key}`, jobId);
     }
     this.acked.set(jobId, (this.acked.get(jobId) ?? 0) + 1);
   }

@@ -14,7 +14,10 @@ import type { Checkers } from './checkers.ts';
 import type { EventQueue } from './event-queue.ts';
 import type { FromNode, SimLink, ToNode } from './sim-link.ts';
 
-export const BEHAVIOURS = ['succeed', 'fail', 'fail_fatal', 'hang', 'long'] as const;
+/** succeed; fail (retryable); fail_fatal (non-retryable); hang (never answers, first attempt);
+ * long (runs past its lease, heartbeating); zombie (runs past its lease without heartbeats,
+ * first attempt, then answers anyway: the answer must be refused). */
+export const BEHAVIOURS = ['succeed', 'fail', 'fail_fatal', 'hang', 'long', 'zombie'] as const;
 export type Behaviour = (typeof BEHAVIOURS)[number];
 
 /** Connects to some node for a client; null while no node can be reached. */
@@ -45,7 +48,8 @@ export class SimProducer {
     private readonly checkers: Checkers,
   ) {}
 
-  /** Schedules `count` submissions spread over `overMs`, some in bursts. */
+  /** Schedules `count` submissions spread over `overMs`, some in bursts; some keyed ones are
+   * sent twice, as two clients racing with one key would. */
   plan(count: number, overMs: number, mix: { keyed: number; delayed: number; burst: number; behaviours: readonly Behaviour[] }): void {
     for (let n = 0; n < count; n++) {
       const behaviour = mix.behaviours[this.random.int(mix.behaviours.length)]!;
@@ -64,6 +68,11 @@ export class SimProducer {
       this.all.push(submission);
       const atMs = this.random.next() < mix.burst ? overMs / 2 : this.random.next() * overMs;
       this.queue.schedule(atMs, () => this.send(submission));
+      if (spec.idempotencyKey !== undefined && this.random.next() < 0.1) {
+        const twin: Submission = { n, spec, state: 'waiting', rid: 0 };
+        this.all.push(twin);
+        this.queue.schedule(atMs + this.random.int(50), () => this.send(twin));
+      }
     }
   }
 
@@ -209,6 +218,8 @@ export class SimWorker {
         // The handler sees its abort signal and stops; the slot is free again.
         const run = this.running.get(key(message.token));
         if (run === undefined) return;
+        // A zombie does not hear it (as if the revocation were lost) and answers late anyway.
+        if (run.behaviour === 'zombie' && run.token.attempt === 1) return;
         run.revoked = true;
         this.running.delete(key(message.token));
         return this.credit(run);
@@ -238,7 +249,8 @@ export class SimWorker {
     const incarnation = this.link;
     // A hang hangs on the first attempt only, so the job can still finish on a retry.
     if (behaviour === 'hang' && token.attempt === 1) return;
-    const durationMs = behaviour === 'long' ? leaseMs * 2 : 1 + this.random.int(20);
+    const outlives = behaviour === 'long' || (behaviour === 'zombie' && token.attempt === 1);
+    const durationMs = outlives ? leaseMs * 2 : 1 + this.random.int(20);
     if (behaviour === 'long') this.heartbeat(run, leaseMs, incarnation);
     this.queue.schedule(durationMs, () => {
       if (this.link !== incarnation || !this.running.has(key(token))) return;
