@@ -1,16 +1,41 @@
 // The `kairos` command line. Errors are one clear line on stderr and a non-zero exit.
 
 import { UsageError } from './args.ts';
+import {
+  CANCEL_HELP,
+  cancelCommand,
+  DLQ_HELP,
+  dlqCommand,
+  GET_HELP,
+  getCommand,
+  LIST_HELP,
+  listCommand,
+  SUBMIT_HELP,
+  submitCommand,
+} from './client-commands.ts';
+import { DEMO_HELP, demoCommand } from './demo.ts';
 import { START_HELP, startCommand } from './start.ts';
 
 const HELP = `kairos: a distributed job scheduler
 
-  kairos start                 run a node (see kairos start --help)
+  kairos start                 run a node (embedded PostgreSQL unless DATABASE_URL is set)
+  kairos demo                  a node with a demo producer and workers, live progress (npm start)
+  kairos submit QUEUE          submit a job (--payload, --priority, --delay-ms, --key, --count …)
+  kairos get JOB_ID            show a job
+  kairos list                  list your jobs, newest first (--state, --queue, --limit, --after)
+  kairos cancel JOB_ID         cancel a pending or running job
+  kairos dlq list|requeue      the dead-letter queue
 
 Run 'kairos <command> --help' for a command's options.`;
 
 const commands: Record<string, { help: string; run: (argv: string[]) => Promise<void> }> = {
   start: { help: START_HELP, run: startCommand },
+  demo: { help: DEMO_HELP, run: demoCommand },
+  submit: { help: SUBMIT_HELP, run: submitCommand },
+  get: { help: GET_HELP, run: getCommand },
+  list: { help: LIST_HELP, run: listCommand },
+  cancel: { help: CANCEL_HELP, run: cancelCommand },
+  dlq: { help: DLQ_HELP, run: dlqCommand },
 };
 
 async function main(argv: string[]): Promise<void> {
