@@ -4,7 +4,10 @@ import { parseArgs } from 'node:util';
 import { startNodeProcess } from '../adapters/node-process.ts';
 import { loadTokens } from '../adapters/tokens.ts';
 import type { LogLevel } from '../core/env.ts';
-import { intOption, oneOfOption } from './args.ts';
+import { DEFAULT_GATEWAY_CONFIG } from '../core/gateway/gateway.ts';
+import type { RateLimit } from '../core/gateway/token-bucket.ts';
+import { DEFAULT_OWNER_CONFIG } from '../core/owner/shard-owner.ts';
+import { intOption, oneOfOption, UsageError } from './args.ts';
 
 export const START_HELP = `kairos start [options]
   --data-dir DIR     node id and embedded Postgres data (env KAIROS_DATA_DIR, default ./.kairos)
@@ -13,6 +16,10 @@ export const START_HELP = `kairos start [options]
   --pg-port PORT     embedded Postgres port (env KAIROS_PG_PORT, default 54329)
   --node-id ID       node id (default: generated once, kept in the data dir)
   --shards N         shard count, fixed when the cluster is created (env KAIROS_SHARDS, default 256)
+  --lease-ms N       worker lease time-to-live; heartbeats extend it (env KAIROS_LEASE_MS, default 30000)
+  --rate-limit R[:B] per-tenant submissions per second, burst B (env KAIROS_RATE_LIMIT; default none)
+  --inflight-max N   requests in flight per connection before submissions are refused
+                     as overloaded (env KAIROS_INFLIGHT_MAX, default 20000)
   --tokens FILE      JSON {"token": "tenant"} (env KAIROS_TOKENS_FILE or KAIROS_TOKENS=token=tenant,...)
   --log-level LEVEL  debug|info|warn|error (env KAIROS_LOG_LEVEL, default info)
 Uses DATABASE_URL when set, else starts the embedded PostgreSQL.`;
@@ -27,12 +34,16 @@ export async function startCommand(argv: string[]): Promise<void> {
       'pg-port': { type: 'string' },
       'node-id': { type: 'string' },
       shards: { type: 'string' },
+      'lease-ms': { type: 'string' },
+      'rate-limit': { type: 'string' },
+      'inflight-max': { type: 'string' },
       tokens: { type: 'string' },
       'log-level': { type: 'string' },
     },
   });
   const env = process.env;
   const shardCount = intOption(values.shards ?? env.KAIROS_SHARDS, '--shards', 256, 1, 4096);
+  const leaseMs = intOption(values['lease-ms'] ?? env.KAIROS_LEASE_MS, '--lease-ms', DEFAULT_OWNER_CONFIG.leaseMs, 100, 86_400_000);
   const node = await startNodeProcess({
     dataDir: values['data-dir'] ?? env.KAIROS_DATA_DIR ?? '.kairos',
     host: values.host ?? env.KAIROS_HOST ?? '127.0.0.1',
@@ -41,7 +52,14 @@ export async function startCommand(argv: string[]): Promise<void> {
     ...(values['node-id'] !== undefined && { nodeId: values['node-id'] }),
     tokens: loadTokens(env, values.tokens),
     logLevel: oneOfOption<LogLevel>(values['log-level'] ?? env.KAIROS_LOG_LEVEL, '--log-level', ['debug', 'info', 'warn', 'error'], 'info'),
-    config: { shardCount },
+    config: {
+      shardCount,
+      owner: { ...DEFAULT_OWNER_CONFIG, leaseMs, leaseCheckMs: Math.min(DEFAULT_OWNER_CONFIG.leaseCheckMs, leaseMs / 4) },
+      gateway: {
+        connInflightMax: intOption(values['inflight-max'] ?? env.KAIROS_INFLIGHT_MAX, '--inflight-max', DEFAULT_GATEWAY_CONFIG.connInflightMax, 1),
+        rateLimit: rateLimitOption(values['rate-limit'] ?? env.KAIROS_RATE_LIMIT),
+      },
+    },
     onProgress: (step) => process.stderr.write(`kairos: ${step}…\n`),
   });
   await node.ready();
@@ -55,4 +73,13 @@ export async function startCommand(argv: string[]): Promise<void> {
     process.once('SIGTERM', stop);
   });
   process.stdout.write('kairos: stopped\n');
+}
+
+/** `R` or `R:B`: R submissions a second per tenant, bursts of B (default R). */
+function rateLimitOption(text: string | undefined): RateLimit | null {
+  if (text === undefined || text === '') return null;
+  const match = /^(\d+)(?::(\d+))?$/.exec(text);
+  if (match === null || Number(match[1]) === 0) throw new UsageError(`--rate-limit takes R or R:B (positive integers), got '${text}'`);
+  const perSecond = Number(match[1]);
+  return { perSecond, burst: match[2] === undefined ? perSecond : Number(match[2]) };
 }

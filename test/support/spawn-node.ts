@@ -29,12 +29,14 @@ export interface SpawnNodeOptions {
   nodeId?: string;
   env?: Record<string, string>;
   logLevel?: string;
+  leaseMs?: number;
 }
 
 export async function spawnNode(options: SpawnNodeOptions): Promise<SpawnedNode> {
   const dataDir = options.dataDir ?? mkdtempSync(join(tmpdir(), 'kairos-node-'));
   const args = [KAIROS_BIN, 'start', '--data-dir', dataDir, '--port', String(options.port ?? 0), '--shards', String(options.shards ?? 16)];
   if (options.nodeId !== undefined) args.push('--node-id', options.nodeId);
+  if (options.leaseMs !== undefined) args.push('--lease-ms', String(options.leaseMs));
   const child = spawn(process.execPath, args, {
     env: {
       ...process.env,
