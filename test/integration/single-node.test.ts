@@ -110,11 +110,12 @@ describe('one node, end to end', () => {
     const dead = await client.dlq.list({ queue: 'fatal' });
     expect(dead.jobs.map((j) => j.id)).toContain(fatal.jobId);
 
-    // Requeued, the doomed job runs again (attempt 3) and, failing once more, dies again.
+    // Requeued with one more attempt, the dead job runs again as attempt 3, which this
+    // handler lets succeed.
     const requeued = await client.dlq.requeue(doomed.jobId, { attempts: 1 });
-    expect(requeued.state).toBe('pending');
-    await waitFor('the requeued job to run', async () => flaky.events.some((e) => e.event === 'started' && e.jobId === doomed.jobId && e.attempt === 3));
-    await waitFor('the requeued job to die again', async () => (await stateOf(doomed.jobId)) === 'dead');
+    expect(requeued).toMatchObject({ state: 'pending', attemptsMax: 3 });
+    await waitFor('the requeued job to succeed', async () => (await stateOf(doomed.jobId)) === 'succeeded');
+    expect(flaky.events.some((e) => e.event === 'started' && e.jobId === doomed.jobId && e.attempt === 3)).toBe(true);
   }, 120_000);
 
   it('takes a hung worker\'s lease away, runs the job elsewhere and refuses the late completion', async () => {
@@ -127,13 +128,13 @@ describe('one node, end to end', () => {
     await waitFor('the rescued job to succeed', async () => (await stateOf(jobId)) === 'succeeded');
     hung.child.kill('SIGCONT');
     const refused = await hung.until((e) => e.event === 'error' && e.jobId === jobId, 30_000);
-    expect(refused).toMatchObject({ message: expect.stringMatching(/stale|no longer/) });
+    expect(refused).toMatchObject({ message: expect.stringMatching(/lease.*not recorded/) });
     expect(await client.get(jobId)).toMatchObject({ state: 'succeeded', attempts: 2 });
     const commits = await sql("SELECT status FROM terminal_commits WHERE job_id = $1", [jobId]);
     expect(commits).toEqual([{ status: 'succeeded' }]);
   }, 60_000);
 
-  it('starts no delayed job before its run_at, and runs higher priority first', async () => {
+  it('starts no delayed job before its run_at, and runs higher priority first, across shards', async () => {
     const low = await client.submit({ queue: 'ordered', payload: bytes('low'), priority: -5 });
     const high = await client.submit({ queue: 'ordered', payload: bytes('high'), priority: 7 });
     const mid = await client.submit({ queue: 'ordered', payload: bytes('mid'), priority: 0 });

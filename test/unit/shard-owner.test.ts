@@ -282,6 +282,20 @@ describe('shard owner on virtual time', () => {
     expect(ctx.queue.nowMs - t0).toBeGreaterThanOrEqual(10_000);
   });
 
+  it('runs higher priority first across shards', async () => {
+    const ctx = setup();
+    await started(ctx);
+    const boxes = [-3, 9, 0, 4].map((priority, shard) => submit(ctx.node, shard, submission({ priority })));
+    await ctx.run(() => boxes.every((b) => b.outcome !== undefined));
+    const w = new TestWorker('w');
+    ctx.node.dispatcher.tell({ kind: 'worker_joined', worker: w });
+    for (let i = 1; i <= 4; i++) {
+      ctx.node.dispatcher.tell({ kind: 'credit', workerId: 'w', queue: 'q', slots: 1 });
+      await ctx.run(() => w.leases.length === i);
+    }
+    expect(w.leases.map((l) => l.job.priority)).toEqual([9, 4, 0, -3]);
+  });
+
   it('a deposed owner commits nothing more; the node takes the shard back at a new epoch', async () => {
     const ctx = setup();
     await started(ctx);

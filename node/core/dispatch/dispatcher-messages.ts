@@ -13,7 +13,7 @@ export type DispatcherMsg =
   | { kind: 'drain'; workerId: string; queue: string | null }
   /** An owner could not use granted slots (no ready job left, or the lease write failed). */
   | { kind: 'credit_returned'; workerId: string; queue: string; slots: number }
-  /** An owner's ready-job counts for some queues. */
-  | { kind: 'backlog'; shard: number; owner: ActorRef<OwnerMsg>; counts: Array<[queue: string, ready: number]> }
+  /** An owner's ready jobs for some queues: how many, and the priority of the best. */
+  | { kind: 'backlog'; shard: number; owner: ActorRef<OwnerMsg>; counts: Array<[queue: string, ready: number, topPriority: number]> }
   /** The owner of `shard` stopped; grant it nothing more. */
   | { kind: 'owner_gone'; shard: number };

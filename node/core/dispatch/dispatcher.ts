@@ -1,8 +1,12 @@
 // The dispatcher matches workers' free slots (credit) with shard owners' ready jobs. Workers
 // announce slots per queue; owners report how many jobs are ready per queue; the dispatcher
 // grants an owner the right to lease up to n jobs to one worker. Leases are pushed, never
-// polled for, and a worker never holds more than it asked for. Owners and workers are served
-// round-robin so that no shard or worker starves.
+// polled for, and a worker never holds more than it asked for.
+//
+// Priority holds across shards: the owner whose best ready job has the highest priority is
+// granted first. Owners whose best jobs tie are served round-robin, several slots at a time;
+// while priorities differ a grant is one slot, so that the next slot goes to whichever owner
+// then has the best job. Workers are served round-robin.
 
 import type { Actor, ActorContext, ActorRef } from '../actor/runtime.ts';
 import type { OwnerMsg, WorkerLink } from '../owner/owner-messages.ts';
@@ -12,11 +16,16 @@ import type { DispatcherMsg } from './dispatcher-messages.ts';
  * one shard does not take every slot while others have work. */
 const GRANT_SLOTS_MAX = 32;
 
+interface Backlog {
+  ready: number;
+  topPriority: number;
+}
+
 interface QueueState {
   /** Workers with credit, in round-robin order (a Map keeps insertion order). */
   credit: Map<string, number>;
   /** Owners with ready jobs, in round-robin order. */
-  ready: Map<number, number>;
+  ready: Map<number, Backlog>;
 }
 
 export class Dispatcher implements Actor<DispatcherMsg> {
@@ -47,9 +56,9 @@ export class Dispatcher implements Actor<DispatcherMsg> {
         return;
       case 'backlog': {
         this.owners.set(msg.shard, msg.owner);
-        for (const [queue, ready] of msg.counts) {
+        for (const [queue, ready, topPriority] of msg.counts) {
           const state = this.queue(queue);
-          if (ready > 0) state.ready.set(msg.shard, ready);
+          if (ready > 0) state.ready.set(msg.shard, { ready, topPriority });
           else state.ready.delete(msg.shard);
           this.dispatch(queue, state);
         }
@@ -78,7 +87,7 @@ export class Dispatcher implements Actor<DispatcherMsg> {
 
   private dispatch(queue: string, state: QueueState): void {
     while (state.credit.size > 0 && state.ready.size > 0) {
-      const [shard, ready] = first(state.ready);
+      const [shard, backlog, tied] = best(state.ready);
       const [workerId, credit] = first(state.credit);
       const owner = this.owners.get(shard);
       const worker = this.workers.get(workerId);
@@ -87,16 +96,31 @@ export class Dispatcher implements Actor<DispatcherMsg> {
         if (worker === undefined) state.credit.delete(workerId);
         continue;
       }
-      const slots = Math.min(ready, credit, GRANT_SLOTS_MAX);
+      const slots = tied ? Math.min(backlog.ready, credit, GRANT_SLOTS_MAX) : 1;
       owner.tell({ kind: 'grant', queue, worker, slots });
       // Move both to the back of the round-robin order; drop them when used up. The owner's
       // count is our estimate until its next report; a grant it cannot fill comes back.
       state.ready.delete(shard);
-      if (ready > slots) state.ready.set(shard, ready - slots);
+      if (backlog.ready > slots) state.ready.set(shard, { ready: backlog.ready - slots, topPriority: backlog.topPriority });
       state.credit.delete(workerId);
       if (credit > slots) state.credit.set(workerId, credit - slots);
     }
   }
+}
+
+/** The first owner (in round-robin order) with the highest top priority, and whether every
+ * owner's top priority is the same. */
+function best(ready: Map<number, Backlog>): [number, Backlog, boolean] {
+  let chosen: [number, Backlog] | null = null;
+  let tied = true;
+  for (const entry of ready) {
+    if (chosen === null) chosen = entry;
+    else if (entry[1].topPriority !== chosen[1].topPriority) {
+      tied = false;
+      if (entry[1].topPriority > chosen[1].topPriority) chosen = entry;
+    }
+  }
+  return [chosen![0], chosen![1], tied];
 }
 
 function first<K, V>(map: Map<K, V>): [K, V] {

@@ -109,6 +109,17 @@ export class ReadyQueues<E extends Queued> {
     return null;
   }
 
+  /** Priority of the best ready job of `queue`, or null when none is ready. */
+  topPriority(queue: string): number | null {
+    const heap = this.ready.get(queue);
+    if (heap === undefined) return null;
+    for (let top = heap.peek(); top !== undefined; top = heap.peek()) {
+      if (live(top, 'ready')) return top.entry.job.priority;
+      heap.pop();
+    }
+    return null;
+  }
+
   readyOf(queue: string): number {
     return this.readyCount.get(queue) ?? 0;
   }

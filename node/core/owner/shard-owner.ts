@@ -686,7 +686,11 @@ export class ShardOwner implements Actor<OwnerMsg> {
     }
     this.pageInIfRoom(ctx);
     if (this.backlogDirty.size > 0) {
-      const counts: Array<[string, number]> = [...this.backlogDirty].map((queue) => [queue, this.queues.readyOf(queue)]);
+      const counts: Array<[string, number, number]> = [...this.backlogDirty].map((queue) => [
+        queue,
+        this.queues.readyOf(queue),
+        this.queues.topPriority(queue) ?? 0,
+      ]);
       this.backlogDirty.clear();
       this.deps.dispatcher.tell({ kind: 'backlog', shard: this.shard, owner: ctx.self, counts });
     }
