@@ -6,6 +6,7 @@ import { StoreUnavailableError } from '../core/store.ts';
 
 /** SQLSTATE classes and codes that mean "the database could not do it right now". */
 const UNAVAILABLE_CLASSES = ['08', '53', '57', '58']; // connection, resources, operator intervention, system
+const UNAVAILABLE_CODES = new Set(['55P03']); // lock_not_available: a lock_timeout expired
 const TRANSIENT_CODES = new Set(['40001', '40P01']); // serialization failure, deadlock detected
 
 /** Socket-level failures node-postgres reports without a SQLSTATE. */
@@ -21,7 +22,7 @@ export function isTransientConflict(error: unknown): boolean {
 export function isUnavailable(error: unknown): boolean {
   if (error instanceof StoreUnavailableError) return true;
   const state = sqlState(error);
-  if (state !== null) return UNAVAILABLE_CLASSES.includes(state.slice(0, 2)) || TRANSIENT_CODES.has(state);
+  if (state !== null) return UNAVAILABLE_CLASSES.includes(state.slice(0, 2)) || UNAVAILABLE_CODES.has(state) || TRANSIENT_CODES.has(state);
   if (!(error instanceof Error)) return false;
   if ('errno' in error || 'syscall' in error) return true; // ECONNREFUSED, ECONNRESET, EPIPE, ...
   return UNAVAILABLE_MESSAGES.some((pattern) => pattern.test(error.message));

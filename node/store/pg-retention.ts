@@ -18,7 +18,6 @@
 // partition). DEFAULT itself is never dropped; its rows go once their day's partition exists.
 
 import type pg from 'pg';
-import { LIVE_STATES } from '../core/job/job.ts';
 import type { RetentionOptions, RetentionReport } from '../core/store.ts';
 import { RETENTION_LOCK_KEY } from './advisory-locks.ts';
 import { tsFromMs } from './pg-rows.ts';
@@ -32,17 +31,22 @@ export function dailyPartitionName(dayStartMs: number): string {
   return `jobs_p${new Date(dayStartMs).toISOString().slice(0, 10).replaceAll('-', '')}`;
 }
 
+/* Retention waits at most this long for a lock: while it waits for ACCESS EXCLUSIVE, new
+ * commits queue behind it, so it gives up (StoreUnavailableError; the next pass retries)
+ * rather than stall the cluster's writes behind one long transaction. */
+const BEGIN_SQL = "BEGIN; SET LOCAL lock_timeout = '5s'";
+
 /* Only one node runs retention at a time; the others skip (ran: false). Released at commit. */
 const TRY_LOCK_SQL = 'SELECT pg_try_advisory_xact_lock($1) AS locked';
 /* The attached partitions of jobs, by name. */
 const LIST_PARTITIONS_SQL = `
 SELECT c.relname AS name FROM pg_inherits i JOIN pg_class c ON c.oid = i.inhrelid
 WHERE i.inhparent = 'jobs'::regclass`;
-/* Whether a partition holds a live job. In: $1 every shard id, $2 the live states.
- * Phrased on (shard, status) so each partition's (shard, status, run_at, id) index answers it
- * with one probe per (shard, state) instead of a scan of a whole day of finished jobs. */
+/* Whether a partition holds a live job. In: $1 every shard id.
+ * Phrased on (shard, status) with the partial ready index's own predicate (LIVE_STATES), so
+ * that index answers with one probe per shard instead of a scan of a day of finished jobs. */
 const HAS_LIVE_SQL = (table: string) =>
-  `SELECT EXISTS (SELECT 1 FROM ${table} WHERE shard = ANY($1::int[]) AND status = ANY($2::text[])) AS live`;
+  `SELECT EXISTS (SELECT 1 FROM ${table} WHERE shard = ANY($1::int[]) AND status IN ('pending', 'running')) AS live`;
 /* Idempotency keys of the jobs of one day. In: $1, $2 the day's bounds in ms. */
 const DELETE_KEYS_SQL = `DELETE FROM idempotency WHERE scheduled_at >= ${tsFromMs('$1::float8')} AND scheduled_at < ${tsFromMs('$2::float8')}`;
 
@@ -79,7 +83,7 @@ export async function runRetention(
     for (const day of expired) {
       const name = dailyPartitionName(day);
       const table = client.escapeIdentifier(name);
-      const live = await client.query<{ live: boolean }>(HAS_LIVE_SQL(table), [shards, LIVE_STATES]);
+      const live = await client.query<{ live: boolean }>(HAS_LIVE_SQL(table), [shards]);
       if (live.rows[0]!.live) {
         report.keptLive.push(name);
         continue;
@@ -89,7 +93,7 @@ export async function runRetention(
       report.dropped.push(name);
     }
     return { commit: true, value: report };
-  });
+  }, BEGIN_SQL);
 }
 
 async function createPartition(client: pg.PoolClient, dayStartMs: number): Promise<string> {

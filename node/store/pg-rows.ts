@@ -8,6 +8,7 @@
 // of the client's time zone.
 
 import type { Job, JobState } from '../core/job/job.ts';
+import { binaryArray } from './pg-arrays.ts';
 
 /** SQL for float8 milliseconds (a parameter or an unnest column) as a timestamptz. */
 export const tsFromMs = (expression: string): string => `to_timestamp(${expression} / 1000)`;
@@ -74,9 +75,9 @@ export function unnestValue(c: Column, alias: string): string {
   return c.type === 'ts' ? tsFromMs(`${alias}.${c.name}`) : `${alias}.${c.name}`;
 }
 
-/** One array per column, in column order, for the given jobs. */
-export function columnArrays(columns: readonly Column[], jobs: readonly Job[]): unknown[] {
-  return columns.map((c) => jobs.map((job) => c.of(job)));
+/** One binary array parameter per column, in column order, for the given jobs. */
+export function columnArrays(columns: readonly Column[], jobs: readonly Job[]): Buffer[] {
+  return columns.map((c) => binaryArray(c.type === 'ts' ? 'float8' : c.type, jobs.map((job) => c.of(job))));
 }
 
 export interface JobRow {

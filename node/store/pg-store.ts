@@ -57,14 +57,18 @@ UPDATE shards AS s SET owner = NULL, lease_until = NULL
 FROM unnest($2::int[], $3::bigint[]) AS l(id, epoch)
 WHERE s.id = l.id AND s.epoch = l.epoch AND s.owner = $1`;
 
-const LIST_SHARDS_SQL = `SELECT id, owner, epoch, ${msFromTs('lease_until')} AS lease_until FROM shards ORDER BY id`;
+/* Every shard row. lease_until comes from now() and so has microseconds; whole ms suffice. */
+const LIST_SHARDS_SQL = `SELECT id, owner, epoch, floor(${msFromTs('lease_until')}) AS lease_until FROM shards ORDER BY id`;
 
-/* A page of one shard's jobs in one state, by (run_at, id), served by the
+/* A page of one shard's jobs in one live state, by (run_at, id), served by the partial
  * (shard, status, run_at, id) index of each partition, merged in order.
  * In: $1 shard, $2 state, $3 limit, then for later pages $4 run_at (ms) and $5 id of the
- * last row seen. The row comparison is an index condition, so a page costs its own size. */
-const LOAD_FIRST_SQL = `SELECT ${JOB_SELECT} FROM jobs WHERE shard = $1 AND status = $2 ORDER BY run_at, id LIMIT $3`;
-const LOAD_AFTER_SQL = `SELECT ${JOB_SELECT} FROM jobs WHERE shard = $1 AND status = $2
+ * last row seen. The row comparison is an index condition, so a page costs its own size. The
+ * redundant status IN (...) repeats the index predicate so that the planner can use the
+ * index whatever it knows of $2. */
+const LOAD_WHERE = "shard = $1 AND status = $2 AND status IN ('pending', 'running')";
+const LOAD_FIRST_SQL = `SELECT ${JOB_SELECT} FROM jobs WHERE ${LOAD_WHERE} ORDER BY run_at, id LIMIT $3`;
+const LOAD_AFTER_SQL = `SELECT ${JOB_SELECT} FROM jobs WHERE ${LOAD_WHERE}
   AND (run_at, id) > (${tsFromMs('$4::float8')}, $5) ORDER BY run_at, id LIMIT $3`;
 
 /* One job. In: $1 id, $2 scheduled_at (ms, parsed from the id), which prunes to one partition. */

@@ -49,9 +49,9 @@ CREATE TABLE jobs (
   CONSTRAINT jobs_pkey PRIMARY KEY (id, scheduled_at),
   CONSTRAINT jobs_status_check CHECK ((status = ANY (ARRAY['pending'::text, 'running'::text, 'succeeded'::text, 'dead'::text, 'cancelled'::text])))
 ) PARTITION BY RANGE (scheduled_at);
-CREATE INDEX jobs_shard_status_run_at ON ONLY public.jobs USING btree (shard, status, run_at, id);
+CREATE INDEX jobs_shard_status_run_at ON ONLY public.jobs USING btree (shard, status, run_at, id) WHERE (status = ANY (ARRAY['pending'::text, 'running'::text]));
 CREATE INDEX jobs_tenant_created_at ON ONLY public.jobs USING btree (tenant, created_at DESC, id DESC);
-CREATE INDEX jobs_tenant_status_created_at ON ONLY public.jobs USING btree (tenant, status, created_at DESC, id DESC);
+CREATE INDEX jobs_tenant_status_created_at ON ONLY public.jobs USING btree (tenant, status, created_at DESC, id DESC) WHERE (status <> 'succeeded'::text);
 
 CREATE TABLE jobs_default PARTITION OF jobs DEFAULT;
 

@@ -1,0 +1,327 @@
+// The client: what a program calls. Each method is one protocol request (submitMany: one per
+// batch), sent through the connection with automatic retry of refusals that applied nothing.
+//
+// What happens to a request whose link drops before the answer (the connection re-sends it):
+// - submit, submit_batch: every job carries an idempotency key (one is generated when the
+//   caller gave none), so a second copy maps to the job the first created.
+// - get, list, dlq_list, subscribe: reads; asking twice changes nothing.
+// - cancel: cancelling is idempotent in effect. If the first copy committed, the second is
+//   refused with `illegal_state` (the job is finished); the client then reads the job and
+//   reports success when it is cancelled.
+// - dlq_requeue: likewise, a second copy is refused with `illegal_state` once the job has
+//   left the dead-letter queue, and the client reports the job as it now is. The one
+//   window it cannot close: if the requeued job runs, dies again and is dead before the copy
+//   arrives, the copy requeues it a second time (one extra attempt, never a lost job).
+
+import type { JobState } from '../../node/core/job/job.ts';
+import type { SubmitSpec, Welcome } from '../client-messages.ts';
+import type { JobView } from '../job-view.ts';
+import type { Lease } from '../worker-messages.ts';
+import { Connection, type ConnectionSettings } from './connection.ts';
+import { ConnectionClosedError, KairosError } from './errors.ts';
+import type { Answerer, Push, ReplyTo, Request } from './messages.ts';
+import { requestRetrying, type AutoRetryPolicy } from './retry.ts';
+import type { SdkRuntime } from './runtime.ts';
+import { submitMany, type SubmitManyResult, type SubmitResult } from './submit-many.ts';
+import { Subscriptions, type OnChange, type Subscription } from './subscriptions.ts';
+import { QueueWorker, type Handler, type Worker, type WorkerHost, type WorkerOptions } from './worker.ts';
+
+export interface ListFilter {
+  state?: JobState;
+  queue?: string;
+  /** Jobs per page, up to 1000; default 100. */
+  limit?: number;
+  /** The `next` of the previous page. */
+  after?: string;
+}
+
+export interface Page {
+  jobs: JobView[];
+  /** Cursor of the next page; null on the last. */
+  next: string | null;
+}
+
+export interface ClientSettings {
+  connection: Omit<ConnectionSettings, 'warn' | 'runtime'>;
+  runtime: SdkRuntime;
+  retry: AutoRetryPolicy | null;
+  warn(message: string): void;
+}
+
+export class KairosClient {
+  private readonly conn: Connection;
+  private readonly runtime: SdkRuntime;
+  private readonly retry: AutoRetryPolicy | null;
+  private readonly warn: (message: string) => void;
+  private readonly subscriptions: Subscriptions;
+  private readonly workers = new Map<string, QueueWorker>();
+  private readonly workerHost: WorkerHost;
+  /** Calls not yet answered; `close()` waits for them. */
+  private readonly inflight = new InFlight();
+  private closing: Promise<void> | null = null;
+
+  /** Dials and completes the handshake; `connect()` in index.ts is the public way in. */
+  static async open(settings: ClientSettings): Promise<KairosClient> {
+    const client = new KairosClient(settings);
+    await client.conn.start();
+    return client;
+  }
+
+  private constructor(settings: ClientSettings) {
+    this.runtime = settings.runtime;
+    this.retry = settings.retry;
+    this.warn = settings.warn;
+    this.conn = new Connection(
+      { ...settings.connection, runtime: settings.runtime, warn: settings.warn },
+      {
+        ready: (reconnected) => this.ready(reconnected),
+        push: (message) => this.push(message),
+        failed: (error) => this.failed(error),
+      },
+    );
+    this.subscriptions = new Subscriptions({
+      request: (request, answerer) => this.send(request, answerer),
+      unsubscribe: (request) =>
+        new Promise((resolve, reject) =>
+          // Abandoned on a dropped link: the node forgets a connection's subscriptions with
+          // it, and this one is not made again.
+          this.conn.request(request, { answered: (outcome) => (outcome instanceof ConnectionClosedError || !(outcome instanceof Error) ? resolve() : reject(outcome)) }, true),
+        ),
+      warn: this.warn,
+    });
+    this.workerHost = {
+      conn: this.conn,
+      runtime: this.runtime,
+      retry: this.retry,
+      resultBytesMax: () => this.limits.resultBytesMax,
+      detach: (worker) => {
+        if (this.workers.get(worker.queue) === worker) this.workers.delete(worker.queue);
+      },
+      returnLease: (lease) => this.returnLease(lease),
+    };
+  }
+
+  /** Id of the node this client is connected to (it may change on reconnect). */
+  get node(): string {
+    return this.conn.welcome.node;
+  }
+
+  get shardCount(): number {
+    return this.conn.welcome.shardCount;
+  }
+
+  /** What the node accepts: frame size, payload and result size, jobs per batch. */
+  get limits(): Welcome['limits'] {
+    return this.conn.welcome.limits;
+  }
+
+  // ---- Jobs ----------------------------------------------------------------------------
+
+  /** Submits one job. Resolves once it is committed: an acknowledged job is durable. */
+  async submit(spec: SubmitSpec): Promise<SubmitResult> {
+    const generated = spec.idempotencyKey === undefined;
+    const job = generated ? { ...spec, idempotencyKey: this.runtime.uuid() } : spec;
+    const reply = await this.call({ t: 'submit', rid: 0, job });
+    return { jobId: reply.jobId, duplicate: !generated && reply.duplicate };
+  }
+
+  /** Submits many jobs in as few frames as the limits allow, all batches in flight at once.
+   * Resolves with one result per job, in order; a refused job does not fail the others. */
+  async submitMany(specs: readonly SubmitSpec[]): Promise<SubmitManyResult[]> {
+    this.assertOpen();
+    this.inflight.started();
+    try {
+      return await submitMany(specs, {
+        limits: this.limits,
+        runtime: this.runtime,
+        retry: this.retry,
+        submitBatch: (jobs, deadlineMs) => this.call({ t: 'submit_batch', rid: 0, jobs }, deadlineMs),
+      });
+    } finally {
+      this.inflight.settled();
+    }
+  }
+
+  async get(jobId: string): Promise<JobView> {
+    return (await this.call({ t: 'get', rid: 0, jobId })).job;
+  }
+
+  /** One page of the tenant's jobs, newest first. */
+  async list(filter: ListFilter = {}): Promise<Page> {
+    const reply = await this.call({ t: 'list', rid: 0, state: filter.state, queue: filter.queue, limit: filter.limit, after: filter.after });
+    return { jobs: reply.jobs, next: reply.next };
+  }
+
+  /** Cancels a pending or running job; a running attempt's worker is told to stop. Resolves
+   * with the job as committed. A finished job is refused with `illegal_state`. */
+  async cancel(jobId: string): Promise<JobView> {
+    const { outcome, resent } = await this.exchange({ t: 'cancel', rid: 0, jobId });
+    if (!(outcome instanceof Error)) return outcome.job;
+    if (resent && outcome instanceof KairosError && outcome.code === 'illegal_state') {
+      const job = await this.get(jobId);
+      if (job.state === 'cancelled') return job;
+    }
+    throw outcome;
+  }
+
+  /** Follows a job: `onChange` runs after every committed change until it is terminal. */
+  subscribe(jobId: string, onChange: OnChange): Promise<Subscription> {
+    if (this.closing !== null) return Promise.reject(new ConnectionClosedError('client is closing'));
+    return this.subscriptions.subscribe(jobId, onChange);
+  }
+
+  /** The dead-letter queue. */
+  readonly dlq = {
+    list: async (filter: Omit<ListFilter, 'state'> = {}): Promise<Page> => {
+      const reply = await this.call({ t: 'dlq_list', rid: 0, queue: filter.queue, limit: filter.limit, after: filter.after });
+      return { jobs: reply.jobs, next: reply.next };
+    },
+    /** Sends a dead job back to its queue with `attempts` more attempts (default 1). */
+    requeue: async (jobId: string, options: { attempts?: number } = {}): Promise<JobView> => {
+      const { outcome, resent } = await this.exchange({ t: 'dlq_requeue', rid: 0, jobId, attempts: options.attempts });
+      if (!(outcome instanceof Error)) return outcome.job;
+      if (resent && outcome instanceof KairosError && outcome.code === 'illegal_state') {
+        const job = await this.get(jobId);
+        if (job.state !== 'dead') return job;
+      }
+      throw outcome;
+    },
+  };
+
+  // ---- Workers -------------------------------------------------------------------------
+
+  /** Runs `handler` for jobs of `queue`, up to `concurrency` at once. One worker per queue
+   * per client. */
+  worker(queue: string, handler: Handler, options: WorkerOptions = {}): Worker {
+    this.assertOpen();
+    if (this.workers.has(queue)) throw new Error(`this client already runs a worker for queue ${queue}`);
+    const worker = new QueueWorker(this.workerHost, queue, handler, options, this.warn);
+    this.workers.set(queue, worker);
+    return worker;
+  }
+
+  private returnLease(lease: Lease): void {
+    requestRetrying(this.conn, this.runtime, this.retry, { t: 'return', rid: 0, token: lease.token }, { answered: (outcome) => {
+      if (outcome instanceof Error) this.warn(`could not return the lease of ${lease.token.jobId}: ${outcome.message}`);
+    } });
+  }
+
+  // ---- Lifecycle -----------------------------------------------------------------------
+
+  /** Closes the workers (gracefully, see Worker.close), waits for calls in flight to be
+   * answered, then closes the connection. Calls made after this reject with
+   * ConnectionClosedError. */
+  close(): Promise<void> {
+    this.closing ??= this.shutDown();
+    return this.closing;
+  }
+
+  private async shutDown(): Promise<void> {
+    await Promise.all([...this.workers.values()].map((worker) => worker.close()));
+    await this.inflight.idle();
+    this.subscriptions.closeAll(new ConnectionClosedError('client closed'));
+    await this.conn.close();
+  }
+
+  private ready(reconnected: boolean): void {
+    if (!reconnected) return;
+    this.subscriptions.resubscribe();
+    for (const worker of this.workers.values()) worker.reconnected();
+  }
+
+  private push(message: Push): void {
+    switch (message.t) {
+      case 'lease': {
+        const worker = this.workers.get(message.queue);
+        if (worker === undefined) return this.returnLease(message);
+        return worker.leased(message);
+      }
+      case 'revoke':
+        for (const worker of this.workers.values()) if (worker.revoked(message)) return;
+        return;
+      case 'job_changed':
+        return this.subscriptions.changed(message);
+    }
+  }
+
+  private failed(error: Error): void {
+    this.warn(`client closed: ${error.message}`);
+    this.subscriptions.closeAll(error instanceof ConnectionClosedError ? error : new ConnectionClosedError(error.message, { cause: error }));
+    for (const worker of this.workers.values()) worker.connectionFailed(error);
+  }
+
+  // ---- Requests ------------------------------------------------------------------------
+
+  private assertOpen(): void {
+    if (this.closing !== null) throw new ConnectionClosedError('client is closing');
+  }
+
+  /** Sends with automatic retry and counts the call as in flight until it is answered. */
+  private send<R extends Request>(request: R, answerer: Answerer<ReplyTo<R>>, deadlineMs?: number): void {
+    this.inflight.started();
+    try {
+      requestRetrying(this.conn, this.runtime, this.retry, request, new Counted(this.inflight, answerer), deadlineMs);
+    } catch (error) {
+      // A value the codec cannot encode: the request never left, and the caller gets the throw.
+      this.inflight.settled();
+      throw error;
+    }
+  }
+
+  private call<R extends Request>(request: R, deadlineMs?: number): Promise<ReplyTo<R>> {
+    if (this.closing !== null) return Promise.reject(new ConnectionClosedError('client is closing'));
+    return new Promise((resolve, reject) => this.send(request, new Settles(resolve, reject), deadlineMs));
+  }
+
+  /** Like `call`, but also says whether the request was re-sent after a dropped link. */
+  private exchange<R extends Request>(request: R): Promise<{ outcome: ReplyTo<R> | Error; resent: boolean }> {
+    if (this.closing !== null) return Promise.reject(new ConnectionClosedError('client is closing'));
+    return new Promise((resolve) => this.send(request, { answered: (outcome, resent) => resolve({ outcome, resent }) }));
+  }
+}
+
+class InFlight {
+  private count = 0;
+  private waiter: (() => void) | null = null;
+
+  started(): void {
+    this.count++;
+  }
+
+  settled(): void {
+    if (--this.count > 0 || this.waiter === null) return;
+    this.waiter();
+    this.waiter = null;
+  }
+
+  idle(): Promise<void> {
+    if (this.count === 0) return Promise.resolve();
+    return new Promise((resolve) => (this.waiter = resolve));
+  }
+}
+
+/** Counts a call out of the client's in-flight calls when it is answered. */
+class Counted<R> implements Answerer<R> {
+  constructor(
+    private readonly inflight: InFlight,
+    private readonly answerer: Answerer<R>,
+  ) {}
+
+  answered(outcome: R | Error, resent: boolean): void {
+    this.inflight.settled();
+    this.answerer.answered(outcome, resent);
+  }
+}
+
+/** Settles a promise with the answer. */
+class Settles<R> implements Answerer<R> {
+  constructor(
+    private readonly resolve: (reply: R) => void,
+    private readonly reject: (error: Error) => void,
+  ) {}
+
+  answered(outcome: R | Error): void {
+    if (outcome instanceof Error) this.reject(outcome);
+    else this.resolve(outcome);
+  }
+}

@@ -1,0 +1,66 @@
+// The protocol messages as the SDK groups them: requests (which carry a rid and get exactly
+// one reply or `error`), the reply each request expects, and the pushes a node sends
+// unasked.
+
+import type {
+  Cancelled,
+  ClientRequest,
+  JobChanged,
+  JobPage,
+  JobReply,
+  Ok,
+  Requeued,
+  Submitted,
+  SubmittedBatch,
+  Subscribed,
+} from '../client-messages.ts';
+import type { Ack, Complete, Fail, Heartbeat, Lease, LeaseExtended, Return, Revoke } from '../worker-messages.ts';
+
+export type Request = ClientRequest | Heartbeat | Complete | Fail | Return;
+
+interface ReplyByRequest {
+  submit: Submitted;
+  submit_batch: SubmittedBatch;
+  get: JobReply;
+  list: JobPage;
+  dlq_list: JobPage;
+  cancel: Cancelled;
+  subscribe: Subscribed;
+  unsubscribe: Ok;
+  dlq_requeue: Requeued;
+  heartbeat: LeaseExtended;
+  complete: Ack;
+  fail: Ack;
+  return: Ack;
+}
+
+export type Reply = ReplyByRequest[keyof ReplyByRequest];
+export type ReplyTo<R extends Request> = ReplyByRequest[R['t']];
+
+/** Which reply type answers each request type; anything else is a node bug. */
+export const REPLY_TYPE: { readonly [K in Request['t']]: ReplyByRequest[K]['t'] } = {
+  submit: 'submitted',
+  submit_batch: 'submitted_batch',
+  get: 'job',
+  list: 'job_page',
+  dlq_list: 'job_page',
+  cancel: 'cancelled',
+  subscribe: 'subscribed',
+  unsubscribe: 'ok',
+  dlq_requeue: 'requeued',
+  heartbeat: 'lease_extended',
+  complete: 'ack',
+  fail: 'ack',
+  return: 'ack',
+};
+
+export type Push = JobChanged | Lease | Revoke;
+
+/** Learns how a request ends: its reply, or why there is none (KairosError,
+ * RequestTimeoutError, ConnectionClosedError). `resent` says the request went out again after
+ * a dropped connection, so an earlier copy may have been applied. An object rather than a
+ * callback so that hot paths (a worker's outcomes, retries) pass one they already have
+ * instead of allocating a closure per request. */
+export interface Answerer<R> {
+  answered(outcome: R | Error, resent: boolean): void;
+}

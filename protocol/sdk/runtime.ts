@@ -1,0 +1,29 @@
+// What the SDK needs from its surroundings besides a link: time, timers, randomness and fresh
+// idempotency keys. The shapes match node/core/env.ts (Clock, Timers, Random), so the
+// deterministic simulator can hand the client its own virtual ones and replay a seed; the
+// system runtime uses only what browsers also have.
+
+export interface SdkRuntime {
+  clock: { monotonicMs(): number };
+  timers: {
+    setTimer(delayMs: number, fire: () => void): unknown;
+    cancelTimer(id: unknown): void;
+  };
+  /** Uniform in [0, 1); only for jitter. */
+  random: { next(): number };
+  /** A fresh idempotency key. */
+  uuid(): string;
+  /** Runs `fn` after the current turn; used to coalesce frames (credit) sent in one turn. */
+  defer(fn: () => void): void;
+}
+
+export const systemRuntime: SdkRuntime = {
+  clock: { monotonicMs: () => performance.now() },
+  timers: {
+    setTimer: (delayMs, fire) => setTimeout(fire, delayMs),
+    cancelTimer: (id) => clearTimeout(id as ReturnType<typeof setTimeout>),
+  },
+  random: { next: () => Math.random() },
+  uuid: () => globalThis.crypto.randomUUID(),
+  defer: (fn) => queueMicrotask(fn),
+};

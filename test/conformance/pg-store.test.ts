@@ -1,0 +1,224 @@
+// The Store conformance suite against PostgreSQL (each test in a database of its own, cloned
+// from the migrated template), then what only PostgreSQL has: migrations, the schema dump,
+// partitions, transactions, error mapping.
+
+import { cp, mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import pg from 'pg';
+import { afterEach, describe, expect, it } from 'vitest';
+import { StoreUnavailableError, type Store } from '../../node/core/store.ts';
+import { RETENTION_LOCK_KEY } from '../../node/store/advisory-locks.ts';
+import { MIGRATIONS_DIR, MigrationChecksumError, UnknownMigrationError, migrate, readMigrations } from '../../node/store/migrate.ts';
+import { ShardCountMismatchError } from '../../node/store/pg-cluster.ts';
+import { createPgStore } from '../../node/store/pg-store.ts';
+import { createEmptyDatabase, createTestDatabase, type TestDatabase } from '../support/db.ts';
+import { insertOf, newJob } from '../support/jobs.ts';
+import { dumpSchema } from '../support/schema-dump.ts';
+import { CONFORMANCE_BASE_MS, describeStoreConformance } from './store-conformance.ts';
+
+describeStoreConformance('PostgreSQL', async (shardCount) => {
+  const db = await createTestDatabase();
+  const admin = new pg.Client({ connectionString: db.url });
+  await admin.connect();
+  // Partitions for the suite's day, so its jobs live in daily partitions as in production
+  // (the retention cases use other days).
+  const setup = await createPgStore({ connectionString: db.url, shardCount, poolSize: 1 });
+  await setup.retention(CONFORMANCE_BASE_MS, { daysAhead: 2, keepDays: 100_000 });
+  await setup.close();
+  return {
+    open: () => createPgStore({ connectionString: db.url, shardCount, poolSize: 4 }),
+    lapseLeases: async (shards) => {
+      await admin.query("UPDATE shards SET lease_until = now() - interval '1 second' WHERE id = ANY($1) AND lease_until IS NOT NULL", [shards]);
+    },
+    checkInvariants: async () => {
+      // Every key names its job, and every job with a key is the one its key names.
+      const dangling = await admin.query(`
+        SELECT k.key FROM idempotency k LEFT JOIN jobs j ON j.id = k.job_id AND j.scheduled_at = k.scheduled_at
+        WHERE j.id IS NULL OR j.tenant <> k.tenant OR j.idempotency_key IS DISTINCT FROM k.key`);
+      const unclaimed = await admin.query(`
+        SELECT j.id FROM jobs j WHERE j.idempotency_key IS NOT NULL AND NOT EXISTS (
+          SELECT 1 FROM idempotency k WHERE k.tenant = j.tenant AND k.key = j.idempotency_key AND k.job_id = j.id)`);
+      expect(dangling.rows).toEqual([]);
+      expect(unclaimed.rows).toEqual([]);
+    },
+    dispose: async () => {
+      await admin.end();
+      await db.drop();
+    },
+  };
+});
+
+describe('PostgreSQL store specifics', () => {
+  const cleanups: (() => Promise<unknown>)[] = [];
+  afterEach(async () => {
+    for (const cleanup of cleanups.splice(0).reverse()) await cleanup();
+  });
+  const database = async (empty = false): Promise<TestDatabase> => {
+    const db = empty ? await createEmptyDatabase() : await createTestDatabase();
+    cleanups.push(() => db.drop());
+    return db;
+  };
+  const client = async (url: string): Promise<pg.Client> => {
+    const c = new pg.Client({ connectionString: url });
+    await c.connect();
+    cleanups.push(() => c.end());
+    return c;
+  };
+  const store = async (url: string, shardCount = 4): Promise<Store> => {
+    const s = await createPgStore({ connectionString: url, shardCount, poolSize: 2 });
+    cleanups.push(() => s.close());
+    return s;
+  };
+
+  it('the migrated schema matches node/store/schema.sql', async () => {
+    const db = await database();
+    const dump = await dumpSchema(await client(db.url));
+    const path = fileURLToPath(new URL('../../node/store/schema.sql', import.meta.url));
+    if (process.env.UPDATE_SCHEMA_DUMP === '1') await writeFile(path, dump);
+    expect(dump, 'schema changed: regenerate node/store/schema.sql (see its header)').toBe(await readFile(path, 'utf8'));
+  });
+
+  it('migrations run concurrently from several nodes apply once', async () => {
+    const db = await database(true);
+    const applied = await Promise.all(Array.from({ length: 6 }, () => migrate(db.url)));
+    expect(applied.flat()).toEqual([1]);
+    const rows = await (await client(db.url)).query('SELECT version, name FROM schema_migrations');
+    expect(rows.rows).toEqual([{ version: 1, name: 'init' }]);
+  });
+
+  it('refuses to start when an applied migration changed, or is unknown to this code', async () => {
+    const db = await database();
+    const dir = await mkdtemp(join(tmpdir(), 'kairos-migrations-'));
+    cleanups.push(() => rm(dir, { recursive: true, force: true }));
+    await cp(MIGRATIONS_DIR, dir, { recursive: true });
+    await writeFile(join(dir, '0001_init.sql'), `${await readFile(join(dir, '0001_init.sql'), 'utf8')}\n-- edited\n`);
+    await expect(migrate(db.url, { dir })).rejects.toThrow(MigrationChecksumError);
+
+    const admin = await client(db.url);
+    await admin.query("UPDATE schema_migrations SET checksum = 'tampered' WHERE version = 1");
+    await expect(createPgStore({ connectionString: db.url, shardCount: 4 })).rejects.toThrow(MigrationChecksumError);
+    await admin.query('UPDATE schema_migrations SET checksum = $1 WHERE version = 1', [(await readMigrations())[0]!.checksum]);
+
+    await admin.query("INSERT INTO schema_migrations (version, name, checksum) VALUES (9999, 'future', 'x')");
+    await expect(migrate(db.url)).rejects.toThrow(UnknownMigrationError);
+  });
+
+  it('applies a new migration file after the applied ones', async () => {
+    const db = await database();
+    const dir = await mkdtemp(join(tmpdir(), 'kairos-migrations-'));
+    cleanups.push(() => rm(dir, { recursive: true, force: true }));
+    await cp(MIGRATIONS_DIR, dir, { recursive: true });
+    await writeFile(join(dir, '0002_add_note.sql'), 'ALTER TABLE cluster ADD COLUMN note text;');
+    expect(await migrate(db.url, { dir })).toEqual([2]);
+    expect(await migrate(db.url, { dir })).toEqual([]);
+  });
+
+  it('a node started with another shard count gets a clear error', async () => {
+    const db = await database();
+    await store(db.url, 16);
+    await expect(createPgStore({ connectionString: db.url, shardCount: 32 })).rejects.toThrow(ShardCountMismatchError);
+    await expect(createPgStore({ connectionString: db.url, shardCount: 32 })).rejects.toThrow(/created with 16 shards/);
+  });
+
+  it('a 1,000-insert batch is one transaction (one xmin)', async () => {
+    const db = await database();
+    const s = await store(db.url);
+    const leases = await s.acquireShards('node-a', [1], 60_000);
+    const jobs = Array.from({ length: 1000 }, (_, i) => newJob({ shard: 1, scheduledAtMs: CONFORMANCE_BASE_MS + i, idempotencyKey: `k${i}` }));
+    await s.commit({ shards: leases, writes: jobs.map(insertOf) });
+    const rows = await (await client(db.url)).query(`
+      SELECT (SELECT count(DISTINCT xmin::text) FROM jobs) AS job_xmins, (SELECT count(*) FROM jobs) AS jobs,
+             (SELECT count(DISTINCT xmin::text) FROM idempotency) AS key_xmins,
+             (SELECT min(xmin::text) FROM jobs) = (SELECT min(xmin::text) FROM idempotency) AS same`);
+    expect(rows.rows[0]).toEqual({ job_xmins: '1', jobs: '1000', key_xmins: '1', same: true });
+  });
+
+  it('an insert that meets a key claimed by a transaction in flight waits, then reports the winner', async () => {
+    const db = await database();
+    const s = await store(db.url);
+    const other = await client(db.url);
+    const leases = await s.acquireShards('node-a', [3], 60_000);
+    const winner = newJob({ shard: 3, scheduledAtMs: CONFORMANCE_BASE_MS, idempotencyKey: 'contended' });
+    const loser = newJob({ shard: 3, scheduledAtMs: CONFORMANCE_BASE_MS + 1, idempotencyKey: 'contended' });
+    // Another node's commit has claimed the key and not committed yet.
+    await other.query('BEGIN');
+    await other.query(
+      "INSERT INTO idempotency (tenant, key, job_id, scheduled_at) VALUES ($1, $2, $3, to_timestamp($4::float8 / 1000))",
+      [winner.tenant, 'contended', winner.id, winner.scheduledAtMs],
+    );
+    const pending = s.commit({ shards: leases, writes: [insertOf(loser)] });
+    await waitFor(async () => (await other.query("SELECT 1 FROM pg_stat_activity WHERE application_name = 'kairos' AND wait_event_type = 'Lock'")).rowCount === 1);
+    await other.query('COMMIT');
+    expect(await pending).toEqual({ status: 'committed', outcomes: [{ ok: false, reason: 'duplicate', existingJobId: winner.id }] });
+    expect(await s.getJob(loser.id)).toBeNull();
+  });
+
+  it('moves DEFAULT-partition rows into a partition created for their day', async () => {
+    const db = await database();
+    const s = await store(db.url);
+    const admin = await client(db.url);
+    const leases = await s.acquireShards('node-a', [0], 60_000);
+    const day = Date.UTC(2027, 5, 1);
+    const jobs = [newJob({ shard: 0, scheduledAtMs: day + 5, idempotencyKey: 'k' }), newJob({ shard: 0, scheduledAtMs: day + 7 })];
+    const elsewhere = newJob({ shard: 0, scheduledAtMs: day + 86_400_000 + 1 });
+    await s.commit({ shards: leases, writes: [...jobs, elsewhere].map(insertOf) });
+    const where = async () =>
+      (await admin.query('SELECT id, tableoid::regclass::text AS part FROM jobs ORDER BY id')).rows.map((r) => `${r.id}@${r.part}`);
+    expect(await where()).toEqual([...jobs, elsewhere].map((j) => `${j.id}@jobs_default`).sort());
+
+    expect((await s.retention(day, { daysAhead: 1, keepDays: 1 })).created).toEqual(['jobs_p20270601']);
+    expect(await where()).toEqual([...jobs.map((j) => `${j.id}@jobs_p20270601`), `${elsewhere.id}@jobs_default`].sort());
+    for (const job of [...jobs, elsewhere]) expect(await s.getJob(job.id)).toEqual(job);
+    expect(await s.findByIdempotencyKey('tenant-a', 'k')).toBe(jobs[0]!.id);
+  });
+
+  it('retention does nothing while another node holds its lock', async () => {
+    const db = await database();
+    const s = await store(db.url);
+    const other = await client(db.url);
+    await other.query('BEGIN');
+    await other.query('SELECT pg_advisory_xact_lock($1)', [RETENTION_LOCK_KEY]);
+    expect(await s.retention(Date.UTC(2027, 0, 1), { daysAhead: 1, keepDays: 1 })).toEqual({ created: [], dropped: [], keptLive: [], ran: false });
+    await other.query('ROLLBACK');
+    expect((await s.retention(Date.UTC(2027, 0, 1), { daysAhead: 1, keepDays: 1 })).created).toEqual(['jobs_p20270101']);
+  });
+
+  it('retention gives up on a lock it cannot get soon, instead of stalling every write behind it', async () => {
+    const db = await database();
+    const s = await store(db.url);
+    const other = await client(db.url);
+    await other.query('BEGIN');
+    await other.query('LOCK TABLE jobs IN ROW EXCLUSIVE MODE'); // a long transaction that wrote jobs
+    await expect(s.retention(Date.UTC(2027, 0, 1), { daysAhead: 1, keepDays: 1 })).rejects.toThrow(StoreUnavailableError);
+    await other.query('ROLLBACK');
+  });
+
+  it('maps a lost connection to StoreUnavailableError', async () => {
+    await expect(createPgStore({ connectionString: 'postgres://nobody:x@127.0.0.1:1/none', shardCount: 4 })).rejects.toThrow(StoreUnavailableError);
+
+    const db = await database();
+    const s = await store(db.url);
+    const admin = await client(db.url);
+    const leases = await s.acquireShards('node-a', [2], 60_000);
+    // Hold the shard row so the commit blocks inside its transaction, then kill its session.
+    await admin.query('BEGIN');
+    await admin.query('SELECT 1 FROM shards WHERE id = 2 FOR UPDATE');
+    const pending = s.commit({ shards: leases, writes: [insertOf(newJob({ shard: 2, scheduledAtMs: CONFORMANCE_BASE_MS }))] });
+    await waitFor(async () => (await admin.query("SELECT 1 FROM pg_stat_activity WHERE wait_event_type = 'Lock' AND application_name = 'kairos'")).rowCount === 1);
+    await admin.query("SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE application_name = 'kairos' AND wait_event_type = 'Lock'");
+    await expect(pending).rejects.toThrow(StoreUnavailableError);
+    await admin.query('ROLLBACK');
+    // The pool replaces the dead connection.
+    expect(await s.getJob('000-0-0-0')).toBeNull();
+  });
+});
+
+async function waitFor(condition: () => Promise<boolean>): Promise<void> {
+  for (let i = 0; i < 500; i++) {
+    if (await condition()) return;
+    await new Promise((resolve) => setTimeout(resolve, 10));
+  }
+  throw new Error('condition not met in 5 s');
+}

@@ -1,0 +1,58 @@
+// Vitest global setup: one PostgreSQL for the whole run (DATABASE_URL when set, otherwise an
+// embedded server in a fresh temporary directory on a free port), and one migrated template
+// database that each test clones (test/support/db.ts), graphile-worker style: a clone is a
+// file copy, much faster than migrating every test database.
+
+import { chmod, mkdtemp, rm } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import pg from 'pg';
+import type { TestProject } from 'vitest/node';
+import { chooseDatabase } from '../../node/store/database-url.ts';
+import { freePort } from '../../node/store/embedded.ts';
+import { migrate } from '../../node/store/migrate.ts';
+import { databaseUrl } from './db-url.ts';
+
+declare module 'vitest' {
+  export interface ProvidedContext {
+    /** Superuser connection string of the test server. */
+    pgAdminUrl: string;
+    /** Name of the migrated database that test databases are cloned from. */
+    pgTemplateDatabase: string;
+  }
+}
+
+export default async function setup(project: TestProject): Promise<() => Promise<void>> {
+  const tempDir = await mkdtemp(join(tmpdir(), 'kairos-test-'));
+  // mkdtemp makes the directory private; the postgres OS user (the server's, when we run as
+  // root) must be able to reach the data dir inside it.
+  await chmod(tempDir, 0o755);
+  const database = await chooseDatabase({
+    dataDir: join(tempDir, 'pg'),
+    port: await freePort(),
+    // A throwaway server: durability buys nothing here and fsync makes CREATE DATABASE slow.
+    postgresFlags: ['-c', 'fsync=off', '-c', 'synchronous_commit=off', '-c', 'max_connections=300'],
+  });
+  const template = `kairos_template_${process.pid}_${Date.now().toString(36)}`;
+  await adminQuery(database.connectionString, `CREATE DATABASE ${template}`);
+  await migrate(databaseUrl(database.connectionString, template));
+
+  project.provide('pgAdminUrl', database.connectionString);
+  project.provide('pgTemplateDatabase', template);
+
+  return async () => {
+    await adminQuery(database.connectionString, `DROP DATABASE IF EXISTS ${template} WITH (FORCE)`).catch(() => {});
+    await database.stop();
+    await rm(tempDir, { recursive: true, force: true });
+  };
+}
+
+async function adminQuery(url: string, text: string): Promise<void> {
+  const client = new pg.Client({ connectionString: url });
+  await client.connect();
+  try {
+    await client.query(text);
+  } finally {
+    await client.end();
+  }
+}
