@@ -88,7 +88,8 @@ describe('shard owner on virtual time', () => {
     await ctx.run(() => worker.leases.length === 1);
     const { token } = worker.leases[0]!;
     expect(token).toEqual({ jobId, attempt: 1, epoch: ctx.backing.shards[1]!.epoch });
-    expect(ctx.backing.jobs.get(jobId)?.state).toBe('running');
+    // The lease travels with its write; a verdict waits until the write has committed.
+    await ctx.run(() => ctx.backing.jobs.get(jobId)?.state === 'running');
 
     const done = tellOwner<AckOutcome>(ctx.node, 1, (reply) => ({ kind: 'complete', token, result: new Uint8Array([9]), reply }));
     await ctx.run(() => done.outcome !== undefined);

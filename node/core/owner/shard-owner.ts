@@ -416,12 +416,23 @@ export class ShardOwner implements Actor<OwnerMsg> {
         if (entry === undefined) break;
         this.backlogDirty.add(queue);
         const event: JobEvent = { kind: 'lease', epoch: this.deps.epoch, expiresAtMs: wallMs + this.deps.config.leaseMs };
-        this.apply(entry, event, null, ctx, () => {
+        let token: LeaseToken | null = null;
+        const leased = this.apply(entry, event, null, ctx, () => {
           entry.worker = worker;
           entry.leaseDeadlineMs = ctx.env.clock.monotonicMs() + this.deps.config.leaseMs;
           this.running.add(entry);
-          worker.lease(entry.job, leaseTokenOf(entry.job)!, this.deps.config.leaseMs);
-        }, () => this.deps.dispatcher.tell({ kind: 'credit_returned', workerId: worker.id, queue, slots: 1 }));
+        }, () => {
+          if (token !== null) worker.revoke(token, 'lease_lost');
+          this.deps.dispatcher.tell({ kind: 'credit_returned', workerId: worker.id, queue, slots: 1 });
+        });
+        // The lease goes out with its write, not after it: the worker starts one commit sooner.
+        // That is safe because nothing the worker says counts before the lease is committed:
+        // its verdict waits behind the lease write, and is refused as stale if that write fails
+        // (the worker is then told the lease is lost).
+        if (leased !== null) {
+          token = leaseTokenOf(leased)!;
+          worker.lease(leased, token, this.deps.config.leaseMs);
+        }
       }
     }
     if (used < slots) this.deps.dispatcher.tell({ kind: 'credit_returned', workerId: worker.id, queue, slots: slots - used });
@@ -482,7 +493,8 @@ export class ShardOwner implements Actor<OwnerMsg> {
 
   /** Applies `event` to the job through the store: the entry changes only once the write has
    * committed, then `onCommitted` runs. `onRefused` answers a caller whose event is illegal
-   * or whose write was aborted. */
+   * or whose write was aborted. Returns the job as it will be once committed, or null when the
+   * event was refused at once. */
   private apply(
     entry: Entry,
     event: JobEvent,
@@ -490,12 +502,12 @@ export class ShardOwner implements Actor<OwnerMsg> {
     ctx: ActorContext<OwnerMsg>,
     onCommitted: () => void,
     onRefused?: (o: { ok: false; error: ErrorBody }) => void,
-  ): void {
+  ): Job | null {
     const result = transition(entry.job, event, ctx.env.clock.wallMs());
     if (!result.ok) {
       const code = result.reason === 'stale_token' ? 'stale_lease' : 'illegal_state';
       onRefused?.({ ok: false, error: refusal(code, `cannot ${event.kind} job ${entry.job.id} in state ${entry.job.state}`) });
-      return;
+      return null;
     }
     const expectedVersion = entry.job.version;
     const next = result.job;
@@ -529,6 +541,7 @@ export class ShardOwner implements Actor<OwnerMsg> {
       if (isTerminal(next.state)) this.evict(entry);
       this.runWaiting(entry);
     });
+    return next;
   }
 
   private stage(write: JobWrite, ctx: ActorContext<OwnerMsg>, done: Staged['done']): void {
