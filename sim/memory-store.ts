@@ -21,6 +21,7 @@ import type {
   WriteOutcome,
 } from '../node/core/store.ts';
 import { partitionDay, partitionName, DAY_MS } from '../node/core/retention-days.ts';
+import { decodeListCursor, encodeListCursor } from '../node/store/list-cursor.ts';
 import type { PlantedBug } from '../node/core/test-hooks.ts';
 
 /** Sees every change the store applies, for the simulator's checkers. */
@@ -177,7 +178,8 @@ export class MemoryStore implements Store {
 
   async listJobs(tenant: string, filter: ListFilter): Promise<Page<Job>> {
     this.open();
-    const after = filter.after ? decodeCursor(filter.after) : null;
+    const after = filter.after == null ? null : decodeListCursor(filter.after);
+    if (filter.after != null && after === null) throw new RangeError('listJobs: malformed cursor');
     const limit = Math.max(1, Math.min(filter.limit, 1000));
     const matching = [...this.data.jobs.values()]
       .filter((job) => job.tenant === tenant)
@@ -187,7 +189,7 @@ export class MemoryStore implements Store {
       .filter((job) => after === null || job.createdAtMs < after.createdAtMs || (job.createdAtMs === after.createdAtMs && job.id < after.id));
     const items = matching.slice(0, limit).map(copy);
     const last = items.at(-1);
-    const next = matching.length > limit && last !== undefined ? encodeCursor(last.createdAtMs, last.id) : null;
+    const next = matching.length > limit && last !== undefined ? encodeListCursor({ createdAtMs: last.createdAtMs, id: last.id }) : null;
     return { items, next };
   }
 
@@ -232,14 +234,4 @@ export class MemoryStore implements Store {
 
 function copy(job: Job): Job {
   return { ...job, retry: { ...job.retry } };
-}
-
-function encodeCursor(createdAtMs: number, id: string): string {
-  return `${createdAtMs.toString(36)}.${id}`;
-}
-
-function decodeCursor(cursor: string): { createdAtMs: number; id: string } | null {
-  const dot = cursor.indexOf('.');
-  const createdAtMs = parseInt(cursor.slice(0, dot), 36);
-  return dot < 0 || !Number.isSafeInteger(createdAtMs) ? null : { createdAtMs, id: cursor.slice(dot + 1) };
 }

@@ -67,6 +67,15 @@ describe('tenancy', () => {
   });
 });
 
+describe('bad input', () => {
+  it('answers a list cursor the node never made with bad_request, and keeps the connection', async () => {
+    const client = await RawClient.connect(node.url, TEST_TOKEN);
+    expect(await client.request({ t: 'list', rid: 1, after: 'forged-cursor' })).toMatchObject({ t: 'error', code: 'bad_request', field: 'after' });
+    expect(await client.request({ t: 'list', rid: 2, limit: 1 })).toMatchObject({ t: 'job_page' });
+    client.close();
+  });
+});
+
 describe('fuzz', () => {
   it('answers 10,000 random and mutated frames with an error or a close, and keeps serving', async () => {
     const valid = [

@@ -297,7 +297,7 @@ export class Gateway implements Actor<GatewayMsg> {
     ctx.pipe(
       query,
       (reply) => ({ kind: 'reply', connId, reply, slots: 1 }),
-      () => ({ kind: 'reply', connId, reply: errorReply(rid, refusal('unavailable', 'store unavailable', RETRY_UNAVAILABLE_MS)), slots: 1 }),
+      (error) => ({ kind: 'reply', connId, reply: errorReply(rid, readRefusal(error)), slots: 1 }),
     );
   }
 
@@ -358,6 +358,13 @@ export class Gateway implements Actor<GatewayMsg> {
       if (shard !== null) this.deps.routes.ownerOf(shard)?.tell({ kind: 'unsubscribe', jobId, subscriberId: connId });
     }
   }
+}
+
+/** Why a read failed: a cursor the store did not make (the stores throw RangeError for it), or
+ * the store itself. */
+function readRefusal(error: unknown): ErrorBody {
+  if (error instanceof RangeError) return { ...refusal('bad_request', 'after: not a cursor this node made'), field: 'after' };
+  return refusal('unavailable', 'store unavailable', RETRY_UNAVAILABLE_MS);
 }
 
 function unavailable(shard: number): ErrorBody {

@@ -71,6 +71,13 @@ export function readCases(ctx: SuiteContext): void {
       const rest = await a.listJobs('tenant-big', { limit: 5000, after: page.next });
       expect(rest).toEqual({ items: [jobs.sort(newestFirst).at(-1)], next: null });
     });
+
+    it('listJobs refuses a cursor it did not make with a RangeError, not an empty page', async () => {
+      const a = await ctx.open();
+      for (const after of ['not-a-cursor', 'W10', '!!!']) {
+        await expect(a.listJobs('tenant-x', { limit: 10, after })).rejects.toBeInstanceOf(RangeError);
+      }
+    });
   });
 }
 
