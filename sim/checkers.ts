@@ -121,6 +121,17 @@ export class Checkers implements StoreObserver {
     if (!expected) this.fail('a stale lease holder cannot commit', `${verdict} of ${jobId}/${attempt} acknowledged, but that lease committed ${committed ?? 'nothing'}`);
   }
 
+  /** A client was told the job is cancelled: the store must say so. */
+  cancelAcked(jobId: string): void {
+    const state = this.jobs.get(jobId)?.state;
+    if (state !== 'cancelled') this.fail('acknowledged only after commit', `cancel of ${jobId} acknowledged while the store has it ${state ?? 'missing'}`);
+  }
+
+  /** The node said it has no job the client was told it had. */
+  ackedJobNotFound(jobId: string): void {
+    this.fail('no acknowledged submission is lost', `${jobId} was acknowledged, then reported not found`);
+  }
+
   handlerStarted(jobId: string): void {
     this.executions.set(jobId, (this.executions.get(jobId) ?? 0) + 1);
   }

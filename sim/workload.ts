@@ -36,6 +36,8 @@ interface Submission {
 export class SimProducer {
   private link: SimLink | null = null;
   private readonly byRid = new Map<number, Submission>();
+  /** Cancellations in flight: rid → job id and tries left. */
+  private readonly cancels = new Map<number, { jobId: string; triesLeft: number }>();
   private readonly all: Submission[] = [];
   private nextRid = 0;
   private greeted = false;
@@ -117,15 +119,35 @@ export class SimProducer {
       return;
     }
     if (!('rid' in message) || message.rid === null) return;
+    const cancel = this.cancels.get(message.rid);
+    if (cancel !== undefined) return this.cancelAnswered(message.rid, cancel, message);
     const submission = this.byRid.get(message.rid);
     if (submission === undefined || submission.state !== 'sent') return;
     this.byRid.delete(message.rid);
     if (message.t === 'submitted') {
       submission.state = 'acked';
       this.checkers.submissionAcked(message.jobId, this.tenant, submission.spec.idempotencyKey ?? null);
+      // Some jobs are cancelled a little later: pending, running or already finished.
+      if (this.random.next() < 0.05) this.queue.schedule(this.random.int(2_000), () => this.cancel(message.jobId, 5));
     } else if (message.t === 'error') {
       this.refused(submission, message);
     }
+  }
+
+  private cancel(jobId: string, triesLeft: number): void {
+    const link = this.connected();
+    if (link === null) return void this.queue.schedule(REDIAL_MS, () => this.cancel(jobId, triesLeft));
+    const rid = ++this.nextRid;
+    this.cancels.set(rid, { jobId, triesLeft });
+    link.send({ t: 'cancel', rid, jobId });
+  }
+
+  private cancelAnswered(rid: number, cancel: { jobId: string; triesLeft: number }, message: FromNode): void {
+    this.cancels.delete(rid);
+    if (message.t === 'cancelled') return this.checkers.cancelAcked(cancel.jobId);
+    if (message.t !== 'error' || message.code === 'illegal_state') return; // finished first: fine
+    if (message.code === 'not_found') return this.checkers.ackedJobNotFound(cancel.jobId);
+    if (cancel.triesLeft > 1) this.queue.schedule(message.retryAfterMs ?? 100, () => this.cancel(cancel.jobId, cancel.triesLeft - 1));
   }
 
   private refused(submission: Submission, error: ErrorBody): void {
@@ -151,6 +173,8 @@ export class SimProducer {
     this.greeted = false;
     // What was in flight may or may not have been applied: keyed submissions go again under
     // the same key (the SDK's behaviour); others cannot be retried safely.
+    // A cancellation in flight is simply not retried: it may or may not have happened.
+    this.cancels.clear();
     for (const [rid, s] of this.byRid) {
       this.byRid.delete(rid);
       if (s.spec.idempotencyKey !== undefined) {
