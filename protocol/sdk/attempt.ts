@@ -19,8 +19,10 @@ export interface JobContext {
   readonly jobId: string;
   readonly queue: string;
   readonly job: LeaseJob;
-  /** Aborts when the job is cancelled, the lease is lost, or the worker shuts down and
-   * returns the lease. The attempt's outcome is then no longer wanted. */
+  /** Aborts when the job is cancelled, the lease is lost (revoked, refused on a heartbeat, or
+   * run out on this worker's clock), or the worker shuts down and returns the lease; the
+   * reason is a `stale_lease` KairosError, or an AbortError at shutdown. The attempt's outcome
+   * is then no longer wanted. */
   readonly signal: AbortSignal;
   /** Extends the lease now (it is also extended automatically every leaseMs/3). Rejects with
    * a `stale_lease` KairosError when the lease is lost. */

@@ -176,9 +176,11 @@ export class QueueWorker implements Worker, AttemptOwner {
   }
 
   outcomeAnswered(attempt: Attempt, outcome: Ack | Error, resent: boolean): void {
-    if (outcome instanceof KairosError && outcome.code === 'stale_lease' && resent) {
-      // The first copy may well have been committed before the link dropped.
-      const message = `${outcome.message} (the outcome was re-sent after a reconnect and may have been recorded by the first copy)`;
+    if (outcome instanceof KairosError && outcome.code === 'stale_lease') {
+      const message = resent
+        ? // The first copy may well have been committed before the link dropped.
+          `${outcome.message}: the outcome was re-sent after a reconnect, and the first copy may have been recorded`
+        : `${outcome.message}: the attempt's outcome was not recorded`;
       this.onError(new KairosError({ code: 'stale_lease', message }), attempt.jobId);
     } else if (outcome instanceof Error) {
       this.onError(outcome, attempt.jobId);

@@ -26,6 +26,7 @@ export function webSocketDialer(options: WebSocketOptions = {}): Dial {
     let lastError = '';
     let heard = true;
     let keepalive: ReturnType<typeof setInterval> | null = null;
+    let tickMs = 0;
     const ws = new WebSocket(url, {
       headers: { authorization: `Bearer ${token}` },
       maxPayload: WS_PAYLOAD_MAX,
@@ -33,8 +34,15 @@ export function webSocketDialer(options: WebSocketOptions = {}): Dial {
       perMessageDeflate: false,
     });
     ws.on('open', () => {
+      tickMs = performance.now();
       keepalive = setInterval(() => {
-        if (!heard) {
+        const nowMs = performance.now();
+        // After a stall of this process (a long GC pause, SIGSTOP) timers run before the
+        // socket is read, so a pong waiting in the buffer would not have been seen yet:
+        // judge the link only when the last interval really was one interval long.
+        const stalled = nowMs - tickMs > 1.5 * keepaliveMs;
+        tickMs = nowMs;
+        if (!heard && !stalled) {
           lastError = `no answer to a ping within ${keepaliveMs} ms`;
           ws.terminate();
           return;

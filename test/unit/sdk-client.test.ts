@@ -42,6 +42,16 @@ describe('handshake', () => {
     expect((error as KairosError).code).toBe('unauthorized');
   });
 
+  it('rejects a node that speaks none of its versions, without retrying', async () => {
+    fake.intercept = (msg, conn) => {
+      if (msg.t !== 'hello') return false;
+      conn.send({ t: 'error', rid: null, code: 'unsupported_version', message: 'this node speaks versions 2' });
+      return true;
+    };
+    await expect(connect({ url: fake.url, token: 'secret', onWarning: () => {} })).rejects.toMatchObject({ name: 'KairosError', code: 'unsupported_version' });
+    expect(fake.messages('hello')).toHaveLength(1);
+  });
+
   it('tries the fallback URLs in turn', async () => {
     const c = await open({ url: 'ws://127.0.0.1:1', urls: [fake.url] });
     expect(c.node).toBe('fake-1');

@@ -109,6 +109,21 @@ describe('leases and outcomes', () => {
     expect(flaky!.error).toMatch(/^Error: flaky/);
   });
 
+  it('reports an outcome the node refuses as stale to onError, and frees the slot', async () => {
+    const c = await open();
+    const errors: Array<[Error, string | null]> = [];
+    fake.intercept = (msg, conn) => {
+      if (msg.t !== 'complete') return false;
+      conn.send({ t: 'error', rid: msg.rid, code: 'stale_lease', message: 'lease re-granted' });
+      return true;
+    };
+    c.worker('q', () => undefined, { onError: (error, jobId) => errors.push([error, jobId]) });
+    const job = fake.addJob({ queue: 'q', payload: bytes('x') });
+    await expect.poll(() => errors.length).toBe(1);
+    expect(errors[0]).toEqual([expect.objectContaining({ code: 'stale_lease', message: "lease re-granted: the attempt's outcome was not recorded" }), job.id]);
+    await fake.waitFor((msg) => msg.t === 'credit' && msg.slots === 1, { from: 2 });
+  });
+
   it('fails an attempt whose result is not bytes, without retrying it', async () => {
     const c = await open();
     c.worker('q', () => 'a string' as unknown as Uint8Array);
@@ -134,10 +149,11 @@ describe('heartbeats and revocation', () => {
     });
     const job = fake.addJob({ queue: 'q', payload: bytes('x') });
     await expect.poll(() => fake.jobs.get(job.id)!.state, { timeout: 3000 }).toBe('succeeded');
-    expect(arrivals.length).toBeGreaterThanOrEqual(4);
+    // About five in 560 ms; the bounds leave room for a loaded machine, not for a hot loop.
+    expect(arrivals.length).toBeGreaterThanOrEqual(3);
     expect(arrivals.length).toBeLessThanOrEqual(6);
     expect(arrivals[0]! - startedAt).toBeGreaterThanOrEqual(90);
-    for (let i = 1; i < arrivals.length; i++) expect(arrivals[i]! - arrivals[i - 1]!).toBeGreaterThanOrEqual(80);
+    for (let i = 1; i < arrivals.length; i++) expect(arrivals[i]! - arrivals[i - 1]!).toBeGreaterThanOrEqual(70);
   });
 
   it('aborts the signal on a cancelling revoke and reports nothing', async () => {
@@ -209,7 +225,7 @@ describe('heartbeats and revocation', () => {
     c.worker('q', () => bytes('r'), { concurrency: 3, onError: (error) => errors.push(error) });
     fake.addJob({ queue: 'q', payload: bytes('x') });
     await expect.poll(() => errors.length).toBe(1);
-    expect(errors[0]).toMatchObject({ code: 'stale_lease', message: expect.stringMatching(/re-sent after a reconnect/) });
+    expect(errors[0]).toMatchObject({ code: 'stale_lease', message: expect.stringMatching(/re-sent after a reconnect, and the first copy may have been recorded/) });
     const onNewLink = fake.received.filter((r) => r.conn.index === 1).map((r) => r.msg);
     expect(onNewLink).toContainEqual({ t: 'credit', queue: 'q', slots: 2 });
     expect(onNewLink).toContainEqual(expect.objectContaining({ t: 'complete' }));
