@@ -19,6 +19,9 @@ export const BEARER_SUBPROTOCOL_PREFIX = 'kairos.bearer.';
 /** Frames up to this size reach the codec, which answers `frame_too_large`; larger ones make
  * the ws library close the connection (1009) without buffering them. */
 const WS_PAYLOAD_MAX = 2 * CODEC_LIMITS.frameBytesMax;
+/** A connection that has not answered a ping for this long is dropped: a worker that vanished
+ * without closing its socket must not keep credit (its leases run out on their own). */
+const PING_EVERY_MS = 15_000;
 
 export interface WsGatewayOptions {
   host: string;
@@ -59,8 +62,23 @@ export async function startWsGateway(options: WsGatewayOptions): Promise<WsGatew
     wss.handleUpgrade(req, socket, head, (ws) => accept(ws, tenant));
   });
 
+  const alive = new WeakMap<WebSocket, boolean>();
+  const pinger = setInterval(() => {
+    for (const ws of wss.clients) {
+      if (alive.get(ws) === false) {
+        ws.terminate();
+        continue;
+      }
+      alive.set(ws, false);
+      ws.ping();
+    }
+  }, PING_EVERY_MS);
+  pinger.unref();
+
   function accept(ws: WebSocket, tenant: string): void {
     const id = `c${++nextConn}`;
+    alive.set(ws, true);
+    ws.on('pong', () => alive.set(ws, true));
     const send = coalescedSender(ws);
     const conn: ClientConnection = {
       id,
@@ -93,6 +111,7 @@ export async function startWsGateway(options: WsGatewayOptions): Promise<WsGatew
     port,
     url: `ws://${options.host}:${port}`,
     close: async () => {
+      clearInterval(pinger);
       for (const ws of wss.clients) ws.close(1001, 'node shutting down');
       await new Promise<void>((resolve) => {
         wss.close(() => http.close(() => resolve()));

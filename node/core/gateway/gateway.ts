@@ -14,7 +14,7 @@ import type { Actor, ActorContext, ActorRef } from '../actor/runtime.ts';
 import type { DispatcherMsg } from '../dispatch/dispatcher-messages.ts';
 import type { Job, JobState, LeaseToken } from '../job/job.ts';
 import { shardForSubmission, shardOfJobId } from '../job/job-id.ts';
-import type { AckOutcome, JobOutcome, OwnerMsg, SubmitOutcome } from '../owner/owner-messages.ts';
+import type { AckOutcome, HeartbeatOutcome, JobOutcome, OwnerMsg, SubmitOutcome } from '../owner/owner-messages.ts';
 import { refusal } from '../refusal.ts';
 import type { RoutingTable } from '../shards/routing-table.ts';
 import { submissionOf } from './submission.ts';
@@ -203,15 +203,15 @@ export class Gateway implements Actor<GatewayMsg> {
         if (state.workerId !== null) this.deps.dispatcher.tell({ kind: 'drain', workerId: state.workerId, queue: msg.queue ?? null });
         return;
       case 'heartbeat':
-        return this.toLeaseOwner(state, msg.rid, msg.token, ctx, (reply) => ({ kind: 'heartbeat', token: msg.token, reply }),
-          (o) => (o.ok ? { t: 'lease_extended', rid: msg.rid, token: msg.token, leaseMs: o.leaseMs ?? 0 } : errorReply(msg.rid, o.error)));
+        return this.toOwner<HeartbeatOutcome>(state, msg.rid, msg.token.jobId, ctx, (reply) => ({ kind: 'heartbeat', token: msg.token, reply }),
+          (o) => (o.ok ? { t: 'lease_extended', rid: msg.rid, token: msg.token, leaseMs: o.leaseMs } : errorReply(msg.rid, o.error)));
       case 'complete':
-        return this.toLeaseOwner(state, msg.rid, msg.token, ctx, (reply) => ({ kind: 'complete', token: msg.token, result: msg.result ?? null, reply }), ackOf(msg.rid));
+        return this.toOwner<AckOutcome>(state, msg.rid, msg.token.jobId, ctx, (reply) => ({ kind: 'complete', token: msg.token, result: msg.result ?? null, reply }), ackOf(msg.rid));
       case 'fail':
-        return this.toLeaseOwner(state, msg.rid, msg.token, ctx,
+        return this.toOwner<AckOutcome>(state, msg.rid, msg.token.jobId, ctx,
           (reply) => ({ kind: 'fail', token: msg.token, error: msg.error, retryable: msg.retryable, reply }), ackOf(msg.rid));
       case 'return':
-        return this.toLeaseOwner(state, msg.rid, msg.token, ctx, (reply) => ({ kind: 'return', token: msg.token, reply }), ackOf(msg.rid));
+        return this.toOwner<AckOutcome>(state, msg.rid, msg.token.jobId, ctx, (reply) => ({ kind: 'return', token: msg.token, reply }), ackOf(msg.rid));
     }
   }
 
@@ -277,17 +277,6 @@ export class Gateway implements Actor<GatewayMsg> {
     const connId = state.conn.id;
     state.inflight++;
     owner.tell(build((o) => self.tell({ kind: 'reply', connId, reply: toReply(o), slots: 1 })));
-  }
-
-  private toLeaseOwner(
-    state: ConnState,
-    rid: number,
-    token: LeaseToken,
-    ctx: ActorContext<GatewayMsg>,
-    build: (reply: (o: AckOutcome) => void) => OwnerMsg,
-    toReply: (o: AckOutcome) => NodeToWorker,
-  ): void {
-    this.toOwner<AckOutcome>(state, rid, token.jobId, ctx, build, toReply);
   }
 
   /** A read served by the store directly: everything acknowledged is committed there. */

@@ -19,7 +19,9 @@ export interface Submission {
 
 export type SubmitOutcome = { ok: true; jobId: string; duplicate: boolean } | { ok: false; error: ErrorBody };
 export type JobOutcome = { ok: true; job: Job } | { ok: false; error: ErrorBody };
-export type AckOutcome = { ok: true; leaseMs?: number } | { ok: false; error: ErrorBody };
+export type AckOutcome = { ok: true } | { ok: false; error: ErrorBody };
+/** A heartbeat's answer: how long the lease lasts from now. */
+export type HeartbeatOutcome = { ok: true; leaseMs: number } | { ok: false; error: ErrorBody };
 
 /** Where leases and revocations for one worker go: a client connection on this node, or (from
  * the cluster issue on) a relay to another node. */
@@ -45,7 +47,7 @@ export type OwnerMsg =
   | { kind: 'unsubscribe'; jobId: string; subscriberId: string }
   /** From the dispatcher: lease up to `slots` ready jobs of `queue` to `worker`. */
   | { kind: 'grant'; queue: string; worker: WorkerLink; slots: number }
-  | { kind: 'heartbeat'; token: LeaseToken; reply: (outcome: AckOutcome) => void }
+  | { kind: 'heartbeat'; token: LeaseToken; reply: (outcome: HeartbeatOutcome) => void }
   | { kind: 'complete'; token: LeaseToken; result: Uint8Array | null; reply: (outcome: AckOutcome) => void }
   | { kind: 'fail'; token: LeaseToken; error: string; retryable: boolean; reply: (outcome: AckOutcome) => void }
   /** The worker gives the lease back without a verdict (shutdown): the job runs again at once. */

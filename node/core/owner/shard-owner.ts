@@ -439,7 +439,7 @@ export class ShardOwner implements Actor<OwnerMsg> {
   }
 
   /** Runs `op` if the token names the job's current lease; otherwise the caller is stale. */
-  private withLease(token: LeaseToken, reply: (o: AckOutcome) => void, ctx: ActorContext<OwnerMsg>, op: (entry: Entry, token: LeaseToken) => void): void {
+  private withLease(token: LeaseToken, reply: (o: { ok: false; error: ErrorBody }) => void, ctx: ActorContext<OwnerMsg>, op: (entry: Entry, token: LeaseToken) => void): void {
     if (this.phase !== 'serving') return reply({ ok: false, error: this.unavailable() });
     const run = (entry: Entry) => {
       if (this.phase !== 'serving') return reply({ ok: false, error: this.unavailable() });

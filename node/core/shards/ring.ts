@@ -31,7 +31,8 @@ export function boundedLoadRing(options: BoundedLoadRingOptions = {}): Placement
 
 function place(shardCount: number, members: readonly string[], loadFactor: number, vnodes: number): string[] {
   if (!Number.isSafeInteger(shardCount) || shardCount < 0) throw new RangeError(`shardCount must be a non-negative integer, got ${shardCount}`);
-  // Sorting and deduplicating first is what makes every permutation of a view agree.
+  // Deduplicating keeps a repeated id from doubling its points. Sorting fixes each member's
+  // index, which breaks ties between equal ring positions, so even those agree everywhere.
   const sorted = [...new Set(members)].sort();
   if (shardCount === 0) return [];
   if (sorted.length === 0) throw new RangeError('cannot place shards on an empty membership');
