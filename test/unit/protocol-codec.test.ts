@@ -3,7 +3,7 @@
 // wire (an encoder would refuse or rewrite most of them).
 
 import fc from 'fast-check';
-import { Unpackr } from 'msgpackr';
+import { Packr, Unpackr } from 'msgpackr';
 import { describe, expect, it } from 'vitest';
 import { decodeFrame, encodeMessage, UNDECODABLE } from '../../protocol/codec.ts';
 import { CODEC_LIMITS, type CodecLimits } from '../../protocol/limits.ts';
@@ -132,6 +132,44 @@ describe('decoding', () => {
       const bytes = encodeMessage(sample.message);
       expect({ ...decoded(bytes) }).toEqual(plain(unpackr.unpack(bytes)));
     }
+  });
+});
+
+describe('the writer against msgpackr', () => {
+  // msgpackr's encoder, given what it needs to write the protocol's way: keys ordered `v`, `t`,
+  // then by code unit, and integers past 32 bits as BigInts (it writes those as int64).
+  const packr = new Packr({ useRecords: false, moreTypes: false, structuredClone: false, bundleStrings: false });
+  const reference = (value: unknown): unknown => {
+    if (typeof value === 'number' && Number.isSafeInteger(value) && (value > 0xffff_ffff || value < -0x8000_0000)) return BigInt(value);
+    if (Array.isArray(value)) return value.map(reference);
+    if (value instanceof Uint8Array || value === null || typeof value !== 'object') return value;
+    const rank = (k: string) => (k === 'v' ? 0 : k === 't' ? 1 : 2);
+    const keys = Object.keys(value).sort((a, b) => rank(a) - rank(b) || (a < b ? -1 : a > b ? 1 : 0));
+    return new Map(keys.map((k) => [k, reference((value as Record<string, unknown>)[k])]));
+  };
+  const leaf = fc.oneof(
+    fc.integer({ min: -(2 ** 53) + 1, max: 2 ** 53 - 1 }),
+    fc.integer({ min: -70_000, max: 70_000 }),
+    fc.double({ noNaN: true, noDefaultInfinity: true }).filter((d) => !Number.isInteger(d)),
+    fc.string({ unit: 'grapheme', maxLength: 300 }),
+    fc.uint8Array({ maxLength: 300 }),
+    fc.boolean(),
+    fc.constant(null),
+  );
+  const tree = fc.letrec((tie) => ({
+    value: fc.oneof({ depthSize: 'small' }, leaf, tie('array'), tie('object')),
+    array: fc.array(tie('value'), { maxLength: 20 }),
+    object: fc.dictionary(fc.string({ minLength: 1, maxLength: 40 }).filter((k) => !['__proto__', 'constructor', 'prototype'].includes(k)), tie('value'), { maxKeys: 20 }),
+  })).value;
+
+  it('writes the same bytes as msgpackr for any value a message may hold', () => {
+    fc.assert(
+      fc.property(fc.dictionary(fc.string({ minLength: 2, maxLength: 10 }), tree, { maxKeys: 8 }), (fields) => {
+        const message = { ...fields, t: 'x' };
+        expect(toHex(encodeMessage(message))).toBe(toHex(packr.pack(reference({ ...message, v: 1 }))));
+      }),
+      { numRuns: 2_000 },
+    );
   });
 });
 
