@@ -19,9 +19,11 @@ client.worker(
   values.queue!,
   (ctx) => {
     started++;
-    // Payload "t:<ms>" carries the instant the producer called submit (same machine, same clock).
+    // Payload "t:<ns>" carries the instant the producer called submit, on CLOCK_MONOTONIC,
+    // which every process on the machine shares (performance.timeOrigin differs between
+    // processes by tens of milliseconds, so it cannot be used across them).
     if (ctx.payload.length > 2 && ctx.payload[0] === 0x74) {
-      latenciesMs.push(performance.timeOrigin + performance.now() - Number(decoder.decode(ctx.payload.subarray(2))));
+      latenciesMs.push(Number(process.hrtime.bigint() - BigInt(decoder.decode(ctx.payload.subarray(2)))) / 1e6);
     }
     return undefined;
   },

@@ -90,7 +90,7 @@ try {
   for (let i = 0; i < latencyJobs; i++) {
     const due = pacedStart + i * 5;
     while (performance.now() < due) await new Promise((r) => setTimeout(r, Math.max(0, due - performance.now())));
-    pending.push(client.submit({ queue: 'bench', payload: encoder.encode(`t:${performance.timeOrigin + performance.now()}`) }));
+    pending.push(client.submit({ queue: 'bench', payload: encoder.encode(`t:${process.hrtime.bigint()}`) }));
   }
   await Promise.all(pending);
   for (;;) {

@@ -59,7 +59,7 @@ interface Stats {
 const newStats = (): Stats => ({ transactions: 0, rows: 0, latenciesMs: [] });
 
 async function main(): Promise<void> {
-  const tempDir = await mkdtemp(join(tmpdir(), 'kairos-bench-'));
+  const tempDir = await mkdtemp(join(tmpdir(), 'kairos-store-bench-'));
   await chmod(tempDir, 0o755); // the postgres OS user must reach the data dir when we are root
   const database = await chooseDatabase({ dataDir: join(tempDir, 'pg'), port: await freePort() });
   const name = `kairos_bench_${randomBytes(4).toString('hex')}`;

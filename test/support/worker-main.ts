@@ -42,7 +42,7 @@ const client = await connect({ url: values.url!, token: values.token!, client: '
 
 async function handle(ctx: JobContext): Promise<Uint8Array | undefined> {
   const base = { jobId: ctx.jobId, attempt: ctx.attempt };
-  if (behaviour !== 'noop') emit({ event: 'started', ...base, atMs: performance.timeOrigin + performance.now(), payload: Buffer.from(ctx.payload).toString('utf8') });
+  if (behaviour !== 'noop') emit({ event: 'started', ...base, atMs: Date.now(), payload: Buffer.from(ctx.payload).toString('utf8') });
   ctx.signal.addEventListener('abort', () => emit({ event: 'aborted', ...base, reason: String(ctx.signal.reason) }));
   switch (behaviour) {
     case 'fail-twice':
@@ -57,7 +57,7 @@ async function handle(ctx: JobContext): Promise<Uint8Array | undefined> {
       await new Promise((resolve) => ctx.signal.addEventListener('abort', resolve));
       return undefined;
   }
-  if (behaviour !== 'noop') emit({ event: 'finished', ...base, atMs: performance.timeOrigin + performance.now() });
+  if (behaviour !== 'noop') emit({ event: 'finished', ...base, atMs: Date.now() });
   return undefined;
 }
 
