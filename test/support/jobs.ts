@@ -1,8 +1,8 @@
 // Building jobs and writes for store tests with the real transition function, so the tests
 // exercise exactly the records the shard owner will write.
 
-import { formatJobId } from '../../node/core/job/job-id.ts';
 import { DEFAULT_RETRY_POLICY, leaseTokenOf, type Job } from '../../node/core/job/job.ts';
+import { newJob as createJob } from '../../node/core/job/new-job.ts';
 import { transition, type JobEvent } from '../../node/core/job/transition.ts';
 import type { JobWrite } from '../../node/core/store.ts';
 
@@ -21,31 +21,24 @@ export interface NewJob {
   epoch?: number;
 }
 
-/** A pending job as an owner creates it on submission; ids are unique within the process. */
+/** A pending job as an owner creates it on submission (through the owner's own constructor);
+ * ids are unique within the process. */
 export function newJob(spec: NewJob): Job {
-  const createdAtMs = spec.createdAtMs ?? spec.scheduledAtMs;
-  return {
-    id: formatJobId({ shard: spec.shard, scheduledAtMs: spec.scheduledAtMs, epoch: spec.epoch ?? 1, seq: seq++ }),
+  const job = createJob({
     shard: spec.shard,
+    epoch: spec.epoch ?? 1,
+    seq: seq++,
     tenant: spec.tenant ?? 'tenant-a',
     queue: spec.queue ?? 'default',
     payload: spec.payload ?? new Uint8Array([1, 2, 3]),
     priority: 0,
     runAtMs: spec.runAtMs ?? spec.scheduledAtMs,
-    scheduledAtMs: spec.scheduledAtMs,
-    state: 'pending',
-    attempts: 0,
     retry: DEFAULT_RETRY_POLICY,
     idempotencyKey: spec.idempotencyKey ?? null,
-    leaseEpoch: null,
-    leaseExpiresAtMs: null,
-    version: 0,
-    lastError: null,
-    result: null,
-    createdAtMs,
-    updatedAtMs: createdAtMs,
-    finishedAtMs: null,
-  };
+    nowMs: spec.scheduledAtMs,
+  });
+  const createdAtMs = spec.createdAtMs ?? spec.scheduledAtMs;
+  return { ...job, createdAtMs, updatedAtMs: createdAtMs };
 }
 
 export function insertOf(job: Job): JobWrite {
