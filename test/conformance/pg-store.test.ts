@@ -10,6 +10,7 @@ import pg from 'pg';
 import { afterEach, describe, expect, it } from 'vitest';
 import { StoreUnavailableError, type Store } from '../../node/core/store.ts';
 import { RETENTION_LOCK_KEY } from '../../node/store/advisory-locks.ts';
+import { binaryArray } from '../../node/store/pg-arrays.ts';
 import { MIGRATIONS_DIR, MigrationChecksumError, UnknownMigrationError, migrate, readMigrations } from '../../node/store/migrate.ts';
 import { ShardCountMismatchError } from '../../node/store/pg-cluster.ts';
 import { createPgStore } from '../../node/store/pg-store.ts';
@@ -122,6 +123,29 @@ describe('PostgreSQL store specifics', () => {
     await expect(createPgStore({ connectionString: db.url, shardCount: 32 })).rejects.toThrow(/created with 16 shards/);
   });
 
+  it('binary array parameters arrive as sent', async () => {
+    const db = await database();
+    const c = await client(db.url);
+    const bytes = new Uint8Array([0, 92, 34, 255]);
+    const big = Number.MAX_SAFE_INTEGER;
+    const row = (
+      await c.query('SELECT $1::text[] AS t, $2::int[] AS i, $3::bigint[] AS b, $4::float8[] AS f, $5::bytea[] AS y, $6::text[] AS e', [
+        binaryArray('text', ['a', 'ü"\\{}, ', null, '']),
+        binaryArray('int', [-2147483648, 0, 2147483647, null]),
+        binaryArray('bigint', [big, -big, 0, null, 4_294_967_296]),
+        binaryArray('float8', [1764352800123, 0.3, -0, null]),
+        binaryArray('bytea', [bytes, new Uint8Array(0), null]),
+        binaryArray('text', []),
+      ])
+    ).rows[0];
+    expect(row.t).toEqual(['a', 'ü"\\{}, ', null, '']);
+    expect(row.i).toEqual([-2147483648, 0, 2147483647, null]);
+    expect(row.b).toEqual([String(big), String(-big), '0', null, '4294967296']);
+    expect(row.f).toEqual([1764352800123, 0.3, -0, null]);
+    expect(row.y.map((b: Buffer | null) => (b === null ? null : [...b]))).toEqual([[0, 92, 34, 255], [], null]);
+    expect(row.e).toEqual([]);
+  });
+
   it('a 1,000-insert batch is one transaction (one xmin)', async () => {
     const db = await database();
     const s = await store(db.url);
@@ -149,7 +173,7 @@ describe('PostgreSQL store specifics', () => {
       [winner.tenant, 'contended', winner.id, winner.scheduledAtMs],
     );
     const pending = s.commit({ shards: leases, writes: [insertOf(loser)] });
-    await waitFor(async () => (await other.query("SELECT 1 FROM pg_stat_activity WHERE application_name = 'kairos' AND wait_event_type = 'Lock'")).rowCount === 1);
+    await waitFor(async () => (await other.query("SELECT 1 FROM pg_stat_activity WHERE datname = current_database() AND application_name = 'kairos' AND wait_event_type = 'Lock'")).rowCount === 1);
     await other.query('COMMIT');
     expect(await pending).toEqual({ status: 'committed', outcomes: [{ ok: false, reason: 'duplicate', existingJobId: winner.id }] });
     expect(await s.getJob(loser.id)).toBeNull();
@@ -206,8 +230,8 @@ describe('PostgreSQL store specifics', () => {
     await admin.query('BEGIN');
     await admin.query('SELECT 1 FROM shards WHERE id = 2 FOR UPDATE');
     const pending = s.commit({ shards: leases, writes: [insertOf(newJob({ shard: 2, scheduledAtMs: CONFORMANCE_BASE_MS }))] });
-    await waitFor(async () => (await admin.query("SELECT 1 FROM pg_stat_activity WHERE wait_event_type = 'Lock' AND application_name = 'kairos'")).rowCount === 1);
-    await admin.query("SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE application_name = 'kairos' AND wait_event_type = 'Lock'");
+    await waitFor(async () => (await admin.query("SELECT 1 FROM pg_stat_activity WHERE datname = current_database() AND wait_event_type = 'Lock' AND application_name = 'kairos'")).rowCount === 1);
+    await admin.query("SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = current_database() AND application_name = 'kairos' AND wait_event_type = 'Lock'");
     await expect(pending).rejects.toThrow(StoreUnavailableError);
     await admin.query('ROLLBACK');
     // The pool replaces the dead connection.
