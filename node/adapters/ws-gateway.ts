@@ -121,10 +121,10 @@ export async function startWsGateway(options: WsGatewayOptions): Promise<WsGatew
   };
 }
 
-/** Sends frames, all those of one tick in one write: each frame written on its own costs a
- * syscall, which at tens of thousands of frames a second dominated the node's profile. Corking
- * the socket (ws's own per-frame corks nest inside ours) and uncorking on the next tick turns
- * them into one writev. */
+/** Sends frames, all those of one event-loop iteration in one write: each frame written on its
+ * own costs a syscall, which at tens of thousands of frames a second dominated the node's
+ * profile. Corking the socket (ws's own per-frame corks nest inside ours) and uncorking after
+ * this iteration's callbacks turns them into one writev. */
 function coalescedSender(ws: WebSocket): (bytes: Uint8Array) => void {
   const socket = (ws as unknown as { _socket: import('node:net').Socket })._socket;
   let corked = false;
@@ -133,7 +133,9 @@ function coalescedSender(ws: WebSocket): (bytes: Uint8Array) => void {
     if (!corked) {
       corked = true;
       socket.cork();
-      process.nextTick(() => {
+      // After the other callbacks of this loop iteration: actors drain their mailboxes in
+      // separate callbacks, and all they send to this client should share the write.
+      setImmediate(() => {
         corked = false;
         socket.uncork();
       });

@@ -7,6 +7,7 @@
 // - nodePeakRssMb: the node process's peak resident memory.
 //
 //   npm run bench [-- --jobs N --workers N --concurrency N]
+//   KAIROS_BENCH_PROFILE=DIR npm run bench   (also writes the node's CPU profile to DIR)
 
 import { spawn, type ChildProcess } from 'node:child_process';
 import { chmodSync, mkdtempSync, readFileSync } from 'node:fs';
@@ -46,7 +47,7 @@ const children: ChildProcess[] = [];
 try {
   log(`node on ${database.embedded ? 'the embedded PostgreSQL' : 'DATABASE_URL'}`);
   const node = await startChild(
-    [join(ROOT, 'bin/kairos.mjs'), 'start', '--port', '0', '--data-dir', join(tempDir, 'node'), '--log-level', 'warn'],
+    [...(process.env.KAIROS_BENCH_PROFILE ? ['--cpu-prof', `--cpu-prof-dir=${process.env.KAIROS_BENCH_PROFILE}`] : []), join(ROOT, 'bin/kairos.mjs'), 'start', '--port', '0', '--data-dir', join(tempDir, 'node'), '--log-level', 'warn'],
     { DATABASE_URL: url, KAIROS_TOKENS: `${TOKEN}=bench` },
     /ready at (ws:\/\/\S+)/,
   );
@@ -119,7 +120,7 @@ try {
   );
 } finally {
   for (const child of children) child.kill('SIGTERM');
-  await new Promise((r) => setTimeout(r, 500));
+  await new Promise((r) => setTimeout(r, process.env.KAIROS_BENCH_PROFILE ? 3_000 : 500));
   await adminQuery(database.connectionString, `DROP DATABASE IF EXISTS ${dbName} WITH (FORCE)`).catch(() => {});
   await database.stop();
 }
