@@ -6,7 +6,26 @@ import type { BuggifySite } from '../node/core/test-hooks.ts';
 
 export const BUGGIFY_SITES: readonly BuggifySite[] = ['owner.delay_flush', 'owner.spill', 'owner.short_lease_check', 'committer.small_batches'];
 
+export type NodePartition =
+  /** One node cut off from the others, both ways. */
+  | { kind: 'isolate'; node: number; atMs: number; forMs: number }
+  /** The nodes split in two groups. */
+  | { kind: 'split'; atMs: number; forMs: number }
+  /** Messages from one node to another are lost; the other way still flows. */
+  | { kind: 'one_way'; from: number; to: number; atMs: number; forMs: number }
+  /** Links cut one by one, then restored in random order (swizzle-clogging). */
+  | { kind: 'swizzle'; atMs: number; stepMs: number }
+  /** A node isolated and restored again and again. */
+  | { kind: 'flap'; node: number; atMs: number; times: number; periodMs: number };
+
 export interface FaultPlan {
+  /** Nodes form a cluster (membership by gossip, shards placed by the ring, handed off when
+   * the ring changes); otherwise every node wants every shard and they contend in the store. */
+  cluster: boolean;
+  nodeDropRate: number;
+  nodeDuplicateRate: number;
+  nodeDelayMaxMs: number;
+  nodePartitions: NodePartition[];
   storeErrorRate: number;
   storeUnknownRate: number;
   storeLatencyMaxMs: number;
@@ -32,6 +51,11 @@ export interface FaultPlan {
 }
 
 export const NO_FAULTS: FaultPlan = {
+  cluster: true,
+  nodeDropRate: 0,
+  nodeDuplicateRate: 0,
+  nodeDelayMaxMs: 2,
+  nodePartitions: [],
   storeErrorRate: 0,
   storeUnknownRate: 0,
   storeLatencyMaxMs: 2,
@@ -55,7 +79,26 @@ export function swarmPlan(random: SeededRandom, hosts: number, durationMs: numbe
   const at = () => Math.floor(random.next() * durationMs * 0.8);
   const host = () => random.int(hosts);
   const times = <T>(n: number, make: () => T): T[] => Array.from({ length: n }, make);
+  const cluster = on();
+  const partition = (): NodePartition => {
+    const kinds = ['isolate', 'split', 'one_way', 'swizzle', 'flap'] as const;
+    const kind = kinds[random.int(kinds.length)]!;
+    const atMs = at();
+    const forMs = 1_000 + random.int(8_000);
+    switch (kind) {
+      case 'isolate': return { kind, node: host(), atMs, forMs };
+      case 'split': return { kind, atMs, forMs };
+      case 'one_way': return { kind, from: host(), to: host(), atMs, forMs };
+      case 'swizzle': return { kind, atMs, stepMs: 100 + random.int(400) };
+      case 'flap': return { kind, node: host(), atMs, times: 2 + random.int(5), periodMs: 500 + random.int(2_000) };
+    }
+  };
   return {
+    cluster,
+    nodeDropRate: cluster && on() ? random.next() * 0.2 : 0,
+    nodeDuplicateRate: cluster && on() ? random.next() * 0.1 : 0,
+    nodeDelayMaxMs: cluster && on() ? 1 + random.next() * 100 : 2,
+    nodePartitions: cluster && on(0.6) ? times(1 + random.int(3), partition) : [],
     storeErrorRate: on() ? random.next() * 0.03 : 0,
     storeUnknownRate: on() ? random.next() * 0.02 : 0,
     storeLatencyMaxMs: on() ? 1 + random.next() * 20 : 2,
@@ -75,7 +118,11 @@ export function swarmPlan(random: SeededRandom, hosts: number, durationMs: numbe
 
 /** One line per fault that is on, for the run's report. */
 export function describePlan(plan: FaultPlan): string {
-  const parts: string[] = [];
+  const parts: string[] = [plan.cluster ? 'cluster' : 'contention'];
+  if (plan.nodeDropRate > 0) parts.push(`node-drops=${plan.nodeDropRate.toFixed(3)}`);
+  if (plan.nodeDuplicateRate > 0) parts.push(`node-dups=${plan.nodeDuplicateRate.toFixed(3)}`);
+  if (plan.nodeDelayMaxMs > 2) parts.push(`node-delay≤${plan.nodeDelayMaxMs.toFixed(0)}ms`);
+  if (plan.nodePartitions.length > 0) parts.push(`partitions=${plan.nodePartitions.map((p) => p.kind).join('+')}`);
   if (plan.storeErrorRate > 0) parts.push(`store-errors=${plan.storeErrorRate.toFixed(3)}`);
   if (plan.storeUnknownRate > 0) parts.push(`commit-unknown=${plan.storeUnknownRate.toFixed(3)}`);
   parts.push(`store-latency≤${plan.storeLatencyMaxMs.toFixed(1)}ms`);

@@ -4,7 +4,7 @@
 // again; pause it past its leases (a zombie that wakes up and acts on stale state); and skew or
 // jump its wall clock.
 
-import type { Env, Timers } from '../node/core/env.ts';
+import type { Env, Network, Timers } from '../node/core/env.ts';
 import { createNode, type KairosNode, type NodeConfig } from '../node/core/node.ts';
 import type { SeededRandom } from '../node/core/random.ts';
 import type { Store } from '../node/core/store.ts';
@@ -27,6 +27,7 @@ export class SimHost {
     private readonly store: Store,
     private readonly config: NodeConfig,
     private readonly hooks: TestHooks,
+    private readonly network: Network,
   ) {}
 
   get alive(): boolean {
@@ -48,10 +49,12 @@ export class SimHost {
       random: this.random.derive(`incarnation-${incarnation}`),
       logger: { log() {} },
       store: this.store,
-      network: { send() {}, publish() {} },
+      network: this.network,
       testHooks: this.hooks,
     };
-    this.node = createNode(env, this.config);
+    // A restarted node is a new incarnation: its peers must tell its heartbeats from the old one's.
+    const config = this.config.cluster === null ? this.config : { ...this.config, cluster: { ...this.config.cluster, incarnation } };
+    this.node = createNode(env, config);
     this.node.start();
   }
 

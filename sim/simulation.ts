@@ -15,6 +15,7 @@ import { MemoryBacking, MemoryStore } from './memory-store.ts';
 import { runUntil } from './sim-env.ts';
 import { SimHost } from './sim-host.ts';
 import { SimLink, type NetworkFaults } from './sim-link.ts';
+import { SimNodeNetwork } from './node-network.ts';
 import { Trace } from './trace.ts';
 import { BEHAVIOURS, SimProducer, SimWorker, type Dialer } from './workload.ts';
 
@@ -104,8 +105,24 @@ export async function runSimulation(options: SimOptions): Promise<SimResult> {
       rateLimit: plan.ratePerSecond === null ? null : { perSecond: plan.ratePerSecond, burst: plan.ratePerSecond },
     },
     retention: { ...DEFAULT_NODE_CONFIG.retention, everyMs: 3_600_000 },
+    cluster: plan.cluster
+      ? { membership: { heartbeatEveryMs: 250, suspectAfterMs: 1_000, deadAfterMs: 2_500, stableForMs: 1_500 }, incarnation: 0, clientUrl: '' }
+      : null,
   };
-  const hosts = Array.from({ length: options.nodes }, (_, i) => new SimHost(`n${i}`, queue, root.derive(`node-${i}`), store, config, hooks));
+  const nodeNetwork = new SimNodeNetwork(
+    queue,
+    root.derive('node-network'),
+    () =>
+      healed
+        ? { delayMinMs: 0.1, delayMaxMs: 2, dropRate: 0, duplicateRate: 0 }
+        : { delayMinMs: 0.1, delayMaxMs: plan.nodeDelayMaxMs, dropRate: plan.nodeDropRate, duplicateRate: plan.nodeDuplicateRate },
+    trace,
+  );
+  const hosts = Array.from(
+    { length: options.nodes },
+    (_, i) => new SimHost(`n${i}`, queue, root.derive(`node-${i}`), store, config, hooks, nodeNetwork.networkOf(`n${i}`)),
+  );
+  for (const host of hosts) nodeNetwork.add(host);
   for (const host of hosts) host.start();
 
   // The network between clients and hosts.
@@ -160,6 +177,51 @@ export async function runSimulation(options: SimOptions): Promise<SimResult> {
       afterMs(forMs, () => unreachable.delete(`n${h}`));
     });
   }
+  const partitionRandom = root.derive('partitions');
+  for (const partition of plan.nodePartitions) {
+    const id = (i: number) => `n${i}`;
+    switch (partition.kind) {
+      case 'isolate':
+        afterMs(partition.atMs, () => {
+          trace.add(`isolate n${partition.node}`);
+          nodeNetwork.isolate(id(partition.node));
+          afterMs(partition.forMs, () => nodeNetwork.healAll());
+        });
+        break;
+      case 'split':
+        afterMs(partition.atMs, () => {
+          const side = new Set(hosts.filter(() => partitionRandom.next() < 0.5).map((h) => h.id));
+          trace.add(`split ${[...side].join(',')}`);
+          for (const [a, b] of nodeNetwork.links) if (side.has(a) !== side.has(b)) nodeNetwork.block(a, b);
+          afterMs(partition.forMs, () => nodeNetwork.healAll());
+        });
+        break;
+      case 'one_way':
+        afterMs(partition.atMs, () => {
+          nodeNetwork.block(id(partition.from), id(partition.to));
+          afterMs(partition.forMs, () => nodeNetwork.unblock(id(partition.from), id(partition.to)));
+        });
+        break;
+      case 'swizzle':
+        afterMs(partition.atMs, () => {
+          const links = nodeNetwork.links;
+          links.forEach(([a, b], i) => afterMs(i * partition.stepMs, () => nodeNetwork.block(a, b)));
+          const restore = [...links];
+          for (let i = restore.length - 1; i > 0; i--) {
+            const j = partitionRandom.int(i + 1);
+            [restore[i], restore[j]] = [restore[j]!, restore[i]!];
+          }
+          restore.forEach(([a, b], i) => afterMs((links.length + i) * partition.stepMs, () => nodeNetwork.unblock(a, b)));
+        });
+        break;
+      case 'flap':
+        for (let k = 0; k < partition.times; k++) {
+          afterMs(partition.atMs + k * partition.periodMs * 2, () => nodeNetwork.isolate(id(partition.node)));
+          afterMs(partition.atMs + k * partition.periodMs * 2 + partition.periodMs, () => nodeNetwork.healAll());
+        }
+        break;
+    }
+  }
   if (plan.disconnectsPerSecond > 0) {
     const dropOne = () => {
       const open = [...links].filter((l) => l.open);
@@ -176,14 +238,19 @@ export async function runSimulation(options: SimOptions): Promise<SimResult> {
   // Liveness phase: heal everything and wait for every acknowledged job to finish.
   healed = true;
   unreachable.clear();
+  nodeNetwork.healAll();
   for (const host of hosts) {
     host.resume();
     host.skewMs = 0;
     if (!host.alive) host.start();
   }
-  const finished = () => producers.every((p) => p.outstanding === 0) && checkers.unfinished().length === 0;
+  const settled = () => !plan.cluster || clusterSettled(hosts, options.shards);
+  const finished = () => producers.every((p) => p.outstanding === 0) && checkers.unfinished().length === 0 && settled();
   const done = await runUntil(queue, finished, safetyEnd + options.livenessBoundMs, () => checkers.violation !== null);
   for (const p of producers) checkers.refusedLeftNothing(p.refusedKeys());
+  if (checkers.violation === null && !done && !settled()) {
+    checkers.violation = new InvariantViolation('liveness', `after healing, the nodes' views or the shard map did not converge within ${options.livenessBoundMs / 1000} s: ${describeCluster(hosts)}`);
+  }
   if (checkers.violation === null && !done) {
     const left = checkers.unfinished();
     const example = left[0] === undefined ? 'none' : `${left[0]} is ${checkers.job(left[0])?.state ?? 'missing'}`;
@@ -205,4 +272,18 @@ export async function runSimulation(options: SimOptions): Promise<SimResult> {
     acked: checkers.acked.size,
     duplicateExecutions: checkers.duplicateExecutions(),
   };
+}
+
+/** After healing: every node sees every node in the ring, and every shard is served by exactly
+ * one node. */
+function clusterSettled(hosts: SimHost[], shards: number): boolean {
+  const ids = hosts.map((h) => h.id).sort().join(',');
+  if (hosts.some((h) => h.node === null || h.node.ring()?.join(',') !== ids)) return false;
+  const servedBy = new Array<number>(shards).fill(0);
+  for (const host of hosts) for (const shard of host.node!.routes.shards()) servedBy[shard]!++;
+  return servedBy.every((n) => n === 1);
+}
+
+function describeCluster(hosts: SimHost[]): string {
+  return hosts.map((h) => `${h.id} ring=[${h.node?.ring()?.join(',') ?? 'down'}] serves ${h.node?.routes.served ?? 0}`).join('; ');
 }

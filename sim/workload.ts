@@ -31,6 +31,8 @@ interface Submission {
   spec: SubmitSpec;
   state: 'waiting' | 'sent' | 'acked' | 'refused' | 'unknown';
   rid: number;
+  /** Tries so far: retries back off exponentially, as the SDK's do. */
+  tries: number;
 }
 
 export class SimProducer {
@@ -66,12 +68,12 @@ export class SimProducer {
       };
       if (this.random.next() < mix.keyed) spec.idempotencyKey = `${this.tenant}-k${n}`;
       if (this.random.next() < mix.delayed) spec.delayMs = this.random.int(3_000);
-      const submission: Submission = { n, spec, state: 'waiting', rid: 0 };
+      const submission: Submission = { n, spec, state: 'waiting', rid: 0, tries: 0 };
       this.all.push(submission);
       const atMs = this.random.next() < mix.burst ? overMs / 2 : this.random.next() * overMs;
       this.queue.schedule(atMs, () => this.send(submission));
       if (spec.idempotencyKey !== undefined && this.random.next() < 0.1) {
-        const twin: Submission = { n, spec, state: 'waiting', rid: 0 };
+        const twin: Submission = { n, spec, state: 'waiting', rid: 0, tries: 0 };
         this.all.push(twin);
         this.queue.schedule(atMs + this.random.int(50), () => this.send(twin));
       }
@@ -93,10 +95,18 @@ export class SimProducer {
     return counts;
   }
 
+  /** Sends `submission` again after a backoff that doubles with every try (jittered). */
+  private retryLater(submission: Submission, atLeastMs = 0): void {
+    submission.state = 'waiting';
+    const backoffMs = Math.min(5_000, 50 * 2 ** Math.min(submission.tries, 10)) * (0.5 + this.random.next());
+    this.queue.schedule(Math.max(atLeastMs, backoffMs), () => this.send(submission));
+  }
+
   private send(submission: Submission): void {
     if (submission.state !== 'waiting') return;
+    submission.tries++;
     const link = this.connected();
-    if (link === null) return void this.queue.schedule(REDIAL_MS, () => this.send(submission));
+    if (link === null) return this.retryLater(submission);
     submission.state = 'sent';
     submission.rid = ++this.nextRid;
     this.byRid.set(submission.rid, submission);
@@ -114,8 +124,6 @@ export class SimProducer {
   private onMessage(message: FromNode): void {
     if (message.t === 'welcome') {
       this.greeted = true;
-      // Everything that waited for a connection goes now.
-      for (const s of this.all) if (s.state === 'waiting') this.queue.schedule(0, () => this.send(s));
       return;
     }
     if (!('rid' in message) || message.rid === null) return;
@@ -161,11 +169,7 @@ export class SimProducer {
       // Before the cluster issue a node serves only the shards it owns: try another node.
       this.link?.disconnect();
     }
-    if (RETRYABLE.has(error.code)) {
-      submission.state = 'waiting';
-      this.queue.schedule(error.retryAfterMs ?? 100, () => this.send(submission));
-      return;
-    }
+    if (RETRYABLE.has(error.code)) return this.retryLater(submission, error.retryAfterMs ?? 0);
     submission.state = 'refused';
   }
 
@@ -178,8 +182,7 @@ export class SimProducer {
     for (const [rid, s] of this.byRid) {
       this.byRid.delete(rid);
       if (s.spec.idempotencyKey !== undefined) {
-        s.state = 'waiting';
-        this.queue.schedule(REDIAL_MS, () => this.send(s));
+        this.retryLater(s, REDIAL_MS);
       } else {
         s.state = 'unknown';
       }

@@ -4,7 +4,7 @@ import { describe, expect, it } from 'vitest';
 import { PLANTED_BUGS } from '../../node/core/test-hooks.ts';
 import { runSeed } from './sim-support.ts';
 
-const SEEDS_MAX = 30;
+const SEEDS_MAX = 60;
 
 describe('planted bugs are caught', () => {
   for (const bug of PLANTED_BUGS) {

@@ -1,0 +1,175 @@
+// Membership: who is in the cluster, as this node sees it. Every node gossips a heartbeat (its
+// incarnation, state and client URL) on a topic; a failure detector on this node's own
+// monotonic clock marks a peer suspect when its heartbeats stop, and dead later. Connection
+// events play no part: a partition closes no socket.
+//
+// The ring (the members that shards are placed on) changes only when it must, so that flapping
+// does not churn shards: a peer joins the ring only after it has been heard continuously for
+// `stableForMs`; a suspect peer stays in it; a dead or leaving one leaves it. Whenever the ring
+// changes, `ringChanged` gets the new member list (this node included while it is alive).
+//
+// Safety does not depend on any of this being right: two nodes that disagree may both want a
+// shard, and the store's epoch decides (DESIGN.md). Membership decides liveness only.
+
+import type { MemberHeartbeat } from '../../../protocol/peer-messages.ts';
+import type { Actor, ActorContext } from '../actor/runtime.ts';
+
+export const MEMBERS_TOPIC = 'kairos/members/1';
+
+export interface MembershipConfig {
+  heartbeatEveryMs: number;
+  /** Silence after which a peer is suspect (still in the ring). */
+  suspectAfterMs: number;
+  /** Silence after which a peer is dead (out of the ring). */
+  deadAfterMs: number;
+  /** Continuous presence a peer needs before it joins the ring. */
+  stableForMs: number;
+}
+
+export const DEFAULT_MEMBERSHIP_CONFIG: MembershipConfig = {
+  heartbeatEveryMs: 500,
+  suspectAfterMs: 2_000,
+  deadAfterMs: 5_000,
+  stableForMs: 3_000,
+};
+
+export type PeerStatus = 'alive' | 'suspect' | 'dead' | 'leaving';
+
+export interface PeerView {
+  node: string;
+  incarnation: number;
+  status: PeerStatus;
+  clientUrl: string;
+  inRing: boolean;
+}
+
+export type MembershipMsg =
+  | { kind: 'start' }
+  | { kind: 'tick' }
+  | { kind: 'heartbeat'; heartbeat: MemberHeartbeat }
+  /** Graceful leave: announce it and leave the ring at once. */
+  | { kind: 'leave' };
+
+interface Peer {
+  incarnation: number;
+  state: 'alive' | 'leaving';
+  clientUrl: string;
+  lastHeardMs: number;
+  /** Since when the peer has been heard without a gap long enough to make it suspect. */
+  presentSinceMs: number;
+  inRing: boolean;
+}
+
+export interface MembershipDeps {
+  config: MembershipConfig;
+  /** This incarnation of the node: a restarted node must present a higher one. */
+  incarnation: number;
+  clientUrl: string;
+  ringChanged: (members: string[]) => void;
+}
+
+export class Membership implements Actor<MembershipMsg> {
+  private readonly peers = new Map<string, Peer>();
+  private leaving = false;
+  private ring: string[] = [];
+  /** Monotonic start: the ring is first published `stableForMs` later, once the node has heard
+   * its peers, so that a node joining a running cluster does not first claim every shard. */
+  private startedAtMs: number | null = null;
+
+  constructor(private readonly deps: MembershipDeps) {}
+
+  receive(msg: MembershipMsg, ctx: ActorContext<MembershipMsg>): void {
+    switch (msg.kind) {
+      case 'start':
+        this.startedAtMs = ctx.env.clock.monotonicMs();
+        return this.tick(ctx);
+      case 'tick':
+        return this.tick(ctx);
+      case 'heartbeat':
+        return this.heard(msg.heartbeat, ctx);
+      case 'leave':
+        this.leaving = true;
+        this.publish(ctx);
+        return this.publishRing(ctx);
+    }
+  }
+
+  /** The peers this node knows of, for `kairos cluster` and the simulator's checkers. */
+  view(nowMs: number): PeerView[] {
+    return [...this.peers].map(([node, p]) => ({
+      node,
+      incarnation: p.incarnation,
+      status: this.statusOf(p, nowMs),
+      clientUrl: p.clientUrl,
+      inRing: p.inRing,
+    }));
+  }
+
+  get ringMembers(): readonly string[] {
+    return this.ring;
+  }
+
+  private tick(ctx: ActorContext<MembershipMsg>): void {
+    this.publish(ctx);
+    this.publishRing(ctx);
+    ctx.startTimer('tick', this.deps.config.heartbeatEveryMs, { kind: 'tick' });
+  }
+
+  private publish(ctx: ActorContext<MembershipMsg>): void {
+    const heartbeat: MemberHeartbeat = {
+      t: 'member_heartbeat',
+      node: ctx.env.nodeId,
+      incarnation: this.deps.incarnation,
+      state: this.leaving ? 'leaving' : 'alive',
+      addrs: [],
+      clientUrl: this.deps.clientUrl,
+      load: { shards: 0, backlog: [] },
+    };
+    ctx.env.network.publish(MEMBERS_TOPIC, heartbeat);
+  }
+
+  private heard(hb: MemberHeartbeat, ctx: ActorContext<MembershipMsg>): void {
+    if (hb.node === ctx.env.nodeId) return;
+    const now = ctx.env.clock.monotonicMs();
+    const peer = this.peers.get(hb.node);
+    // An older incarnation's heartbeat (delayed, duplicated) says nothing about the new one.
+    if (peer !== undefined && hb.incarnation < peer.incarnation) return;
+    const restarted = peer !== undefined && hb.incarnation > peer.incarnation;
+    const wasAbsent = peer === undefined || restarted || now - peer.lastHeardMs >= this.deps.config.suspectAfterMs;
+    this.peers.set(hb.node, {
+      incarnation: hb.incarnation,
+      state: hb.state,
+      clientUrl: hb.clientUrl,
+      lastHeardMs: now,
+      presentSinceMs: wasAbsent ? now : peer!.presentSinceMs,
+      inRing: peer?.inRing ?? false,
+    });
+    if (hb.state === 'leaving') this.publishRing(ctx);
+  }
+
+  private statusOf(peer: Peer, nowMs: number): PeerStatus {
+    if (peer.state === 'leaving') return 'leaving';
+    const silentMs = nowMs - peer.lastHeardMs;
+    if (silentMs >= this.deps.config.deadAfterMs) return 'dead';
+    if (silentMs >= this.deps.config.suspectAfterMs) return 'suspect';
+    return 'alive';
+  }
+
+  /** Recomputes who is in the ring and reports a change. */
+  private publishRing(ctx: ActorContext<MembershipMsg>): void {
+    const now = ctx.env.clock.monotonicMs();
+    if (this.startedAtMs === null || now - this.startedAtMs < this.deps.config.stableForMs) return;
+    for (const peer of this.peers.values()) {
+      const status = this.statusOf(peer, now);
+      if (status === 'dead' || status === 'leaving') peer.inRing = false;
+      else if (!peer.inRing && status === 'alive' && now - peer.presentSinceMs >= this.deps.config.stableForMs) peer.inRing = true;
+    }
+    const members = [...this.peers].filter(([, p]) => p.inRing).map(([node]) => node);
+    if (!this.leaving) members.push(ctx.env.nodeId);
+    members.sort();
+    if (members.length === this.ring.length && members.every((m, i) => m === this.ring[i])) return;
+    this.ring = members;
+    ctx.env.logger.log('info', 'membership.ring_changed', { members });
+    this.deps.ringChanged(members);
+  }
+}

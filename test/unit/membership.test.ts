@@ -1,0 +1,91 @@
+// Membership on virtual time: the ring grows only with peers heard steadily, keeps a suspect,
+// drops the dead and the leaving, and tells an old incarnation from a new one.
+
+import { describe, expect, it } from 'vitest';
+import type { MemberHeartbeat } from '../../protocol/peer-messages.ts';
+import { ActorSystem } from '../../node/core/actor/runtime.ts';
+import { Membership, type MembershipConfig } from '../../node/core/membership/membership.ts';
+import { SeededRandom } from '../../node/core/random.ts';
+import { EventQueue } from '../../sim/event-queue.ts';
+import { MemoryBacking, MemoryStore } from '../../sim/memory-store.ts';
+import { runUntil, simEnv } from '../../sim/sim-env.ts';
+
+const CONFIG: MembershipConfig = { heartbeatEveryMs: 100, suspectAfterMs: 400, deadAfterMs: 1_000, stableForMs: 500 };
+
+function setup() {
+  const queue = new EventQueue(0);
+  const published: MemberHeartbeat[] = [];
+  const rings: string[][] = [];
+  const env = simEnv({
+    nodeId: 'a',
+    queue,
+    random: new SeededRandom(1),
+    store: new MemoryStore(new MemoryBacking(1, () => queue.nowMs)),
+    network: { send() {}, publish: (_topic, message) => void published.push(message as MemberHeartbeat) },
+  });
+  const system = new ActorSystem(env);
+  const actor = new Membership({ config: CONFIG, incarnation: 1, clientUrl: 'ws://a', ringChanged: (m) => rings.push(m) });
+  const ref = system.spawn('membership', actor);
+  const heartbeat = (node: string, incarnation = 1, state: 'alive' | 'leaving' = 'alive'): void =>
+    ref.tell({ kind: 'heartbeat', heartbeat: { t: 'member_heartbeat', node, incarnation, state, addrs: [], clientUrl: `ws://${node}`, load: { shards: 0, backlog: [] } } });
+  /** Runs `ms` of virtual time, with `node` heartbeating every 100 ms while it is in `beating`. */
+  const run = async (ms: number, beating: string[] = []) => {
+    const end = queue.nowMs + ms;
+    while (queue.nowMs < end) {
+      for (const node of beating) heartbeat(node);
+      await runUntil(queue, () => false, Math.min(end, queue.nowMs + 100));
+    }
+  };
+  ref.tell({ kind: 'start' });
+  return { actor, ref, published, rings, run, heartbeat, now: () => queue.nowMs };
+}
+
+describe('membership', () => {
+  it('gossips heartbeats and publishes a ring of itself once warmed up', async () => {
+    const m = setup();
+    await m.run(300);
+    expect(m.published.length).toBeGreaterThanOrEqual(3);
+    expect(m.published[0]).toMatchObject({ t: 'member_heartbeat', node: 'a', incarnation: 1, state: 'alive', clientUrl: 'ws://a' });
+    expect(m.rings).toEqual([]);
+    await m.run(400);
+    expect(m.rings).toEqual([['a']]);
+  });
+
+  it('lets a peer into the ring only after it has been heard steadily, keeps it while suspect, drops it when dead', async () => {
+    const m = setup();
+    await m.run(600, ['b']);
+    expect(m.actor.ringMembers).toEqual(['a', 'b']);
+    await m.run(600); // silent past suspect, not yet dead
+    expect(m.actor.view(m.now()).find((p) => p.node === 'b')?.status).toBe('suspect');
+    expect(m.actor.ringMembers).toEqual(['a', 'b']);
+    await m.run(600);
+    expect(m.actor.ringMembers).toEqual(['a']);
+    // Back again: it must be steady for stableForMs before it returns (no churn on flapping).
+    await m.run(200, ['b']);
+    expect(m.actor.ringMembers).toEqual(['a']);
+    await m.run(500, ['b']);
+    expect(m.actor.ringMembers).toEqual(['a', 'b']);
+  });
+
+  it('drops a leaving peer at once, and ignores an old incarnation', async () => {
+    const m = setup();
+    await m.run(700, ['b', 'c']);
+    expect(m.actor.ringMembers).toEqual(['a', 'b', 'c']);
+    m.heartbeat('c', 1, 'leaving');
+    await m.run(50);
+    expect(m.actor.ringMembers).toEqual(['a', 'b']);
+    m.heartbeat('b', 2);
+    m.heartbeat('b', 1, 'leaving'); // late news from the previous incarnation
+    await m.run(50);
+    expect(m.actor.view(m.now()).find((p) => p.node === 'b')).toMatchObject({ incarnation: 2, status: 'alive' });
+  });
+
+  it('leaves the ring itself on leave and says so', async () => {
+    const m = setup();
+    await m.run(700, ['b']);
+    m.ref.tell({ kind: 'leave' });
+    await m.run(50);
+    expect(m.actor.ringMembers).toEqual(['b']);
+    expect(m.published.at(-1)?.state).toBe('leaving');
+  });
+});
