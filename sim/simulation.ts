@@ -139,14 +139,11 @@ export async function runSimulation(options: SimOptions): Promise<SimResult> {
     return link;
   };
   const workloadRandom = root.derive('workload');
-  const anyHost = () => {
-    const reachable = hosts.filter((h) => h.alive && !unreachable.has(h.id));
-    return reachable[workloadRandom.int(Math.max(1, reachable.length))];
-  };
-
   // The workload: two tenants' producers; on every host, workers (before the cluster issue a
   // node serves only the shards it owns, so each node needs workers of its own).
-  const producers = ['t1', 't2'].map((tenant) => new SimProducer(tenant, queue, workloadRandom.derive(tenant), dialerTo(anyHost, tenant), checkers));
+  const producers = ['t1', 't2'].map(
+    (tenant) => new SimProducer(tenant, queue, workloadRandom.derive(tenant), hosts.map((host) => dialerTo(() => host, tenant)), checkers),
+  );
   producers.forEach((p, i) =>
     p.plan(Math.ceil(options.jobs / producers.length) - (i === 0 ? 0 : options.jobs % 2), options.durationMs * 0.7, {
       keyed: 0.6,

@@ -35,22 +35,31 @@ interface Submission {
   tries: number;
 }
 
+/** One connection of a producer, to one node. */
+interface ProducerLink {
+  link: SimLink | null;
+  greeted: boolean;
+}
+
 export class SimProducer {
-  private link: SimLink | null = null;
-  private readonly byRid = new Map<number, Submission>();
+  /** One connection per node, opened on demand: before the cluster issue a node serves only
+   * the shards it owns, so a refused submission tries the next node (as the SDK tries its URLs). */
+  private readonly links: ProducerLink[];
+  private readonly byRid = new Map<number, { submission: Submission; via: ProducerLink }>();
   /** Cancellations in flight: rid → job id and tries left. */
   private readonly cancels = new Map<number, { jobId: string; triesLeft: number }>();
   private readonly all: Submission[] = [];
   private nextRid = 0;
-  private greeted = false;
 
   constructor(
     readonly tenant: string,
     private readonly queue: EventQueue,
     private readonly random: SeededRandom,
-    private readonly dial: Dialer,
+    private readonly dialers: Dialer[],
     private readonly checkers: Checkers,
-  ) {}
+  ) {
+    this.links = dialers.map(() => ({ link: null, greeted: false }));
+  }
 
   /** Schedules `count` submissions spread over `overMs`, some in bursts; some keyed ones are
    * sent twice, as two clients racing with one key would. */
@@ -102,36 +111,49 @@ export class SimProducer {
     this.queue.schedule(Math.max(atLeastMs, backoffMs), () => this.send(submission));
   }
 
+  /** Each try of a submission goes to the next node, from a start of its own. */
   private send(submission: Submission): void {
     if (submission.state !== 'waiting') return;
+    const via = this.links[(submission.n + submission.tries) % this.links.length]!;
     submission.tries++;
-    const link = this.connected();
+    const link = this.connected(via);
     if (link === null) return this.retryLater(submission);
     submission.state = 'sent';
     submission.rid = ++this.nextRid;
-    this.byRid.set(submission.rid, submission);
+    this.byRid.set(submission.rid, { submission, via });
     link.send({ t: 'submit', rid: submission.rid, job: submission.spec });
   }
 
-  private connected(): SimLink | null {
-    if (this.link?.open) return this.greeted ? this.link : null;
-    this.greeted = false;
-    this.link = this.dial({ onMessage: (m) => this.onMessage(m), onClose: () => this.onClose() });
-    this.link?.send({ t: 'hello', versions: [1] });
+  private connected(via: ProducerLink): SimLink | null {
+    if (via.link?.open) return via.greeted ? via.link : null;
+    via.greeted = false;
+    const index = this.links.indexOf(via);
+    // Events of a link that is no longer the current one (a late close) are ignored.
+    const link: SimLink | null = this.dialers[index]!({
+      onMessage: (m) => {
+        if (via.link === link) this.onMessage(via, m);
+      },
+      onClose: () => {
+        if (via.link === link) this.onClose(via);
+      },
+    });
+    via.link = link;
+    link?.send({ t: 'hello', versions: [1] });
     return null;
   }
 
-  private onMessage(message: FromNode): void {
+  private onMessage(via: ProducerLink, message: FromNode): void {
     if (message.t === 'welcome') {
-      this.greeted = true;
+      via.greeted = true;
       return;
     }
     if (!('rid' in message) || message.rid === null) return;
     const cancel = this.cancels.get(message.rid);
     if (cancel !== undefined) return this.cancelAnswered(message.rid, cancel, message);
-    const submission = this.byRid.get(message.rid);
-    if (submission === undefined || submission.state !== 'sent') return;
+    const sent = this.byRid.get(message.rid);
+    if (sent === undefined || sent.submission.state !== 'sent') return;
     this.byRid.delete(message.rid);
+    const { submission } = sent;
     if (message.t === 'submitted') {
       submission.state = 'acked';
       this.checkers.submissionAcked(message.jobId, this.tenant, submission.spec.idempotencyKey ?? null);
@@ -143,7 +165,7 @@ export class SimProducer {
   }
 
   private cancel(jobId: string, triesLeft: number): void {
-    const link = this.connected();
+    const link = this.connected(this.links[triesLeft % this.links.length]!);
     if (link === null) return void this.queue.schedule(REDIAL_MS, () => this.cancel(jobId, triesLeft));
     const rid = ++this.nextRid;
     this.cancels.set(rid, { jobId, triesLeft });
@@ -165,29 +187,21 @@ export class SimProducer {
       submission.state = 'unknown';
       return;
     }
-    if (error.code === 'unavailable') {
-      // Before the cluster issue a node serves only the shards it owns: try another node.
-      this.link?.disconnect();
-    }
     if (RETRYABLE.has(error.code)) return this.retryLater(submission, error.retryAfterMs ?? 0);
     submission.state = 'refused';
   }
 
-  private onClose(): void {
-    this.greeted = false;
+  private onClose(via: ProducerLink): void {
+    via.greeted = false;
     // What was in flight may or may not have been applied: keyed submissions go again under
-    // the same key (the SDK's behaviour); others cannot be retried safely.
-    // A cancellation in flight is simply not retried: it may or may not have happened.
-    this.cancels.clear();
-    for (const [rid, s] of this.byRid) {
+    // the same key (the SDK's behaviour); others cannot be retried safely. A cancellation in
+    // flight is simply not retried: it may or may not have happened.
+    for (const [rid, sent] of this.byRid) {
+      if (sent.via !== via) continue;
       this.byRid.delete(rid);
-      if (s.spec.idempotencyKey !== undefined) {
-        this.retryLater(s, REDIAL_MS);
-      } else {
-        s.state = 'unknown';
-      }
+      if (sent.submission.spec.idempotencyKey !== undefined) this.retryLater(sent.submission, REDIAL_MS);
+      else sent.submission.state = 'unknown';
     }
-    this.queue.schedule(REDIAL_MS, () => this.connected());
   }
 }
 
@@ -223,7 +237,16 @@ export class SimWorker {
   private connect(): void {
     if (this.link?.open) return;
     this.greeted = false;
-    this.link = this.dial({ onMessage: (m) => this.onMessage(m), onClose: () => this.onClose() });
+    // Events of a link that is no longer the current one (a late close) are ignored.
+    const link: SimLink | null = this.dial({
+      onMessage: (m) => {
+        if (this.link === link) this.onMessage(m);
+      },
+      onClose: () => {
+        if (this.link === link) this.onClose();
+      },
+    });
+    this.link = link;
     if (this.link === null) return void this.queue.schedule(REDIAL_MS, () => this.connect());
     this.link.send({ t: 'hello', versions: [1] });
   }
@@ -274,8 +297,19 @@ export class SimWorker {
     this.running.set(key(token), run);
     this.checkers.handlerStarted(token.jobId);
     const incarnation = this.link;
-    // A hang hangs on the first attempt only, so the job can still finish on a retry.
-    if (behaviour === 'hang' && token.attempt === 1) return;
+    // A hang hangs on the first attempt only, so the job can still finish on a retry. It
+    // neither heartbeats nor answers until it is revoked or, like any stuck handler in the end,
+    // returns after a long while (its answer is then refused as stale).
+    if (behaviour === 'hang' && token.attempt === 1) {
+      this.queue.schedule(leaseMs * 4, () => {
+        if (this.link !== incarnation || !this.running.has(key(token))) return;
+        run.verdict = 'complete';
+        const rid = ++this.nextRid;
+        this.byRid.set(rid, run);
+        this.send({ t: 'complete', rid, token });
+      });
+      return;
+    }
     const outlives = behaviour === 'long' || (behaviour === 'zombie' && token.attempt === 1);
     const durationMs = outlives ? leaseMs * 2 : 1 + this.random.int(20);
     if (behaviour === 'long') this.heartbeat(run, leaseMs, incarnation);

@@ -14,6 +14,10 @@ export interface Actor<M> {
   invariants?(): void;
   /** Called once when the actor is stopped; timers and pipes are already cancelled. */
   stopped?(): void;
+  /** A message that will never be handled: left in the mailbox at stop, or sent after it.
+   * An actor whose messages carry reply callbacks answers them here, so that no asker waits
+   * forever for an actor that is gone. */
+  deadLetter?(message: M): void;
 }
 
 export interface ActorRef<M> {
@@ -88,7 +92,7 @@ class ActorCell<M> implements ActorContext<M> {
   }
 
   private enqueue(message: M): void {
-    if (!this.running) return;
+    if (!this.running) return this.actor.deadLetter?.(message);
     this.mailbox.push(message);
     this.schedule();
   }
@@ -158,9 +162,11 @@ class ActorCell<M> implements ActorContext<M> {
     this.running = false;
     for (const id of this.timers.values()) this.env.timers.cancelTimer(id);
     this.timers.clear();
+    const unhandled = this.mailbox.slice(this.mailboxHead);
     this.mailbox.length = 0;
     this.mailboxHead = 0;
     this.onStopped(this);
     this.actor.stopped?.();
+    if (this.actor.deadLetter !== undefined) for (const message of unhandled) this.actor.deadLetter(message);
   }
 }

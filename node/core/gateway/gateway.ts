@@ -242,7 +242,8 @@ export class Gateway implements Actor<GatewayMsg> {
   private routeSubmit(tenant: string, spec: SubmitSpec, ctx: ActorContext<GatewayMsg>, reply: (o: SubmitOutcome) => void): void {
     const submission = submissionOf(spec);
     const { shardCount } = this.deps.routes;
-    const shard = shardForSubmission(tenant, submission.idempotencyKey, shardCount, () => ctx.env.random.int(shardCount));
+    const { routes } = this.deps;
+    const shard = shardForSubmission(tenant, submission.idempotencyKey, shardCount, () => routes.anyLocalShard((n) => ctx.env.random.int(n)));
     const owner = this.deps.routes.ownerOf(shard);
     if (owner === undefined) return reply({ ok: false, error: unavailable(shard) });
     owner.tell({ kind: 'submit', tenant, submission, reply });

@@ -118,6 +118,29 @@ export class ShardOwner implements Actor<OwnerMsg> {
     this.afterMessage(ctx);
   }
 
+  /** Whoever asked a stopped owner gets "unavailable" (and will find the shard's next owner);
+   * a grant goes back to the dispatcher. */
+  deadLetter(msg: OwnerMsg): void {
+    const error = this.unavailable();
+    switch (msg.kind) {
+      case 'submit':
+      case 'cancel':
+      case 'requeue':
+      case 'subscribe':
+      case 'heartbeat':
+      case 'complete':
+      case 'fail':
+      case 'return':
+        return msg.reply({ ok: false, error });
+      case 'grant':
+        return this.deps.dispatcher.tell({ kind: 'credit_returned', workerId: msg.worker.id, queue: msg.queue, slots: msg.slots });
+      case 'stop':
+        return msg.done();
+      default:
+        return; // the owner's own continuations: nobody waits for them
+    }
+  }
+
   invariants(): void {
     if (this.inFlightWrites < 0) throw new Error('owner: negative in-flight writes');
     if (this.phase === 'draining' && this.drainReason !== 'stopped' && this.staged.length > 0) {
@@ -422,8 +445,10 @@ export class ShardOwner implements Actor<OwnerMsg> {
           entry.leaseDeadlineMs = ctx.env.clock.monotonicMs() + this.deps.config.leaseMs;
           this.running.add(entry);
         }, () => {
+          // A lease already sent is revoked, and the worker credits the slot again when it
+          // stops the attempt; one never sent gives the slot straight back.
           if (token !== null) worker.revoke(token, 'lease_lost');
-          this.deps.dispatcher.tell({ kind: 'credit_returned', workerId: worker.id, queue, slots: 1 });
+          else this.deps.dispatcher.tell({ kind: 'credit_returned', workerId: worker.id, queue, slots: 1 });
         });
         // The lease goes out with its write, not after it: the worker starts one commit sooner.
         // That is safe because nothing the worker says counts before the lease is committed:

@@ -7,6 +7,8 @@ import type { OwnerMsg } from '../owner/owner-messages.ts';
 
 export class RoutingTable {
   private readonly owners = new Map<number, ActorRef<OwnerMsg>>();
+  /** The keys of `owners`, for picking one at random without a scan. */
+  private local: number[] = [];
 
   constructor(readonly shardCount: number) {}
 
@@ -15,11 +17,19 @@ export class RoutingTable {
   }
 
   set(shard: number, owner: ActorRef<OwnerMsg>): void {
+    if (!this.owners.has(shard)) this.local.push(shard);
     this.owners.set(shard, owner);
   }
 
   delete(shard: number): void {
-    this.owners.delete(shard);
+    if (this.owners.delete(shard)) this.local = this.local.filter((s) => s !== shard);
+  }
+
+  /** A shard served here, drawn with `pick(n)` (uniform in [0, n)), or any shard of the
+   * cluster when none is served here. A submission without an idempotency key may go to any
+   * shard, so it goes to one this node serves and needs no hop to another. */
+  anyLocalShard(pick: (n: number) => number): number {
+    return this.local.length > 0 ? this.local[pick(this.local.length)]! : pick(this.shardCount);
   }
 
   get served(): number {
