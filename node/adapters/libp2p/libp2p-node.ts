@@ -34,7 +34,7 @@ export function createLibp2pNode(options: Libp2pNodeOptions) {
     // A hung peer keeps its TCP connection open; with the default 10 s ping it is noticed after
     // about 14.5 s, with these settings after 0.5-1.1 s (STACK.md). Only a hint: the failure
     // detector must not rely on connections, since a partition closes none.
-    connectionMonitor: { pingInterval: 1000, pingTimeout: { minTimeout: 500, maxTimeout: 2000 } },
+    connectionMonitor: { pingInterval: 1000, pingTimeout: { minTimeout: Number(process.env.P2P_MIN ?? 500), maxTimeout: 5000 } },
     services: { identify: identify(), pubsub: gossipService() },
   });
 }
