@@ -37,8 +37,8 @@ export function createLibp2pNode(options: Libp2pNodeOptions) {
     // and a node whose event loop stalled for half a second (CPU contention, a long GC) lost its
     // healthy connections and the frames in flight on them (the transport test failed 6-10 runs
     // in 20 with four test processes on two cores; 0 in 20 with a 1 s or 1.5 s floor). With this
-    // floor a SIGSTOPped peer was noticed after 1.1-1.8 s. Only a hint either way: the failure detector must not rely on connections, since a partition
-    // closes none.
+    // floor a SIGSTOPped peer was noticed after 1.1-1.8 s. Only a hint either way: the failure
+    // detector must not rely on connections, since a partition closes none.
     connectionMonitor: { pingInterval: 1000, pingTimeout: { minTimeout: 1000, maxTimeout: 2000 } },
     services: { identify: identify(), pubsub: gossipService() },
   });
