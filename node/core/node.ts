@@ -71,14 +71,23 @@ export function createNode(env: Env, config: NodeConfig): KairosNode {
   const system = new ActorSystem(env);
   const routes = new RoutingTable(config.shardCount);
   const committer = system.spawn<CommitterMsg>('committer', new Committer(config.committer));
-  const dispatcher = system.spawn<DispatcherMsg>('dispatcher', new Dispatcher());
+  const dispatcherActor = new Dispatcher();
+  const dispatcher = system.spawn<DispatcherMsg>('dispatcher', dispatcherActor);
   const shardManager = system.spawn<ShardManagerMsg>(
     'shards',
     new ShardManager({
       config: config.shards,
       routes,
       spawnOwner: (shard, epoch, exited) =>
-        system.spawn(`owner-${shard}`, new ShardOwner({ shard, epoch, config: config.owner, committer, dispatcher, exited })),
+        system.spawn(`owner-${shard}`, new ShardOwner({
+          shard,
+          epoch,
+          config: config.owner,
+          committer,
+          dispatcher,
+          takeIdleWorker: (queue) => dispatcherActor.takeIdleWorker(queue),
+          exited,
+        })),
     }),
   );
   const gateway = system.spawn<GatewayMsg>('gateway', new Gateway({ config: config.gateway, routes, dispatcher }));

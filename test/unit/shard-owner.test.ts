@@ -101,6 +101,38 @@ describe('shard owner on virtual time', () => {
     expect(again.outcome).toMatchObject({ ok: false, error: { code: 'stale_lease' } });
   });
 
+  it('inserts a job already leased when a worker waits, and voids that lease when the insert is a duplicate', async () => {
+    const ctx = setup();
+    await started(ctx);
+    const worker = new TestWorker('w1');
+    ctx.node.dispatcher.tell({ kind: 'worker_joined', worker });
+    ctx.node.dispatcher.tell({ kind: 'credit', workerId: 'w1', queue: 'q', slots: 2 });
+    await ctx.run(() => false, 10);
+    const commitsBefore = ctx.backing.commits;
+    const first = submit(ctx.node, 1, submission({ idempotencyKey: 'once' }));
+    await ctx.run(() => first.outcome !== undefined);
+    const jobId = (first.outcome as { jobId: string }).jobId;
+    // One commit wrote the job as running: no separate lease write.
+    expect(ctx.backing.commits - commitsBefore).toBe(1);
+    expect(ctx.backing.jobs.get(jobId)).toMatchObject({ state: 'running', attempts: 1, version: 2 });
+    expect(worker.leases.map((l) => l.token)).toEqual([{ jobId, attempt: 1, epoch: ctx.backing.shards[1]!.epoch }]);
+    const done = tellOwner<AckOutcome>(ctx.node, 1, (reply) => ({ kind: 'complete', token: worker.leases[0]!.token, result: null, reply }));
+    await ctx.run(() => done.outcome !== undefined);
+    expect(ctx.backing.jobs.get(jobId)?.state).toBe('succeeded');
+
+    // A restarted owner no longer remembers the key in memory, so the store finds the duplicate:
+    // the lease sent with the refused insert is revoked.
+    ctx.backing.shards[1]!.leaseUntilMs = 0;
+    await new MemoryStore(ctx.backing).acquireShards('other', [1], 1);
+    await ctx.run(() => ctx.node.routes.ownerOf(1) !== undefined && ctx.backing.shards[1]!.owner === 'n1', 30_000);
+    await ctx.run(() => false, 100);
+    const again = submit(ctx.node, 1, submission({ idempotencyKey: 'once' }));
+    await ctx.run(() => again.outcome !== undefined);
+    expect(again.outcome).toEqual({ ok: true, jobId, duplicate: true });
+    expect(worker.revoked.map((r) => r.reason)).toEqual(['lease_lost']);
+    expect(ctx.backing.jobs.size).toBe(1);
+  });
+
   it('runs many jobs across shards exactly once with group commit', async () => {
     const ctx = setup();
     await started(ctx);

@@ -71,6 +71,25 @@ export class Dispatcher implements Actor<DispatcherMsg> {
     }
   }
 
+  /** One idle slot of `queue`, taken now, for an owner about to insert a job that can start at
+   * once (it inserts the job already leased). Only when no owner has ready jobs of the queue:
+   * they would otherwise be overtaken. A synchronous call from another actor, on purpose: the
+   * owner must know before it writes, and both live on one thread of one node, so the call is
+   * as deterministic as a message (the routing table is shared the same way). */
+  takeIdleWorker(queue: string): WorkerLink | null {
+    const state = this.queues.get(queue);
+    if (state === undefined || state.ready.size > 0) return null;
+    while (state.credit.size > 0) {
+      const [workerId, credit] = first(state.credit);
+      state.credit.delete(workerId);
+      const worker = this.workers.get(workerId);
+      if (worker === undefined) continue;
+      if (credit > 1) state.credit.set(workerId, credit - 1);
+      return worker;
+    }
+    return null;
+  }
+
   /** Free slots of a worker for a queue (for tests and metrics). */
   creditOf(workerId: string, queue: string): number {
     return this.queues.get(queue)?.credit.get(workerId) ?? 0;

@@ -54,6 +54,8 @@ export interface OwnerDeps {
   config: OwnerConfig;
   committer: ActorRef<CommitterMsg>;
   dispatcher: ActorRef<DispatcherMsg>;
+  /** Takes one idle worker slot of a queue from the dispatcher, at once (see Dispatcher). */
+  takeIdleWorker: (queue: string) => WorkerLink | null;
   exited: (exit: OwnerExit) => void;
 }
 
@@ -65,6 +67,8 @@ interface Entry extends Queued {
   /** Monotonic instant after which the running lease counts as lost. */
   leaseDeadlineMs: number;
   subscribers: Map<string, Subscriber> | null;
+  /** Its insert failed: operations that waited for it find no job. */
+  neverInserted: boolean;
 }
 
 /** A write that was not applied (`unknown`: or may have been: the store did not confirm). */
@@ -292,7 +296,7 @@ export class ShardOwner implements Actor<OwnerMsg> {
       this.keys.set(key, []);
     }
     const nowMs = ctx.env.clock.wallMs();
-    const job = newJob({
+    const created = newJob({
       shard: this.shard,
       epoch: this.deps.epoch,
       seq: ++this.jobSeq,
@@ -305,8 +309,16 @@ export class ShardOwner implements Actor<OwnerMsg> {
       idempotencyKey: submission.idempotencyKey,
       nowMs,
     });
+    // A job that can start now, with a worker waiting and nothing ahead of it in its queue, is
+    // inserted already leased: one write instead of two, and one commit less before it runs.
+    const worker = this.idleWorkerFor(created, nowMs);
+    const leased = worker === null ? null : transition(created, this.leaseEvent(nowMs), nowMs);
+    const job = leased?.ok ? leased.job : created;
+    const token = leaseTokenOf(job);
     const entry = this.track(job);
     entry.busy = true;
+    // As for a grant, the lease travels with its write (see grant()).
+    if (worker !== null && token !== null) worker.lease(job, token, this.deps.config.leaseMs);
     if (planted(ctx.env.testHooks, 'ack_before_commit')) {
       reply({ ok: true, jobId: job.id, duplicate: false });
       reply = () => {};
@@ -321,12 +333,20 @@ export class ShardOwner implements Actor<OwnerMsg> {
         if (key !== null) this.rememberKey(key, job.id);
         entry.busy = false;
         answerAll({ ok: true, jobId: job.id, duplicate: false });
+        if (worker !== null && token !== null) {
+          entry.worker = worker;
+          entry.leaseDeadlineMs = ctx.env.clock.monotonicMs() + this.deps.config.leaseMs;
+          this.running.add(entry);
+        }
         this.enqueue(entry, ctx);
         this.notify(entry);
         this.runWaiting(entry);
         return;
       }
       this.entries.delete(job.id);
+      entry.neverInserted = true;
+      // Not inserted (a duplicate key, or the write failed): the lease sent with it is void.
+      if (worker !== null && token !== null) worker.revoke(token, 'lease_lost');
       if (outcome.reason === 'duplicate') {
         if (key !== null) this.rememberKey(key, outcome.existingJobId);
         answerAll({ ok: true, jobId: outcome.existingJobId, duplicate: true });
@@ -364,7 +384,8 @@ export class ShardOwner implements Actor<OwnerMsg> {
     if (this.phase !== 'serving') return reply({ ok: false, error: this.unavailable() });
     const run = (entry: Entry | null | 'unavailable') => {
       if (entry === 'unavailable' || this.phase !== 'serving') return reply({ ok: false, error: this.unavailable() });
-      if (entry === null || entry.job.tenant !== tenant) return reply({ ok: false, error: refusal('not_found', `no job ${jobId}`) });
+      // An entry whose insert failed meanwhile is no job at all.
+      if (entry === null || entry.neverInserted || entry.job.tenant !== tenant) return reply({ ok: false, error: refusal('not_found', `no job ${jobId}`) });
       if (entry.busy) return void entry.waiting.push(() => run(entry));
       op(entry);
     };
@@ -438,9 +459,8 @@ export class ShardOwner implements Actor<OwnerMsg> {
         const entry = this.queues.take(queue);
         if (entry === undefined) break;
         this.backlogDirty.add(queue);
-        const event: JobEvent = { kind: 'lease', epoch: this.deps.epoch, expiresAtMs: wallMs + this.deps.config.leaseMs };
         let token: LeaseToken | null = null;
-        const leased = this.apply(entry, event, null, ctx, () => {
+        const leased = this.apply(entry, this.leaseEvent(wallMs), null, ctx, () => {
           entry.worker = worker;
           entry.leaseDeadlineMs = ctx.env.clock.monotonicMs() + this.deps.config.leaseMs;
           this.running.add(entry);
@@ -463,13 +483,25 @@ export class ShardOwner implements Actor<OwnerMsg> {
     if (used < slots) this.deps.dispatcher.tell({ kind: 'credit_returned', workerId: worker.id, queue, slots: slots - used });
   }
 
+  private leaseEvent(wallMs: number): JobEvent {
+    return { kind: 'lease', epoch: this.deps.epoch, expiresAtMs: wallMs + this.deps.config.leaseMs };
+  }
+
+  /** A worker with a free slot for a new job, when the job may start at once and no job of
+   * its queue is waiting here (a new job must not overtake them). */
+  private idleWorkerFor(job: Job, nowMs: number): WorkerLink | null {
+    if (job.runAtMs > nowMs || this.queues.readyOf(job.queue) > 0) return null;
+    return this.deps.takeIdleWorker(job.queue);
+  }
+
   /** Runs `op` if the token names the job's current lease; otherwise the caller is stale. */
   private withLease(token: LeaseToken, reply: (o: { ok: false; error: ErrorBody }) => void, ctx: ActorContext<OwnerMsg>, op: (entry: Entry, token: LeaseToken) => void): void {
     if (this.phase !== 'serving') return reply({ ok: false, error: this.unavailable() });
     const run = (entry: Entry) => {
       if (this.phase !== 'serving') return reply({ ok: false, error: this.unavailable() });
       if (entry.busy) return void entry.waiting.push(() => run(entry));
-      const current = leaseTokenOf(entry.job);
+      // An entry whose insert failed meanwhile holds no lease at all.
+      const current = entry.neverInserted ? null : leaseTokenOf(entry.job);
       if (current === null || current.attempt !== token.attempt || current.epoch !== token.epoch) {
         // The planted bug acts for the zombie under the current lease instead of refusing it.
         if (current !== null && planted(ctx.env.testHooks, 'accept_stale_lease')) return op(entry, current);
@@ -630,6 +662,7 @@ export class ShardOwner implements Actor<OwnerMsg> {
       worker: null,
       leaseDeadlineMs: 0,
       subscribers: null,
+      neverInserted: false,
     };
     this.entries.set(job.id, entry);
     return entry;
