@@ -101,7 +101,7 @@ describe('shard owner on virtual time', () => {
     expect(again.outcome).toMatchObject({ ok: false, error: { code: 'stale_lease' } });
   });
 
-  it('inserts a job already leased when a worker waits, and voids that lease when the insert is a duplicate', async () => {
+  it('inserts a job already leased when a worker waits, and gives the slot back when the insert is a duplicate', async () => {
     const ctx = setup();
     await started(ctx);
     const worker = new TestWorker('w1');
@@ -121,7 +121,7 @@ describe('shard owner on virtual time', () => {
     expect(ctx.backing.jobs.get(jobId)?.state).toBe('succeeded');
 
     // A restarted owner no longer remembers the key in memory, so the store finds the duplicate:
-    // the lease sent with the refused insert is revoked.
+    // no lease goes out, and the worker's slot serves the next job.
     ctx.backing.shards[1]!.leaseUntilMs = 0;
     await new MemoryStore(ctx.backing).acquireShards('other', [1], 1);
     await ctx.run(() => ctx.node.routes.ownerOf(1) !== undefined && ctx.backing.shards[1]!.owner === 'n1', 30_000);
@@ -129,8 +129,11 @@ describe('shard owner on virtual time', () => {
     const again = submit(ctx.node, 1, submission({ idempotencyKey: 'once' }));
     await ctx.run(() => again.outcome !== undefined);
     expect(again.outcome).toEqual({ ok: true, jobId, duplicate: true });
-    expect(worker.revoked.map((r) => r.reason)).toEqual(['lease_lost']);
+    expect(worker.leases).toHaveLength(1);
     expect(ctx.backing.jobs.size).toBe(1);
+    const next = submit(ctx.node, 1, submission());
+    await ctx.run(() => next.outcome !== undefined && worker.leases.length === 2);
+    expect(worker.leases[1]!.token.jobId).toBe((next.outcome as { jobId: string }).jobId);
   });
 
   it('runs many jobs across shards exactly once with group commit', async () => {

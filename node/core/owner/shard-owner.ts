@@ -317,8 +317,6 @@ export class ShardOwner implements Actor<OwnerMsg> {
     const token = leaseTokenOf(job);
     const entry = this.track(job);
     entry.busy = true;
-    // As for a grant, the lease travels with its write (see grant()).
-    if (worker !== null && token !== null) worker.lease(job, token, this.deps.config.leaseMs);
     if (planted(ctx.env.testHooks, 'ack_before_commit')) {
       reply({ ok: true, jobId: job.id, duplicate: false });
       reply = () => {};
@@ -334,9 +332,12 @@ export class ShardOwner implements Actor<OwnerMsg> {
         entry.busy = false;
         answerAll({ ok: true, jobId: job.id, duplicate: false });
         if (worker !== null && token !== null) {
+          // Unlike a grant's, this lease waits for its write: no handler may start on a job
+          // that might never exist (a refused or failed submission).
           entry.worker = worker;
           entry.leaseDeadlineMs = ctx.env.clock.monotonicMs() + this.deps.config.leaseMs;
           this.running.add(entry);
+          worker.lease(job, token, this.deps.config.leaseMs);
         }
         this.enqueue(entry, ctx);
         this.notify(entry);
@@ -345,8 +346,8 @@ export class ShardOwner implements Actor<OwnerMsg> {
       }
       this.entries.delete(job.id);
       entry.neverInserted = true;
-      // Not inserted (a duplicate key, or the write failed): the lease sent with it is void.
-      if (worker !== null && token !== null) worker.revoke(token, 'lease_lost');
+      // Not inserted (a duplicate key, or the write failed): the slot goes back unused.
+      if (worker !== null) this.deps.dispatcher.tell({ kind: 'credit_returned', workerId: worker.id, queue: job.queue, slots: 1 });
       if (outcome.reason === 'duplicate') {
         if (key !== null) this.rememberKey(key, outcome.existingJobId);
         answerAll({ ok: true, jobId: outcome.existingJobId, duplicate: true });
