@@ -27,10 +27,6 @@ export class EventQueue {
     return this.nowMsValue;
   }
 
-  get pending(): number {
-    return this.heap.size - this.cancelled.size;
-  }
-
   /** Schedules `fn` at now + delay; returns a handle for cancel(). */
   schedule(delayMs: number, fn: () => void): number {
     const entry = { atMs: this.nowMsValue + Math.max(0, delayMs), seq: ++this.seq, fn };

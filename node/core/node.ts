@@ -55,8 +55,6 @@ export interface KairosNode {
   readonly shardManager: ActorRef<ShardManagerMsg>;
   /** Where the transport adapter delivers client and worker connections. */
   readonly gateway: ActorRef<GatewayMsg>;
-  /** The membership actor when the node is in a cluster. */
-  readonly membership: ActorRef<MembershipMsg> | null;
   /** The members shards are placed on, as this node sees them; null outside a cluster. */
   ring(): readonly string[] | null;
   /** Where the cluster transport delivers messages from other nodes. */
@@ -111,7 +109,6 @@ export function createNode(env: Env, config: NodeConfig): KairosNode {
   return {
     env,
     gateway,
-    membership,
     system,
     routes,
     committer,

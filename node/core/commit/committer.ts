@@ -39,9 +39,6 @@ export class Committer implements Actor<CommitterMsg> {
   private queued: CommitRequest[] = [];
   private inFlight = 0;
   private flushQueued = false;
-  /** Batches sent and writes committed, for metrics and the benchmark's rows-per-transaction. */
-  batchesSent = 0;
-  writesSent = 0;
 
   constructor(private readonly config: CommitterConfig) {}
 
@@ -87,8 +84,6 @@ export class Committer implements Actor<CommitterMsg> {
         for (const write of request.writes) writes.push(write);
       }
       this.inFlight++;
-      this.batchesSent++;
-      this.writesSent += writes.length;
       ctx.pipe(
         () => ctx.env.store.commit({ shards, writes }),
         (result) => ({ kind: 'batch_done', requests, result }),

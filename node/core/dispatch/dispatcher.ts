@@ -90,11 +90,6 @@ export class Dispatcher implements Actor<DispatcherMsg> {
     return null;
   }
 
-  /** Free slots of a worker for a queue (for tests and metrics). */
-  creditOf(workerId: string, queue: string): number {
-    return this.queues.get(queue)?.credit.get(workerId) ?? 0;
-  }
-
   private queue(name: string): QueueState {
     let state = this.queues.get(name);
     if (state === undefined) {

@@ -88,10 +88,6 @@ export class Gateway implements Actor<GatewayMsg> {
     this.buckets = deps.config.rateLimit === null ? null : new TokenBuckets(deps.config.rateLimit);
   }
 
-  get connections(): number {
-    return this.conns.size;
-  }
-
   receive(msg: GatewayMsg, ctx: ActorContext<GatewayMsg>): void {
     switch (msg.kind) {
       case 'opened':

@@ -119,11 +119,6 @@ export class ShardManager implements Actor<ShardManagerMsg> {
     }
   }
 
-  /** Shards and epochs owned here (for `kairos cluster` and tests). */
-  leases(): ShardLease[] {
-    return [...this.owned].map(([shard, o]) => ({ shard, epoch: o.epoch }));
-  }
-
   private acquire(ctx: ActorContext<ShardManagerMsg>): void {
     if (this.acquiring || this.shuttingDown !== null) return;
     const wanted = [...this.desired].filter((shard) => !this.owned.has(shard)).sort((a, b) => a - b);
