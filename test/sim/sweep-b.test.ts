@@ -1,4 +1,4 @@
 // The CI sweep, second half.
 import { describeSweep } from './sim-support.ts';
 
-describeSweep(101, 200);
+describeSweep(301, 600);
