@@ -17,6 +17,7 @@ import { SimHost } from './sim-host.ts';
 import { SimLink, type NetworkFaults } from './sim-link.ts';
 import { SimNodeNetwork } from './node-network.ts';
 import { Trace } from './trace.ts';
+import { startSdkWorker } from './sdk-worker.ts';
 import { BEHAVIOURS, SimProducer, SimWorker, type Dialer } from './workload.ts';
 
 export interface SimOptions {
@@ -152,8 +153,11 @@ export async function runSimulation(options: SimOptions): Promise<SimResult> {
       behaviours: options.faults ? BEHAVIOURS : ['succeed'],
     }),
   );
+  // On every host one modelled worker (it can hang or turn zombie on purpose) and one real SDK
+  // worker (its own credit, heartbeats, reconnects and re-sends, under the same faults).
   hosts.forEach((host, i) => {
-    for (let w = 0; w < 2; w++) new SimWorker(`w${i}.${w}`, 4, queue, workloadRandom.derive(`w${i}.${w}`), dialerTo(() => host, 'workers'), checkers).start();
+    new SimWorker(`w${i}`, 4, queue, workloadRandom.derive(`w${i}`), dialerTo(() => host, 'workers'), checkers).start();
+    startSdkWorker(dialerTo(() => host, 'workers'), queue, workloadRandom.derive(`sdk${i}`), checkers, 4);
   });
 
   // The fault schedule.
