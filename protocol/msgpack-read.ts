@@ -1,6 +1,6 @@
 // A strict msgpack reader for frames from outside the process.
 //
-// Why not msgpackr's decoder (msgpackr still encodes every frame, see codec.ts): it is built
+// Why not msgpackr's decoder (the encoder is our own too, see msgpack-write.ts): it is built
 // for trusted data. It honours extension types a plain msgpack peer never sends (a record
 // definition makes later fixints 0x40–0x7f decode as objects; structured-clone references
 // make shared and cyclic values; Date, RegExp, Error, Set, typed arrays), it recurses once
