@@ -153,11 +153,13 @@ export async function runSimulation(options: SimOptions): Promise<SimResult> {
       behaviours: options.faults ? BEHAVIOURS : ['succeed'],
     }),
   );
-  // On every host one modelled worker (it can hang or turn zombie on purpose) and one real SDK
-  // worker (its own credit, heartbeats, reconnects and re-sends, under the same faults).
+  // On every host, for each tenant (a worker only gets its own tenant's jobs), a worker: one
+  // modelled (it can hang or turn zombie on purpose) and one the real SDK (its own credit,
+  // heartbeats, reconnects and re-sends, under the same faults), alternating across hosts.
   hosts.forEach((host, i) => {
-    new SimWorker(`w${i}`, 4, queue, workloadRandom.derive(`w${i}`), dialerTo(() => host, 'workers'), checkers).start();
-    startSdkWorker(dialerTo(() => host, 'workers'), queue, workloadRandom.derive(`sdk${i}`), checkers, 4);
+    const [modelled, sdk] = i % 2 === 0 ? ['t1', 't2'] : ['t2', 't1'];
+    new SimWorker(`w${i}`, 4, queue, workloadRandom.derive(`w${i}`), dialerTo(() => host, modelled), checkers).start();
+    startSdkWorker(dialerTo(() => host, sdk), queue, workloadRandom.derive(`sdk${i}`), checkers, 4);
   });
 
   // The fault schedule.

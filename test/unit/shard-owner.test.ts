@@ -4,6 +4,7 @@
 
 import { describe, expect, it } from 'vitest';
 import { DEFAULT_RETRY_POLICY, type Job, type LeaseToken } from '../../node/core/job/job.ts';
+import { laneOf } from '../../node/core/job/lane.ts';
 import { DEFAULT_NODE_CONFIG, createNode, type KairosNode } from '../../node/core/node.ts';
 import type { AckOutcome, JobOutcome, Submission, SubmitOutcome, WorkerLink } from '../../node/core/owner/owner-messages.ts';
 import { SeededRandom } from '../../node/core/random.ts';
@@ -84,7 +85,7 @@ describe('shard owner on virtual time', () => {
 
     const worker = new TestWorker('w1');
     ctx.node.dispatcher.tell({ kind: 'worker_joined', worker });
-    ctx.node.dispatcher.tell({ kind: 'credit', workerId: 'w1', queue: 'q', slots: 5 });
+    ctx.node.dispatcher.tell({ kind: 'credit', workerId: 'w1', lane: laneOf('t1', 'q'), slots: 5 });
     await ctx.run(() => worker.leases.length === 1);
     const { token } = worker.leases[0]!;
     expect(token).toEqual({ jobId, attempt: 1, epoch: ctx.backing.shards[1]!.epoch });
@@ -106,7 +107,7 @@ describe('shard owner on virtual time', () => {
     await started(ctx);
     const worker = new TestWorker('w1');
     ctx.node.dispatcher.tell({ kind: 'worker_joined', worker });
-    ctx.node.dispatcher.tell({ kind: 'credit', workerId: 'w1', queue: 'q', slots: 2 });
+    ctx.node.dispatcher.tell({ kind: 'credit', workerId: 'w1', lane: laneOf('t1', 'q'), slots: 2 });
     await ctx.run(() => false, 10);
     const commitsBefore = ctx.backing.commits;
     const first = submit(ctx.node, 1, submission({ idempotencyKey: 'once' }));
@@ -142,7 +143,7 @@ describe('shard owner on virtual time', () => {
     const boxes = Array.from({ length: 2_000 }, (_, i) => submit(ctx.node, i % SHARDS, submission()));
     const worker = new TestWorker('w1');
     ctx.node.dispatcher.tell({ kind: 'worker_joined', worker });
-    ctx.node.dispatcher.tell({ kind: 'credit', workerId: 'w1', queue: 'q', slots: 64 });
+    ctx.node.dispatcher.tell({ kind: 'credit', workerId: 'w1', lane: laneOf('t1', 'q'), slots: 64 });
     let completed = 0;
     const done = () => completed === 2_000;
     while (!done()) {
@@ -153,7 +154,7 @@ describe('shard owner on virtual time', () => {
           kind: 'complete', token, result: null, reply: (o) => { expect(o.ok).toBe(true); completed++; reply(o); },
         }));
       }
-      ctx.node.dispatcher.tell({ kind: 'credit', workerId: 'w1', queue: 'q', slots: leases.length });
+      ctx.node.dispatcher.tell({ kind: 'credit', workerId: 'w1', lane: laneOf('t1', 'q'), slots: leases.length });
       await ctx.run(() => false, 10);
     }
     expect(boxes.every((b) => b.outcome?.ok)).toBe(true);
@@ -173,7 +174,7 @@ describe('shard owner on virtual time', () => {
     await ctx.run(() => a.outcome !== undefined && b.outcome !== undefined);
     const worker = new TestWorker('w1');
     ctx.node.dispatcher.tell({ kind: 'worker_joined', worker });
-    ctx.node.dispatcher.tell({ kind: 'credit', workerId: 'w1', queue: 'q', slots: 1 });
+    ctx.node.dispatcher.tell({ kind: 'credit', workerId: 'w1', lane: laneOf('t1', 'q'), slots: 1 });
     const startedAt: number[] = [];
     for (let attempt = 1; attempt <= 3; attempt++) {
       await ctx.run(() => worker.leases.length > 0);
@@ -183,14 +184,14 @@ describe('shard owner on virtual time', () => {
       const f = tellOwner<AckOutcome>(ctx.node, 0, (reply) => ({ kind: 'fail', token, error: `boom ${attempt}`, retryable: true, reply }));
       await ctx.run(() => f.outcome !== undefined);
       expect(f.outcome).toEqual({ ok: true });
-      ctx.node.dispatcher.tell({ kind: 'credit', workerId: 'w1', queue: 'q', slots: 1 });
+      ctx.node.dispatcher.tell({ kind: 'credit', workerId: 'w1', lane: laneOf('t1', 'q'), slots: 1 });
     }
     expect(startedAt[1]! - startedAt[0]!).toBeGreaterThanOrEqual(1_000);
     expect(startedAt[2]! - startedAt[1]!).toBeGreaterThanOrEqual(2_000);
     const idA = (a.outcome as { jobId: string }).jobId;
     expect(ctx.backing.jobs.get(idA)).toMatchObject({ state: 'dead', attempts: 3, lastError: 'boom 3' });
 
-    ctx.node.dispatcher.tell({ kind: 'credit', workerId: 'w1', queue: 'other', slots: 1 });
+    ctx.node.dispatcher.tell({ kind: 'credit', workerId: 'w1', lane: laneOf('t1', 'other'), slots: 1 });
     await ctx.run(() => worker.leases.length > 0);
     const { token } = worker.leases.shift()!;
     const f = tellOwner<AckOutcome>(ctx.node, 0, (reply) => ({ kind: 'fail', token, error: 'bad input', retryable: false, reply }));
@@ -212,13 +213,13 @@ describe('shard owner on virtual time', () => {
     await ctx.run(() => s.outcome !== undefined);
     const hung = new TestWorker('hung');
     ctx.node.dispatcher.tell({ kind: 'worker_joined', worker: hung });
-    ctx.node.dispatcher.tell({ kind: 'credit', workerId: 'hung', queue: 'q', slots: 1 });
+    ctx.node.dispatcher.tell({ kind: 'credit', workerId: 'hung', lane: laneOf('t1', 'q'), slots: 1 });
     await ctx.run(() => hung.leases.length === 1);
     const zombieToken = hung.leases[0]!.token;
-    ctx.node.dispatcher.tell({ kind: 'drain', workerId: 'hung', queue: null });
+    ctx.node.dispatcher.tell({ kind: 'drain', workerId: 'hung', lane: null });
     const healthy = new TestWorker('ok');
     ctx.node.dispatcher.tell({ kind: 'worker_joined', worker: healthy });
-    ctx.node.dispatcher.tell({ kind: 'credit', workerId: 'ok', queue: 'q', slots: 1 });
+    ctx.node.dispatcher.tell({ kind: 'credit', workerId: 'ok', lane: laneOf('t1', 'q'), slots: 1 });
     const t0 = ctx.queue.nowMs;
     await ctx.run(() => healthy.leases.length === 1);
     expect(ctx.queue.nowMs - t0).toBeGreaterThanOrEqual(5_000);
@@ -238,7 +239,7 @@ describe('shard owner on virtual time', () => {
     await ctx.run(() => s.outcome !== undefined);
     const w = new TestWorker('w');
     ctx.node.dispatcher.tell({ kind: 'worker_joined', worker: w });
-    ctx.node.dispatcher.tell({ kind: 'credit', workerId: 'w', queue: 'q', slots: 1 });
+    ctx.node.dispatcher.tell({ kind: 'credit', workerId: 'w', lane: laneOf('t1', 'q'), slots: 1 });
     await ctx.run(() => w.leases.length === 1);
     const { token } = w.leases[0]!;
     for (let i = 0; i < 6; i++) {
@@ -259,7 +260,7 @@ describe('shard owner on virtual time', () => {
     await ctx.run(() => p.outcome !== undefined && r.outcome !== undefined);
     const w = new TestWorker('w');
     ctx.node.dispatcher.tell({ kind: 'worker_joined', worker: w });
-    ctx.node.dispatcher.tell({ kind: 'credit', workerId: 'w', queue: 'q', slots: 5 });
+    ctx.node.dispatcher.tell({ kind: 'credit', workerId: 'w', lane: laneOf('t1', 'q'), slots: 5 });
     await ctx.run(() => w.leases.length === 1);
     for (const box of [p, r]) {
       const jobId = (box.outcome as { jobId: string }).jobId;
@@ -306,13 +307,13 @@ describe('shard owner on virtual time', () => {
     const t0 = ctx.queue.nowMs;
     const w = new TestWorker('w');
     ctx.node.dispatcher.tell({ kind: 'worker_joined', worker: w });
-    ctx.node.dispatcher.tell({ kind: 'credit', workerId: 'w', queue: 'q', slots: 1 });
+    ctx.node.dispatcher.tell({ kind: 'credit', workerId: 'w', lane: laneOf('t1', 'q'), slots: 1 });
     await ctx.run(() => w.leases.length === 1);
     expect(w.leases[0]!.job.priority).toBe(5);
-    ctx.node.dispatcher.tell({ kind: 'credit', workerId: 'w', queue: 'q', slots: 1 });
+    ctx.node.dispatcher.tell({ kind: 'credit', workerId: 'w', lane: laneOf('t1', 'q'), slots: 1 });
     await ctx.run(() => w.leases.length === 2);
     expect(w.leases[1]!.job.priority).toBe(-5);
-    ctx.node.dispatcher.tell({ kind: 'credit', workerId: 'w', queue: 'q', slots: 1 });
+    ctx.node.dispatcher.tell({ kind: 'credit', workerId: 'w', lane: laneOf('t1', 'q'), slots: 1 });
     await ctx.run(() => w.leases.length === 3);
     expect(w.leases[2]!.job.priority).toBe(100);
     expect(ctx.queue.nowMs - t0).toBeGreaterThanOrEqual(10_000);
@@ -326,7 +327,7 @@ describe('shard owner on virtual time', () => {
     const w = new TestWorker('w');
     ctx.node.dispatcher.tell({ kind: 'worker_joined', worker: w });
     for (let i = 1; i <= 4; i++) {
-      ctx.node.dispatcher.tell({ kind: 'credit', workerId: 'w', queue: 'q', slots: 1 });
+      ctx.node.dispatcher.tell({ kind: 'credit', workerId: 'w', lane: laneOf('t1', 'q'), slots: 1 });
       await ctx.run(() => w.leases.length === i);
     }
     expect(w.leases.map((l) => l.job.priority)).toEqual([9, 4, 0, -3]);
@@ -359,7 +360,7 @@ describe('shard owner on virtual time', () => {
     expect(boxes.every((b) => b.outcome?.ok)).toBe(true);
     const w = new TestWorker('w');
     ctx.node.dispatcher.tell({ kind: 'worker_joined', worker: w });
-    ctx.node.dispatcher.tell({ kind: 'credit', workerId: 'w', queue: 'q', slots: 400 });
+    ctx.node.dispatcher.tell({ kind: 'credit', workerId: 'w', lane: laneOf('t1', 'q'), slots: 400 });
     await ctx.run(() => w.leases.length === 400);
     expect(new Set(w.leases.map((l) => l.token.jobId)).size).toBe(400);
   });

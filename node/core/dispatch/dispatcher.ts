@@ -1,5 +1,6 @@
-// The dispatcher matches workers' free slots (credit) with shard owners' ready jobs. Workers
-// announce slots per queue; owners report how many jobs are ready per queue; the dispatcher
+// The dispatcher matches workers' free slots (credit) with shard owners' ready jobs, per lane
+// (a tenant's queue: job/lane.ts; a worker only ever gets its own tenant's jobs). Workers
+// announce slots per queue; owners report how many jobs are ready per lane; the dispatcher
 // grants an owner the right to lease up to n jobs to one worker. Leases are pushed, never
 // polled for, and a worker never holds more than it asked for.
 //
@@ -45,13 +46,13 @@ export class Dispatcher implements Actor<DispatcherMsg> {
       case 'credit':
       case 'credit_returned': {
         if (!this.workers.has(msg.workerId) || msg.slots <= 0) return;
-        const state = this.queue(msg.queue);
+        const state = this.queue(msg.lane);
         state.credit.set(msg.workerId, (state.credit.get(msg.workerId) ?? 0) + msg.slots);
-        return this.dispatch(msg.queue, state);
+        return this.dispatch(msg.lane, state);
       }
       case 'drain':
-        for (const [queue, state] of this.queues) {
-          if (msg.queue === null || msg.queue === queue) state.credit.delete(msg.workerId);
+        for (const [lane, state] of this.queues) {
+          if (msg.lane === null || msg.lane === lane) state.credit.delete(msg.workerId);
         }
         return;
       case 'backlog': {
@@ -111,7 +112,7 @@ export class Dispatcher implements Actor<DispatcherMsg> {
         continue;
       }
       const slots = tied ? Math.min(backlog.ready, credit, GRANT_SLOTS_MAX) : 1;
-      owner.tell({ kind: 'grant', queue, worker, slots });
+      owner.tell({ kind: 'grant', lane: queue, worker, slots });
       // Move both to the back of the round-robin order; drop them when used up. The owner's
       // count is our estimate until its next report; a grant it cannot fill comes back.
       state.ready.delete(shard);

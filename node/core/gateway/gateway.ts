@@ -14,6 +14,7 @@ import type { Actor, ActorContext, ActorRef } from '../actor/runtime.ts';
 import type { DispatcherMsg } from '../dispatch/dispatcher-messages.ts';
 import type { Job, JobState, LeaseToken } from '../job/job.ts';
 import { shardForSubmission, shardOfJobId } from '../job/job-id.ts';
+import { laneOf } from '../job/lane.ts';
 import type { AckOutcome, HeartbeatOutcome, JobOutcome, OwnerMsg, SubmitOutcome } from '../owner/owner-messages.ts';
 import { refusal } from '../refusal.ts';
 import type { RoutingTable } from '../shards/routing-table.ts';
@@ -194,9 +195,11 @@ export class Gateway implements Actor<GatewayMsg> {
       }
       case 'credit':
         this.ensureWorker(state, ctx);
-        return this.deps.dispatcher.tell({ kind: 'credit', workerId: state.workerId!, queue: msg.queue, slots: msg.slots });
+        return this.deps.dispatcher.tell({ kind: 'credit', workerId: state.workerId!, lane: laneOf(tenant, msg.queue), slots: msg.slots });
       case 'drain':
-        if (state.workerId !== null) this.deps.dispatcher.tell({ kind: 'drain', workerId: state.workerId, queue: msg.queue ?? null });
+        if (state.workerId !== null) {
+          this.deps.dispatcher.tell({ kind: 'drain', workerId: state.workerId, lane: msg.queue === undefined ? null : laneOf(tenant, msg.queue) });
+        }
         return;
       case 'heartbeat':
         return this.toOwner<HeartbeatOutcome>(state, msg.rid, msg.token.jobId, ctx, (reply) => ({ kind: 'heartbeat', token: msg.token, reply }),

@@ -45,8 +45,9 @@ export type OwnerMsg =
   | { kind: 'requeue'; tenant: string; jobId: string; attemptsMore: number; reply: (outcome: JobOutcome) => void }
   | { kind: 'subscribe'; tenant: string; jobId: string; subscriber: Subscriber; reply: (outcome: JobOutcome) => void }
   | { kind: 'unsubscribe'; jobId: string; subscriberId: string }
-  /** From the dispatcher: lease up to `slots` ready jobs of `queue` to `worker`. */
-  | { kind: 'grant'; queue: string; worker: WorkerLink; slots: number }
+  /** From the dispatcher: lease up to `slots` ready jobs of `lane` (a tenant's queue) to
+   * `worker`. */
+  | { kind: 'grant'; lane: string; worker: WorkerLink; slots: number }
   | { kind: 'heartbeat'; token: LeaseToken; reply: (outcome: HeartbeatOutcome) => void }
   | { kind: 'complete'; token: LeaseToken; result: Uint8Array | null; reply: (outcome: AckOutcome) => void }
   | { kind: 'fail'; token: LeaseToken; error: string; retryable: boolean; reply: (outcome: AckOutcome) => void }

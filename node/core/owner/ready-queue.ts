@@ -1,10 +1,12 @@
-// A shard owner's in-memory queues: per queue name, the jobs that may run now (highest
+// A shard owner's in-memory queues: per lane (a tenant's queue, see job/lane.ts), the jobs
+// that may run now (highest
 // priority first, then earliest run_at, then id for a total order), and one heap of jobs
 // waiting for their run_at. Removal is lazy: an entry carries the place it is queued in and a
 // generation bumped on every (re)queueing; a popped item whose entry moved on since (cancelled,
 // leased, requeued after a retry) is skipped.
 
 import type { Job } from '../job/job.ts';
+import { jobLane } from '../job/lane.ts';
 import { Heap } from '../util/heap.ts';
 
 export interface Queued {
@@ -49,13 +51,14 @@ export class ReadyQueues<E extends Queued> {
     const item = { entry, gen: ++entry.queueGen };
     if (entry.job.runAtMs <= nowMs) {
       entry.place = 'ready';
-      let heap = this.ready.get(entry.job.queue);
+      const lane = jobLane(entry.job);
+      let heap = this.ready.get(lane);
       if (heap === undefined) {
         heap = new Heap<Item<E>>(readyBefore);
-        this.ready.set(entry.job.queue, heap);
+        this.ready.set(lane, heap);
       }
       heap.push(item);
-      this.readyCount.set(entry.job.queue, this.readyOf(entry.job.queue) + 1);
+      this.readyCount.set(lane, this.readyOf(lane) + 1);
     } else {
       entry.place = 'delayed';
       this.delayed.push(item);
@@ -66,14 +69,14 @@ export class ReadyQueues<E extends Queued> {
 
   /** Takes an entry out of whichever queue holds it (lazily). */
   remove(entry: E): void {
-    if (entry.place === 'ready') this.readyCount.set(entry.job.queue, this.readyOf(entry.job.queue) - 1);
+    if (entry.place === 'ready') this.readyCount.set(jobLane(entry.job), this.readyOf(jobLane(entry.job)) - 1);
     if (entry.place === 'delayed') this.delayedCount--;
     entry.place = 'none';
   }
 
-  /** The best ready job of `queue`, removed; undefined when none. */
-  take(queue: string): E | undefined {
-    const heap = this.ready.get(queue);
+  /** The best ready job of `lane`, removed; undefined when none. */
+  take(lane: string): E | undefined {
+    const heap = this.ready.get(lane);
     if (heap === undefined) return undefined;
     for (let item = heap.pop(); item !== undefined; item = heap.pop()) {
       if (!live(item, 'ready')) continue;
@@ -83,7 +86,7 @@ export class ReadyQueues<E extends Queued> {
     return undefined;
   }
 
-  /** Moves delayed jobs that are due into the ready queues; returns the queues that gained. */
+  /** Moves delayed jobs that are due into the ready queues; returns the lanes that gained. */
   promoteDue(nowMs: number): Set<string> {
     const gained = new Set<string>();
     for (let top = this.delayed.peek(); top !== undefined; top = this.delayed.peek()) {
@@ -95,7 +98,7 @@ export class ReadyQueues<E extends Queued> {
       this.delayed.pop();
       this.remove(top.entry);
       this.add(top.entry, nowMs);
-      gained.add(top.entry.job.queue);
+      gained.add(jobLane(top.entry.job));
     }
     return gained;
   }
@@ -109,9 +112,9 @@ export class ReadyQueues<E extends Queued> {
     return null;
   }
 
-  /** Priority of the best ready job of `queue`, or null when none is ready. */
-  topPriority(queue: string): number | null {
-    const heap = this.ready.get(queue);
+  /** Priority of the best ready job of `lane`, or null when none is ready. */
+  topPriority(lane: string): number | null {
+    const heap = this.ready.get(lane);
     if (heap === undefined) return null;
     for (let top = heap.peek(); top !== undefined; top = heap.peek()) {
       if (live(top, 'ready')) return top.entry.job.priority;
@@ -120,8 +123,8 @@ export class ReadyQueues<E extends Queued> {
     return null;
   }
 
-  readyOf(queue: string): number {
-    return this.readyCount.get(queue) ?? 0;
+  readyOf(lane: string): number {
+    return this.readyCount.get(lane) ?? 0;
   }
 
   queuesWithReady(): string[] {

@@ -15,6 +15,7 @@ import type { Actor, ActorContext, ActorRef } from '../actor/runtime.ts';
 import type { CommitReply, CommitterMsg } from '../commit/committer.ts';
 import type { DispatcherMsg } from '../dispatch/dispatcher-messages.ts';
 import { type Job, type LeaseToken, isTerminal, leaseTokenOf } from '../job/job.ts';
+import { jobLane } from '../job/lane.ts';
 import { newJob } from '../job/new-job.ts';
 import { failureVerdict } from '../job/retry.ts';
 import { transition, type JobEvent } from '../job/transition.ts';
@@ -54,8 +55,8 @@ export interface OwnerDeps {
   config: OwnerConfig;
   committer: ActorRef<CommitterMsg>;
   dispatcher: ActorRef<DispatcherMsg>;
-  /** Takes one idle worker slot of a queue from the dispatcher, at once (see Dispatcher). */
-  takeIdleWorker: (queue: string) => WorkerLink | null;
+  /** Takes one idle worker slot of a lane from the dispatcher, at once (see Dispatcher). */
+  takeIdleWorker: (lane: string) => WorkerLink | null;
   exited: (exit: OwnerExit) => void;
 }
 
@@ -137,7 +138,7 @@ export class ShardOwner implements Actor<OwnerMsg> {
       case 'return':
         return msg.reply({ ok: false, error });
       case 'grant':
-        return this.deps.dispatcher.tell({ kind: 'credit_returned', workerId: msg.worker.id, queue: msg.queue, slots: msg.slots });
+        return this.deps.dispatcher.tell({ kind: 'credit_returned', workerId: msg.worker.id, lane: msg.lane, slots: msg.slots });
       case 'stop':
         return msg.done();
       default:
@@ -193,7 +194,7 @@ export class ShardOwner implements Actor<OwnerMsg> {
         this.entries.get(msg.jobId)?.subscribers?.delete(msg.subscriberId);
         return;
       case 'grant':
-        return this.grant(msg.queue, msg.worker, msg.slots, ctx);
+        return this.grant(msg.lane, msg.worker, msg.slots, ctx);
       case 'heartbeat':
         return this.withLease(msg.token, msg.reply, ctx, (entry) => {
           entry.leaseDeadlineMs = ctx.env.clock.monotonicMs() + this.deps.config.leaseMs;
@@ -347,7 +348,7 @@ export class ShardOwner implements Actor<OwnerMsg> {
       this.entries.delete(job.id);
       entry.neverInserted = true;
       // Not inserted (a duplicate key, or the write failed): the slot goes back unused.
-      if (worker !== null) this.deps.dispatcher.tell({ kind: 'credit_returned', workerId: worker.id, queue: job.queue, slots: 1 });
+      if (worker !== null) this.deps.dispatcher.tell({ kind: 'credit_returned', workerId: worker.id, lane: jobLane(job), slots: 1 });
       if (outcome.reason === 'duplicate') {
         if (key !== null) this.rememberKey(key, outcome.existingJobId);
         answerAll({ ok: true, jobId: outcome.existingJobId, duplicate: true });
@@ -452,14 +453,14 @@ export class ShardOwner implements Actor<OwnerMsg> {
 
   // ---- Leases ------------------------------------------------------------------------------
 
-  private grant(queue: string, worker: WorkerLink, slots: number, ctx: ActorContext<OwnerMsg>): void {
+  private grant(lane: string, worker: WorkerLink, slots: number, ctx: ActorContext<OwnerMsg>): void {
     let used = 0;
     if (this.phase === 'serving') {
       const wallMs = ctx.env.clock.wallMs();
       for (; used < slots; used++) {
-        const entry = this.queues.take(queue);
+        const entry = this.queues.take(lane);
         if (entry === undefined) break;
-        this.backlogDirty.add(queue);
+        this.backlogDirty.add(lane);
         let token: LeaseToken | null = null;
         const leased = this.apply(entry, this.leaseEvent(wallMs), null, ctx, () => {
           entry.worker = worker;
@@ -469,7 +470,7 @@ export class ShardOwner implements Actor<OwnerMsg> {
           // A lease already sent is revoked, and the worker credits the slot again when it
           // stops the attempt; one never sent gives the slot straight back.
           if (token !== null) worker.revoke(token, 'lease_lost');
-          else this.deps.dispatcher.tell({ kind: 'credit_returned', workerId: worker.id, queue, slots: 1 });
+          else this.deps.dispatcher.tell({ kind: 'credit_returned', workerId: worker.id, lane, slots: 1 });
         });
         // The lease goes out with its write, not after it: the worker starts one commit sooner.
         // That is safe because nothing the worker says counts before the lease is committed:
@@ -481,7 +482,7 @@ export class ShardOwner implements Actor<OwnerMsg> {
         }
       }
     }
-    if (used < slots) this.deps.dispatcher.tell({ kind: 'credit_returned', workerId: worker.id, queue, slots: slots - used });
+    if (used < slots) this.deps.dispatcher.tell({ kind: 'credit_returned', workerId: worker.id, lane, slots: slots - used });
   }
 
   private leaseEvent(wallMs: number): JobEvent {
@@ -489,10 +490,10 @@ export class ShardOwner implements Actor<OwnerMsg> {
   }
 
   /** A worker with a free slot for a new job, when the job may start at once and no job of
-   * its queue is waiting here (a new job must not overtake them). */
+   * its lane is waiting here (a new job must not overtake them). */
   private idleWorkerFor(job: Job, nowMs: number): WorkerLink | null {
-    if (job.runAtMs > nowMs || this.queues.readyOf(job.queue) > 0) return null;
-    return this.deps.takeIdleWorker(job.queue);
+    if (job.runAtMs > nowMs || this.queues.readyOf(jobLane(job)) > 0) return null;
+    return this.deps.takeIdleWorker(jobLane(job));
   }
 
   /** Runs `op` if the token names the job's current lease; otherwise the caller is stale. */
@@ -571,7 +572,7 @@ export class ShardOwner implements Actor<OwnerMsg> {
     const next = result.job;
     const wasQueued = entry.place !== 'none';
     if (wasQueued) {
-      this.backlogDirty.add(entry.job.queue);
+      this.backlogDirty.add(jobLane(entry.job));
       this.queues.remove(entry);
     }
     entry.busy = true;
@@ -679,7 +680,7 @@ export class ShardOwner implements Actor<OwnerMsg> {
       this.entries.delete(entry.job.id);
       return;
     }
-    if (this.queues.add(entry, ctx.env.clock.wallMs()) === 'ready') this.backlogDirty.add(entry.job.queue);
+    if (this.queues.add(entry, ctx.env.clock.wallMs()) === 'ready') this.backlogDirty.add(jobLane(entry.job));
   }
 
   private evict(entry: Entry): void {
