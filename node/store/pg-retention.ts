@@ -19,16 +19,16 @@
 
 import type pg from 'pg';
 import type { RetentionOptions, RetentionReport } from '../core/store.ts';
+import { DAY_MS, partitionDay, partitionName } from '../core/retention-days.ts';
 import { RETENTION_LOCK_KEY } from './advisory-locks.ts';
 import { tsFromMs } from './pg-rows.ts';
 import { inTransaction } from './pg-tx.ts';
 
-const DAY_MS = 86_400_000;
 const DAILY_PARTITION = /^jobs_p(\d{4})(\d{2})(\d{2})$/;
 
-/** jobs_pYYYYMMDD for the UTC day that starts at dayStartMs. */
-export function dailyPartitionName(dayStartMs: number): string {
-  return `jobs_p${new Date(dayStartMs).toISOString().slice(0, 10).replaceAll('-', '')}`;
+/** jobs_pYYYYMMDD for the UTC day that starts at dayStartMs (the name every store reports). */
+function dailyPartitionName(dayStartMs: number): string {
+  return partitionName(partitionDay(dayStartMs));
 }
 
 /* Retention waits at most this long for a lock: while it waits for ACCESS EXCLUSIVE, new
