@@ -7,7 +7,7 @@ import { ATTEMPTS_MAX_LIMIT, type RetryPolicy } from './job.ts';
  * Exponential from backoffBaseMs, capped at backoffMaxMs, then the `jitter` fraction of it is
  * drawn uniformly from the environment's random source, so retries of many jobs that failed
  * together spread out instead of stampeding. */
-export function backoffDelayMs(policy: RetryPolicy, attemptsDone: number, random: Random): number {
+export function backoffDelayMs(policy: RetryPolicy, attemptsDone: number, random: Pick<Random, 'next'>): number {
   const exponent = Math.min(Math.max(attemptsDone - 1, 0), 52);
   const raw = Math.min(policy.backoffMaxMs, policy.backoffBaseMs * 2 ** exponent);
   const jittered = raw * (1 - policy.jitter) + raw * policy.jitter * random.next();
