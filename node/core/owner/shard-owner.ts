@@ -2,7 +2,9 @@
 // keeps the shard's ready queues in memory, hands leases to workers by credit, and turns every
 // worker verdict, expiry and cancellation into a fenced write. Nothing is acknowledged before
 // it is committed; nothing in memory runs ahead of the store (a write's effects are applied
-// when its commit returns).
+// when its commit returns). One thing is sent early on purpose: a granted lease goes to its
+// worker with its write, because nothing the worker says counts until that write commits
+// (see grant()).
 //
 // Recovery is one path for every kind of trouble: when the store says the epoch moved on
 // (deposed) or cannot say whether a commit landed (unavailable), the owner drains what is in
