@@ -26,12 +26,15 @@ import {
   FIELD_PATH_CHARS_MAX,
   LABEL_CHARS_MAX,
   LIST_LIMIT_MAX,
+  MEMBERS_MAX,
   RID_MAX,
   SHARD_COUNT_MAX,
+  URL_CHARS_MAX,
 } from './limits.ts';
 import { joinKey } from './msgpack-read.ts';
 import {
   arr,
+  bin,
   bool,
   int,
   Invalid,
@@ -184,8 +187,17 @@ export interface DlqRequeue {
   attempts?: number;
 }
 
+/** Client → node: who is in the cluster, and which node the ring names owner of each shard,
+ * as the node that answers sees it. Reply `cluster_view`. Clients use the members' `clientUrl`
+ * to fail over to another node. */
+export interface ClusterQuery {
+  t: 'cluster';
+  rid: number;
+}
+
 export type ClientToNode =
   | Hello
+  | ClusterQuery
   | Submit
   | SubmitBatch
   | Get
@@ -209,6 +221,32 @@ export interface Welcome {
   node: string;
   shardCount: number;
   limits: { frameBytesMax: number; payloadBytesMax: number; resultBytesMax: number; batchMax: number };
+}
+
+/** One node of the cluster in a `cluster_view`. */
+export interface MemberView {
+  node: string;
+  /** How the answering node sees it: `suspect` when its heartbeats stopped a little while ago,
+   * `dead` when they stopped long ago, `leaving` when it is handing its shards off. */
+  status: 'alive' | 'suspect' | 'dead' | 'leaving';
+  incarnation: number;
+  clientUrl: string;
+  /** Whether shards are placed on it. A new node joins the ring once heard steadily. */
+  inRing: boolean;
+  /** Shards the ring gives it. */
+  shards: number;
+}
+
+/** Node → client, the reply to `cluster`. */
+export interface ClusterView {
+  t: 'cluster_view';
+  rid: number;
+  /** The answering node. */
+  node: string;
+  members: MemberView[];
+  /** The shard map: for shard s, the big-endian uint16 at byte 2s is the index in `members` of
+   * its owner, 0xffff when none (no ring yet). A single node answers with every shard its own. */
+  owners: Uint8Array;
 }
 
 /** Node → client, the reply to `submit`: the job is committed. */
@@ -291,6 +329,7 @@ export function errorReply(rid: number | null, body: ErrorBody): ErrorReply {
 
 export type NodeToClient =
   | Welcome
+  | ClusterView
   | Submitted
   | SubmittedBatch
   | JobReply
@@ -305,6 +344,7 @@ export type NodeToClient =
 // ---- Schemas -----------------------------------------------------------------------------
 
 export const ridSchema = int(0, RID_MAX);
+const nodeIdSchema = str(LABEL_CHARS_MAX, { minChars: 1 });
 const cursorSchema = str(CURSOR_CHARS_MAX, { minChars: 1 });
 const limitSchema = int(1, LIST_LIMIT_MAX);
 
@@ -355,6 +395,7 @@ const batchResultSchema: Schema<BatchResult> = keyed(
 
 export const CLIENT_TO_NODE: SchemaTable<ClientToNode> = {
   hello: obj({ t: literal('hello'), versions: arr(int(1, 0xffff), 16), client: opt(str(LABEL_CHARS_MAX)) }),
+  cluster: obj({ t: literal('cluster'), rid: ridSchema }),
   submit: obj({ t: literal('submit'), rid: ridSchema, job: submitSpecSchema }),
   submit_batch: obj({ t: literal('submit_batch'), rid: ridSchema, jobs: arr(submitSpecSchema, BATCH_MAX) }),
   get: obj({ t: literal('get'), rid: ridSchema, jobId: jobIdSchema }),
@@ -404,6 +445,23 @@ export const NODE_TO_CLIENT: SchemaTable<NodeToClient> = {
       resultBytesMax: positiveSchema,
       batchMax: positiveSchema,
     }),
+  }),
+  cluster_view: obj({
+    t: literal('cluster_view'),
+    rid: ridSchema,
+    node: nodeIdSchema,
+    members: arr(
+      obj({
+        node: nodeIdSchema,
+        status: oneOf(['alive', 'suspect', 'dead', 'leaving']),
+        incarnation: int(0, Number.MAX_SAFE_INTEGER),
+        clientUrl: str(URL_CHARS_MAX),
+        inRing: bool,
+        shards: int(0, SHARD_COUNT_MAX),
+      }),
+      MEMBERS_MAX,
+    ),
+    owners: bin(2 * SHARD_COUNT_MAX),
   }),
   submitted: obj({ t: literal('submitted'), rid: ridSchema, jobId: jobIdSchema, duplicate: bool }),
   submitted_batch: obj({ t: literal('submitted_batch'), rid: ridSchema, results: arr(batchResultSchema, BATCH_MAX) }),

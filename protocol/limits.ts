@@ -74,6 +74,8 @@ export const CREDIT_SLOTS_MAX = 10_000;
 export const REQUEUE_ATTEMPTS_DEFAULT = 1;
 export const URL_CHARS_MAX = 512;
 export const ADDRS_MAX = 16;
+/** Nodes in a `cluster_view`. */
+export const MEMBERS_MAX = 1024;
 /** Queues one `member_heartbeat` reports a backlog for. */
 export const BACKLOG_QUEUES_MAX = 1024;
 export const SHARD_COUNT_MAX = 65_536; // job ids carry the shard in at most 4 hex digits

@@ -9,7 +9,7 @@
 import { NAME_CHARS_MAX } from '../node/core/job/job.ts';
 import type { ClientRequest, JobChanged, NodeToClient } from './client-messages.ts';
 import { CLIENT_TO_NODE, NODE_TO_CLIENT } from './client-messages.ts';
-import { countSchema, queueSchema } from './job-view.ts';
+import { countSchema, prioritySchema, queueSchema } from './job-view.ts';
 import {
   ADDRS_MAX,
   BACKLOG_QUEUES_MAX,
@@ -20,21 +20,25 @@ import {
   URL_CHARS_MAX,
 } from './limits.ts';
 import { arr, int, literal, obj, oneOf, str, tagged, type SchemaTable } from './schema.ts';
-import type { Complete, Fail, Heartbeat, NodeToWorker, Return } from './worker-messages.ts';
+import type { Complete, Fail, Heartbeat, Lease, NodeToWorker, Return, Revoke } from './worker-messages.ts';
 import { NODE_TO_WORKER, WORKER_TO_NODE } from './worker-messages.ts';
 
-/** Ready jobs of one queue on one node. An array of these rather than a map keyed by queue:
- * queue names are chosen by users, and a map key may not be `constructor`. */
+/** Ready jobs of one tenant's queue on one node. An array of these rather than a map keyed by
+ * queue: queue names are chosen by users, and a map key may not be `constructor`. */
 export interface QueueBacklog {
+  tenant: string;
   queue: string;
   ready: number;
+  /** Priority of the best ready job: workers elsewhere serve the best work first. */
+  topPriority: number;
 }
 
 /** Gossip, every node → all: I am alive (or leaving), reach me here, this is my load. Sent on
  * a fixed period. Receivers update their membership view; a node not heard from for long
  * enough is suspected, and a higher `incarnation` from the same node overrides what was known
  * (a restarted node starts with a higher one). `leaving` asks the others to move its shards
- * away before it stops. */
+ * away before it stops. `load.backlog` is what workers attached to other nodes may take from
+ * this one (see `credit_offer`). */
 export interface MemberHeartbeat {
   t: 'member_heartbeat';
   node: string;
@@ -47,78 +51,83 @@ export interface MemberHeartbeat {
   load: { shards: number; backlog: QueueBacklog[] };
 }
 
-/** Gateway → shard owner: a client request, already validated, on behalf of `tenant`. The
- * owner handles it as if the client were attached and answers `forward_reply` with the same
- * `fid` (the request keeps the client's rid). An owner that no longer owns the shard answers
- * `error unavailable`; the gateway re-routes or passes it on. */
+/** What a gateway forwards: a client request, or a worker's word about a lease. */
+export type ForwardedRequest = ClientRequest | Heartbeat | Complete | Fail | Return;
+
+/** Gateway → the node its ring names owner of the request's shard: a request of a client or
+ * worker attached to the gateway, already validated and admitted, on behalf of `tenant`. The
+ * request's `rid` is replaced by `fid`, chosen by the gateway and unique among its forwards in
+ * flight. The receiver handles it as if the client were attached, but only with an owner of
+ * its own: it never forwards again, and answers `error unavailable` when it does not own the
+ * shard (a hand-off under way), which the gateway retries until its deadline. */
 export interface Forward {
   t: 'forward';
-  /** Chosen by the gateway, unique among its forwards in flight to this owner. */
   fid: number;
+  /** The client's connection on the gateway: subscriptions are kept per connection. */
+  conn: string;
   tenant: string;
-  request: ClientRequest;
+  request: ForwardedRequest;
 }
 
-/** Shard owner → gateway, the reply to `forward`: the gateway sends `reply` to the client. */
+/** Receiver of a `forward` → its gateway: the answer, whose `rid` is the `fid`. The gateway
+ * restores the client's rid and passes it on. */
 export interface ForwardReply {
   t: 'forward_reply';
   fid: number;
-  reply: NodeToClient;
+  reply: NodeToClient | NodeToWorker;
 }
 
-/** Shard owner → gateway, after a forwarded `subscribe` (identified by its `fid`): a change to
- * pass on to the subscribed client. */
+/** Owner's node → gateway, after a forwarded `subscribe`: a change to pass on to connection
+ * `conn`. */
 export interface ForwardPush {
   t: 'forward_push';
-  fid: number;
+  conn: string;
   push: JobChanged;
 }
 
-/** New owner → current owner: the membership view names me owner of `shard`; hand it over. The
- * receiver, if it holds the shard at `epoch` and its own view agrees, stops taking work for it,
- * commits what it holds, releases it in the store and answers `handoff_done`. Otherwise it
- * ignores the message, and the new owner waits for the lease to lapse. */
-export interface HandoffBegin {
-  t: 'handoff_begin';
-  shard: number;
-  epoch: number;
+/** Gateway → every node it forwarded requests of `conn` to: the connection closed; drop its
+ * subscriptions. */
+export interface ConnClosed {
+  t: 'conn_closed';
+  conn: string;
 }
 
-/** Old owner → new owner: `shard` is released at `releasedEpoch`; acquire it now instead of
- * waiting for the lease to lapse. */
+/** Old owner → the node its ring names new owner: `shard` is released at `releasedEpoch`, with
+ * everything it held committed; acquire it now instead of waiting for the lease to lapse. */
 export interface HandoffDone {
   t: 'handoff_done';
   shard: number;
   releasedEpoch: number;
 }
 
-/** Gateway → shard owner: a worker attached to the gateway may take `slots` jobs of `queue`
- * from this owner. Absolute, not added: it replaces the previous offer, and 0 withdraws it, so
- * a lost or repeated offer does no lasting harm. The gateway splits a worker's credit among
- * the owners. */
+/** Worker's node → a node whose heartbeat shows ready jobs of the lane: worker `worker` may
+ * take `slots` more jobs of `tenant`'s `queue` from your owners. The receiver grants them at
+ * once and gives back what it cannot use with `credit_return`, so no credit waits on a node
+ * without work; leases travel back as `owner_relay`. */
 export interface CreditOffer {
   t: 'credit_offer';
-  /** `<gateway node id>/<connection id>`. */
+  /** `<worker's node id>/<connection id>`. */
   worker: string;
+  tenant: string;
   queue: string;
   slots: number;
 }
 
-/** Gateway → shard owner: a message from a worker attached to the gateway about a lease this
- * owner granted. The owner handles it as if the worker were attached and answers with
- * `owner_relay`. */
-export interface WorkerRelay {
-  t: 'worker_relay';
+/** The reverse of `credit_offer`: slots that found no ready job. */
+export interface CreditReturn {
+  t: 'credit_return';
   worker: string;
-  message: Heartbeat | Complete | Fail | Return;
+  tenant: string;
+  queue: string;
+  slots: number;
 }
 
-/** Shard owner → gateway: a message for a worker attached to the gateway (a lease, a reply to a
- * relayed message, a revoke); the gateway passes it on unchanged. */
+/** Owner's node → worker's node: a lease or a revoke for a worker attached there; its node
+ * passes it on unchanged. */
 export interface OwnerRelay {
   t: 'owner_relay';
   worker: string;
-  message: NodeToWorker;
+  message: Lease | Revoke;
 }
 
 export type PeerMessage =
@@ -126,10 +135,10 @@ export type PeerMessage =
   | Forward
   | ForwardReply
   | ForwardPush
-  | HandoffBegin
+  | ConnClosed
   | HandoffDone
   | CreditOffer
-  | WorkerRelay
+  | CreditReturn
   | OwnerRelay;
 
 // ---- Schemas -----------------------------------------------------------------------------
@@ -139,6 +148,7 @@ const tenantSchema = str(NAME_CHARS_MAX, { minChars: 1 });
 const workerIdSchema = str(2 * LABEL_CHARS_MAX + 1, { minChars: 1 });
 const fidSchema = int(0, RID_MAX);
 const shardSchema = int(0, SHARD_COUNT_MAX - 1);
+const connSchema = str(LABEL_CHARS_MAX, { minChars: 1 });
 const { hello: _hello, ...clientRequests } = CLIENT_TO_NODE;
 const { credit: _credit, drain: _drain, ...workerLeaseMessages } = WORKER_TO_NODE;
 
@@ -152,33 +162,25 @@ export const PEER: SchemaTable<PeerMessage> = {
     clientUrl: str(URL_CHARS_MAX, { minChars: 1 }),
     load: obj({
       shards: int(0, SHARD_COUNT_MAX),
-      backlog: arr(obj({ queue: queueSchema, ready: countSchema }), BACKLOG_QUEUES_MAX),
+      backlog: arr(obj({ tenant: tenantSchema, queue: queueSchema, ready: countSchema, topPriority: prioritySchema }), BACKLOG_QUEUES_MAX),
     }),
   }),
   forward: obj({
     t: literal('forward'),
     fid: fidSchema,
+    conn: connSchema,
     tenant: tenantSchema,
-    request: tagged<ClientRequest>(clientRequests),
+    request: tagged<ForwardedRequest>({ ...clientRequests, ...workerLeaseMessages }),
   }),
-  forward_reply: obj({ t: literal('forward_reply'), fid: fidSchema, reply: tagged<NodeToClient>(NODE_TO_CLIENT) }),
-  forward_push: obj({ t: literal('forward_push'), fid: fidSchema, push: NODE_TO_CLIENT.job_changed }),
-  handoff_begin: obj({ t: literal('handoff_begin'), shard: shardSchema, epoch: countSchema }),
+  forward_reply: obj({ t: literal('forward_reply'), fid: fidSchema, reply: tagged<NodeToClient | NodeToWorker>({ ...NODE_TO_CLIENT, ...NODE_TO_WORKER }) }),
+  forward_push: obj({ t: literal('forward_push'), conn: connSchema, push: NODE_TO_CLIENT.job_changed }),
+  conn_closed: obj({ t: literal('conn_closed'), conn: connSchema }),
   handoff_done: obj({ t: literal('handoff_done'), shard: shardSchema, releasedEpoch: countSchema }),
-  credit_offer: obj({
-    t: literal('credit_offer'),
-    worker: workerIdSchema,
-    queue: queueSchema,
-    slots: int(0, CREDIT_SLOTS_MAX),
-  }),
-  worker_relay: obj({
-    t: literal('worker_relay'),
-    worker: workerIdSchema,
-    message: tagged<Heartbeat | Complete | Fail | Return>(workerLeaseMessages),
-  }),
+  credit_offer: obj({ t: literal('credit_offer'), worker: workerIdSchema, tenant: tenantSchema, queue: queueSchema, slots: int(1, CREDIT_SLOTS_MAX) }),
+  credit_return: obj({ t: literal('credit_return'), worker: workerIdSchema, tenant: tenantSchema, queue: queueSchema, slots: int(1, CREDIT_SLOTS_MAX) }),
   owner_relay: obj({
     t: literal('owner_relay'),
     worker: workerIdSchema,
-    message: tagged<NodeToWorker>(NODE_TO_WORKER),
+    message: tagged<Lease | Revoke>({ lease: NODE_TO_WORKER.lease, revoke: NODE_TO_WORKER.revoke }),
   }),
 };

@@ -1,11 +1,15 @@
 // The simulated network between nodes: gossip and point-to-point messages with sampled delays,
 // drops, duplicates and reordering (each message travels on its own, so later ones may
 // overtake), and partitions that may be asymmetric: a blocked (from → to) pair loses
-// everything sent that way while the other direction still flows.
+// everything sent that way while the other direction still flows. Every message is encoded
+// and decoded with the real codec and validated, as libp2p's binding does: a message the node
+// builds wrong fails the run instead of passing in memory.
 
 import type { Network } from '../node/core/env.ts';
 import type { SeededRandom } from '../node/core/random.ts';
+import { encodeMessage } from '../protocol/codec.ts';
 import type { PeerMessage } from '../protocol/peer-messages.ts';
+import { decodeFromPeer } from '../protocol/validate.ts';
 import type { EventQueue } from './event-queue.ts';
 import type { SimHost } from './sim-host.ts';
 import type { Trace } from './trace.ts';
@@ -69,7 +73,10 @@ export class SimNodeNetwork {
     return ids.flatMap((a) => ids.filter((b) => b !== a).map((b): [string, string] => [a, b]));
   }
 
-  private deliver(from: string, to: string, message: PeerMessage): void {
+  private deliver(from: string, to: string, sent: PeerMessage): void {
+    const decoded = decodeFromPeer(encodeMessage(sent));
+    if (!decoded.ok) throw new Error(`${from} sent an invalid ${sent.t}: ${decoded.error.message}`);
+    const message = decoded.msg;
     const f = this.faults();
     if (this.blocked.has(`${from}>${to}`) || this.random.next() < f.dropRate) return;
     const copies = this.random.next() < f.duplicateRate ? 2 : 1;

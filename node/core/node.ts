@@ -5,6 +5,10 @@
 import { ActorSystem, type ActorRef } from './actor/runtime.ts';
 import { Committer, type CommitterConfig, type CommitterMsg } from './commit/committer.ts';
 import { Dispatcher } from './dispatch/dispatcher.ts';
+import { clusterView } from './cluster/cluster-view.ts';
+import { remoteCredit } from './cluster/remote-credit.ts';
+import { laneOf, splitLane } from './job/lane.ts';
+import { BACKLOG_QUEUES_MAX } from '../../protocol/limits.ts';
 import type { DispatcherMsg } from './dispatch/dispatcher-messages.ts';
 import type { PeerMessage } from '../../protocol/peer-messages.ts';
 import type { Env } from './env.ts';
@@ -34,6 +38,8 @@ export interface ClusterConfig {
   incarnation: number;
   /** Where this node's clients connect, told to peers. */
   clientUrl: string;
+  /** Where other nodes reach this one (libp2p multiaddrs), told to peers. */
+  addrs: string[];
 }
 
 export const DEFAULT_NODE_CONFIG: NodeConfig = {
@@ -66,10 +72,11 @@ export interface KairosNode {
 }
 
 export function createNode(env: Env, config: NodeConfig): KairosNode {
+  const cluster = config.cluster;
   const system = new ActorSystem(env);
   const routes = new RoutingTable(config.shardCount);
   const committer = system.spawn<CommitterMsg>('committer', new Committer(config.committer));
-  const dispatcherActor = new Dispatcher();
+  const dispatcherActor = new Dispatcher(cluster === null ? null : remoteCredit(env.network));
   const dispatcher = system.spawn<DispatcherMsg>('dispatcher', dispatcherActor);
   const shardManager = system.spawn<ShardManagerMsg>(
     'shards',
@@ -86,12 +93,14 @@ export function createNode(env: Env, config: NodeConfig): KairosNode {
           takeIdleWorker: (queue) => dispatcherActor.takeIdleWorker(queue),
           exited,
         })),
+      // The hand-off's last step: the node the ring names next may acquire the shard at once.
+      released: ({ shard, epoch }) => {
+        const next = routes.placedOn(shard);
+        if (cluster !== null && next !== undefined && next !== env.nodeId) env.network.send(next, { t: 'handoff_done', shard, releasedEpoch: epoch });
+      },
     }),
   );
-  const gateway = system.spawn<GatewayMsg>('gateway', new Gateway({ config: config.gateway, routes, dispatcher }));
-  const retention = system.spawn<RetentionMsg>('retention', new RetentionRunner(config.retention));
   const placement = boundedLoadRing();
-  const cluster = config.cluster;
   const membershipActor =
     cluster === null
       ? null
@@ -99,12 +108,39 @@ export function createNode(env: Env, config: NodeConfig): KairosNode {
             config: cluster.membership,
             incarnation: cluster.incarnation,
             clientUrl: cluster.clientUrl,
+            addrs: cluster.addrs,
+            load: () => ({
+              shards: routes.served,
+              backlog: dispatcherActor.localBacklog(BACKLOG_QUEUES_MAX).map(([lane, ready, topPriority]) => {
+                const [tenant, queue] = splitLane(lane);
+                return { tenant, queue, ready, topPriority };
+              }),
+            }),
             ringChanged: (members) => {
               const owners = placement.place(config.shardCount, members);
+              routes.setPlacement(owners);
+              gateway.tell({ kind: 'ring', members });
+              dispatcher.tell({ kind: 'ring', members });
               const mine = owners.flatMap((node, shard) => (node === env.nodeId ? [shard] : []));
               shardManager.tell({ kind: 'desired', shards: mine });
             },
           });
+  const gateway = system.spawn<GatewayMsg>('gateway', new Gateway({
+    config: config.gateway,
+    routes,
+    dispatcher,
+    clusterView: (rid) =>
+      membershipActor === null || cluster === null
+        ? clusterView(rid, { node: env.nodeId, incarnation: 0, clientUrl: '', inRing: true }, [], new Array(config.shardCount).fill(env.nodeId), config.shardCount)
+        : clusterView(
+            rid,
+            { node: env.nodeId, incarnation: cluster.incarnation, clientUrl: cluster.clientUrl, inRing: membershipActor.ringMembers.includes(env.nodeId) },
+            membershipActor.view(env.clock.monotonicMs()),
+            routes.placement,
+            config.shardCount,
+          ),
+  }));
+  const retention = system.spawn<RetentionMsg>('retention', new RetentionRunner(config.retention));
   const membership = membershipActor === null ? null : system.spawn<MembershipMsg>('membership', membershipActor);
   return {
     env,
@@ -121,8 +157,20 @@ export function createNode(env: Env, config: NodeConfig): KairosNode {
       retention.tell({ kind: 'run' });
     },
     ring: () => membershipActor?.ringMembers ?? null,
-    deliverPeer(_from, message) {
-      if (message.t === 'member_heartbeat') membership?.tell({ kind: 'heartbeat', heartbeat: message });
+    deliverPeer(from, message) {
+      switch (message.t) {
+        case 'member_heartbeat':
+          membership?.tell({ kind: 'heartbeat', heartbeat: message });
+          if (message.node !== env.nodeId) {
+            const counts = message.load.backlog.map((b): [string, number, number] => [laneOf(b.tenant, b.queue), b.ready, b.topPriority]);
+            dispatcher.tell({ kind: 'remote_backlog', node: message.node, counts });
+          }
+          return;
+        case 'handoff_done':
+          return shardManager.tell({ kind: 'acquire' });
+        default:
+          return gateway.tell({ kind: 'peer', from, message });
+      }
     },
     shutdown() {
       return new Promise<void>((resolve) => {

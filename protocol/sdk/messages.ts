@@ -5,6 +5,7 @@
 import type {
   Cancelled,
   ClientRequest,
+  ClusterView,
   JobChanged,
   JobPage,
   JobReply,
@@ -19,6 +20,7 @@ import type { Ack, Complete, Fail, Heartbeat, Lease, LeaseExtended, Return, Revo
 export type Request = ClientRequest | Heartbeat | Complete | Fail | Return;
 
 interface ReplyByRequest {
+  cluster: ClusterView;
   submit: Submitted;
   submit_batch: SubmittedBatch;
   get: JobReply;
@@ -39,6 +41,7 @@ export type ReplyTo<R extends Request> = ReplyByRequest[R['t']];
 
 /** Which reply type answers each request type; anything else is a node bug. */
 export const REPLY_TYPE: { readonly [K in Request['t']]: ReplyByRequest[K]['t'] } = {
+  cluster: 'cluster_view',
   submit: 'submitted',
   submit_batch: 'submitted_batch',
   get: 'job',

@@ -54,11 +54,19 @@ async function gossipReady(publisher: TestNode, subscribers: TestNode[]): Promis
   );
 }
 
-/** The numbers carried by the messages of type `t` that `node` received from `from`. */
-function numbersFrom(node: TestNode, from: TestNode, t: 'handoff_begin' | 'handoff_done'): number[] {
+/** Test traffic is `handoff_done` messages: shard 1 or 2 for a request, REPLY_SHARD for its
+ * reply, the number in `releasedEpoch`. */
+const REPLY_SHARD = 3;
+
+function request(shard: number, n: number): PeerMessage {
+  return { t: 'handoff_done', shard, releasedEpoch: n };
+}
+
+/** The numbers carried by the requests or replies that `node` received from `from`. */
+function numbersFrom(node: TestNode, from: TestNode, kind: 'request' | 'reply'): number[] {
   return node.inbox.flatMap(({ from: sender, message }) => {
-    if (sender !== from.net.peerId || message.t !== t) return [];
-    return [message.t === 'handoff_begin' ? message.epoch : message.releasedEpoch];
+    if (sender !== from.net.peerId || message.t !== 'handoff_done') return [];
+    return (message.shard === REPLY_SHARD) === (kind === 'reply') ? [message.releasedEpoch] : [];
   });
 }
 
@@ -68,27 +76,27 @@ describe('point to point', () => {
     const count = 5000;
     // b answers each of a's requests from its receive path while sending its own stream to a.
     b.onMessage = (from, message) => {
-      if (message.t === 'handoff_begin') b.net.send(from, { t: 'handoff_done', shard: 1, releasedEpoch: message.epoch });
+      if (message.t === 'handoff_done' && message.shard !== REPLY_SHARD) b.net.send(from, request(REPLY_SHARD, message.releasedEpoch));
     };
     // Bursts in separate turns of the event loop: several coalesced writes per link,
     // interleaved with the other direction's.
     for (let burst = 0; burst < count; burst += 500) {
       for (let i = burst; i < burst + 500; i++) {
-        a.net.send(b.net.peerId, { t: 'handoff_begin', shard: 1, epoch: i });
-        b.net.send(a.net.peerId, { t: 'handoff_begin', shard: 2, epoch: i });
+        a.net.send(b.net.peerId, request(1, i));
+        b.net.send(a.net.peerId, request(2, i));
       }
       await new Promise((resolve) => setImmediate(resolve));
     }
     const expected = Array.from({ length: count }, (_, i) => i);
     await waitFor(
       'all messages and replies',
-      () => numbersFrom(a, b, 'handoff_done').length === count && numbersFrom(a, b, 'handoff_begin').length === count,
+      () => numbersFrom(a, b, 'reply').length === count && numbersFrom(a, b, 'request').length === count,
       20_000,
       [a, b],
     );
-    expect(numbersFrom(b, a, 'handoff_begin')).toEqual(expected);
-    expect(numbersFrom(a, b, 'handoff_begin')).toEqual(expected);
-    expect(numbersFrom(a, b, 'handoff_done')).toEqual(expected);
+    expect(numbersFrom(b, a, 'request')).toEqual(expected);
+    expect(numbersFrom(a, b, 'request')).toEqual(expected);
+    expect(numbersFrom(a, b, 'reply')).toEqual(expected);
   });
 
   it('delivers a message to the node itself', async () => {
@@ -114,11 +122,11 @@ describe('point to point', () => {
     });
     const rawId = raw.peerId.toString();
     await a.net.dial(raw.getMultiaddrs()[0]!.toString());
-    a.net.send(rawId, { t: 'handoff_begin', shard: 0, epoch: 1 });
+    a.net.send(rawId, request(0, 1));
     await waitFor('the first stream reset', () => a.logs.includes('peer_stream_ended'));
-    a.net.send(rawId, { t: 'handoff_begin', shard: 0, epoch: 2 });
+    a.net.send(rawId, request(0, 2));
     await waitFor('a message on the second stream', () => received.length === 2);
-    expect(received.map((m) => m.t === 'handoff_begin' && m.epoch)).toEqual([1, 2]);
+    expect(received.map((m) => m.t === 'handoff_done' && m.releasedEpoch)).toEqual([1, 2]);
     expect(streams).toBe(2);
   });
 
@@ -181,7 +189,7 @@ describe('gossip', () => {
     await waitFor('the heartbeat relayed to b', () => b.inbox.length === 1);
     expect(b.inbox[0]?.from).toBe(seed.net.peerId);
 
-    b.net.send(e.net.peerId, { t: 'handoff_begin', shard: 5, epoch: 6 });
+    b.net.send(e.net.peerId, request(5, 6));
     await waitFor('the message b sent by the learned address', () => e.inbox.some(({ from }) => from === b.net.peerId));
   });
 });
@@ -270,7 +278,7 @@ describe('peer events', () => {
     await waitFor('b reported disconnected', () =>
       a.events.some((e) => e.peer === b.net.peerId && e.event === 'disconnected'),
     );
-    a.net.send(b.net.peerId, { t: 'handoff_begin', shard: 0, epoch: 0 });
+    a.net.send(b.net.peerId, request(0, 0));
     await waitFor('the send dropped', () => a.logs.includes('peer_frames_dropped'));
   });
 });

@@ -24,7 +24,7 @@ function setup() {
     network: { send() {}, publish: (_topic, message) => void published.push(message as MemberHeartbeat) },
   });
   const system = new ActorSystem(env);
-  const actor = new Membership({ config: CONFIG, incarnation: 1, clientUrl: 'ws://a', ringChanged: (m) => rings.push(m) });
+  const actor = new Membership({ config: CONFIG, incarnation: 1, clientUrl: 'ws://a', addrs: ['/ip4/127.0.0.1/tcp/1'], load: () => ({ shards: 0, backlog: [] }), ringChanged: (m) => rings.push(m) });
   const ref = system.spawn('membership', actor);
   const heartbeat = (node: string, incarnation = 1, state: 'alive' | 'leaving' = 'alive'): void =>
     ref.tell({ kind: 'heartbeat', heartbeat: { t: 'member_heartbeat', node, incarnation, state, addrs: [], clientUrl: `ws://${node}`, load: { shards: 0, backlog: [] } } });

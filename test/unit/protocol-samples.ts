@@ -139,6 +139,21 @@ export const SAMPLES: readonly Sample[] = [
   },
   { name: 'return', from: 'from-client', message: { t: 'return', rid: 17, token } },
   // Node → client.
+  { name: 'cluster', from: 'from-client', message: { t: 'cluster', rid: 3 } },
+  {
+    name: 'cluster_view',
+    from: 'from-node',
+    message: {
+      t: 'cluster_view',
+      rid: 3,
+      node: 'node-a',
+      members: [
+        { node: 'node-a', status: 'alive', incarnation: 3, clientUrl: 'ws://10.0.0.5:7000', inRing: true, shards: 2 },
+        { node: 'node-b', status: 'suspect', incarnation: 1, clientUrl: 'ws://10.0.0.6:7000', inRing: true, shards: 1 },
+      ],
+      owners: new Uint8Array([0, 0, 0, 1, 0, 0]),
+    },
+  },
   {
     name: 'welcome',
     from: 'from-node',
@@ -225,35 +240,40 @@ export const SAMPLES: readonly Sample[] = [
       state: 'alive',
       addrs: ['/ip4/10.0.0.5/tcp/7001'],
       clientUrl: 'ws://10.0.0.5:7000',
-      load: { shards: 86, backlog: [{ queue: 'emails', ready: 1204 }] },
+      load: { shards: 86, backlog: [{ tenant: 'acme', queue: 'emails', ready: 1204, topPriority: 5 }] },
     },
   },
   {
     name: 'forward',
     from: 'from-peer',
-    message: { t: 'forward', fid: 77, tenant: 'acme', request: { t: 'cancel', rid: 8, jobId: JOB_ID } },
+    message: { t: 'forward', fid: 77, conn: 'c12', tenant: 'acme', request: { t: 'cancel', rid: 77, jobId: JOB_ID } },
   },
   {
     name: 'forward_reply',
     from: 'from-peer',
-    message: { t: 'forward_reply', fid: 77, reply: { t: 'submitted', rid: 1, jobId: JOB_ID, duplicate: false } },
+    message: { t: 'forward_reply', fid: 77, reply: { t: 'submitted', rid: 77, jobId: JOB_ID, duplicate: false } },
   },
   {
     name: 'forward_push',
     from: 'from-peer',
-    message: { t: 'forward_push', fid: 78, push: { t: 'job_changed', jobId: JOB_ID, job: doneView } },
+    message: { t: 'forward_push', conn: 'c12', push: { t: 'job_changed', jobId: JOB_ID, job: doneView } },
   },
-  { name: 'handoff_begin', from: 'from-peer', message: { t: 'handoff_begin', shard: 63, epoch: 5 } },
+  { name: 'conn_closed', from: 'from-peer', message: { t: 'conn_closed', conn: 'c12' } },
   { name: 'handoff_done', from: 'from-peer', message: { t: 'handoff_done', shard: 63, releasedEpoch: 5 } },
   {
     name: 'credit_offer',
     from: 'from-peer',
-    message: { t: 'credit_offer', worker: 'node-b/17', queue: 'emails', slots: 4 },
+    message: { t: 'credit_offer', worker: 'node-b/17', tenant: 'acme', queue: 'emails', slots: 4 },
   },
   {
-    name: 'worker_relay',
+    name: 'credit_return',
     from: 'from-peer',
-    message: { t: 'worker_relay', worker: 'node-b/17', message: { t: 'complete', rid: 14, token, result: text('sent') } },
+    message: { t: 'credit_return', worker: 'node-b/17', tenant: 'acme', queue: 'emails', slots: 1 },
+  },
+  {
+    name: 'forward_complete',
+    from: 'from-peer',
+    message: { t: 'forward', fid: 78, conn: 'c17', tenant: 'acme', request: { t: 'complete', rid: 78, token, result: text('sent') } },
   },
   { name: 'owner_relay', from: 'from-peer', message: { t: 'owner_relay', worker: 'node-b/17', message: lease } },
 ];

@@ -169,11 +169,13 @@ describe('fields', () => {
   });
 
   it('validates nested messages of peers by their own type', () => {
-    const forward = { t: 'forward', fid: 1, tenant: 'acme', request: { t: 'hello', versions: [1] } };
+    const forward = { t: 'forward', fid: 1, conn: 'c1', tenant: 'acme', request: { t: 'hello', versions: [1] } };
     expect(refused(decodeFromPeer(encodeMessage(forward))).error.field).toBe('request.t');
     const token = { jobId: JOB_ID, attempt: 0, epoch: 1 };
-    const relay = { t: 'worker_relay', worker: 'n/1', message: { t: 'fail', rid: 1, token, error: 'x', retryable: true } };
-    expect(refused(decodeFromPeer(encodeMessage(relay))).error.field).toBe('message.token.attempt');
+    const fail = { ...forward, request: { t: 'fail', rid: 1, token, error: 'x', retryable: true } };
+    expect(refused(decodeFromPeer(encodeMessage(fail))).error.field).toBe('request.token.attempt');
+    const relay = { t: 'owner_relay', worker: 'n/1', message: { t: 'ack', rid: 1 } };
+    expect(refused(decodeFromPeer(encodeMessage(relay))).error.field).toBe('message.t');
   });
 });
 

@@ -17,4 +17,18 @@ export type DispatcherMsg =
   /** An owner's ready jobs for some lanes: how many, and the priority of the best. */
   | { kind: 'backlog'; shard: number; owner: ActorRef<OwnerMsg>; counts: Array<[lane: string, ready: number, topPriority: number]> }
   /** The owner of `shard` stopped; grant it nothing more. */
-  | { kind: 'owner_gone'; shard: number };
+  | { kind: 'owner_gone'; shard: number }
+  /** Another node's ready jobs per lane, from its heartbeat: the whole picture, replacing the
+   * last one (empty when the node is gone). Workers here may be offered to it. */
+  | { kind: 'remote_backlog'; node: string; counts: Array<[lane: string, ready: number, topPriority: number]> }
+  /** A worker of another node may take `slots` jobs of `lane` from owners here; what they
+   * cannot use goes back at once. */
+  | { kind: 'remote_credit'; worker: WorkerLink; lane: string; slots: number }
+  /** Slots of a worker here that `node` could not use: its backlog was smaller than it said. */
+  | { kind: 'remote_credit_returned'; node: string; workerId: string; lane: string; slots: number }
+  /** One slot offered to `node` came back as a lease for the worker. */
+  | { kind: 'remote_leased'; node: string; workerId: string; lane: string }
+  /** The members shards are placed on changed: nodes outside it are no source of work. */
+  | { kind: 'ring'; members: readonly string[] }
+  /** Look for offers that never came back (a message lost, a node crashed). */
+  | { kind: 'sweep_offers' };

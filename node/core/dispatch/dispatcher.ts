@@ -1,40 +1,93 @@
-// The dispatcher matches workers' free slots (credit) with shard owners' ready jobs, per lane
-// (a tenant's queue: job/lane.ts; a worker only ever gets its own tenant's jobs). Workers
-// announce slots per queue; owners report how many jobs are ready per lane; the dispatcher
-// grants an owner the right to lease up to n jobs to one worker. Leases are pushed, never
-// polled for, and a worker never holds more than it asked for.
+// The dispatcher matches workers' free slots (credit) with ready jobs, per lane (a tenant's
+// queue: job/lane.ts; a worker only ever gets its own tenant's jobs). Workers announce slots
+// per queue; sources report how many jobs are ready per lane; the dispatcher grants a source
+// the right to lease up to n jobs to one worker. Leases are pushed, never polled for, and a
+// worker never holds more than it asked for.
 //
-// Priority holds across shards: the owner whose best ready job has the highest priority is
-// granted first. Owners whose best jobs tie are served round-robin, several slots at a time;
-// while priorities differ a grant is one slot, so that the next slot goes to whichever owner
+// A source is a shard owner on this node or, in a cluster, another node as its heartbeat
+// describes it. A grant to another node travels as an offer (RemoteCredit); that node grants it
+// to its own owners at once and gives back what they cannot use, so slots never wait on a node
+// without work. A given-back offer also zeroes our estimate of that node's lane until its next
+// heartbeat, so a stale estimate costs one round trip, not a loop. Every offered slot comes
+// back as a lease or a return; those that do not (a message lost, the node crashed or left the
+// ring) are credited to the worker again after a while. Should one still turn into a lease, the
+// worker gets one lease more than its slots and hands it back (the SDK does).
+//
+// Priority holds across sources: the source whose best ready job has the highest priority is
+// granted first. Sources whose best jobs tie are served round-robin, several slots at a time;
+// while priorities differ a grant is one slot, so that the next slot goes to whichever source
 // then has the best job. Workers are served round-robin.
 
 import type { Actor, ActorContext, ActorRef } from '../actor/runtime.ts';
 import type { OwnerMsg, WorkerLink } from '../owner/owner-messages.ts';
 import type { DispatcherMsg } from './dispatcher-messages.ts';
 
-/** Slots granted to one owner at a time: big enough to batch lease writes, small enough that
+/** Slots granted to one source at a time: big enough to batch lease writes, small enough that
  * one shard does not take every slot while others have work. */
 const GRANT_SLOTS_MAX = 32;
+/** An offer with neither a lease nor a return for this long is taken as lost. */
+const OFFER_LOST_AFTER_MS = 5_000;
+const SWEEP_OFFERS_EVERY_MS = 1_000;
+
+/** How the dispatcher reaches other nodes (node.ts binds it to peer messages). */
+export interface RemoteCredit {
+  /** Offers `slots` of worker `workerId` (attached here) to `node`, for jobs of `lane`. */
+  offer(node: string, workerId: string, lane: string, slots: number): void;
+  /** Gives back slots of a worker attached to another node that no owner here could use. */
+  giveBack(workerId: string, lane: string, slots: number): void;
+}
+
+/** A worker's id names the node it is attached to, so any node can send its credit home. */
+export function workerIdOf(node: string, connId: string): string {
+  return `${node}/${connId}`;
+}
+
+export function homeOfWorker(workerId: string): string {
+  return workerId.slice(0, workerId.indexOf('/'));
+}
 
 interface Backlog {
   ready: number;
   topPriority: number;
 }
 
+/** `s<shard>` for an owner here, `n<node>` for another node. */
+type SourceKey = string;
+
+/** Slots offered to another node that have not come back yet. */
+interface Offered {
+  node: string;
+  workerId: string;
+  lane: string;
+  slots: number;
+  /** When an offer was last made or answered. */
+  activeAtMs: number;
+}
+
 interface QueueState {
   /** Workers with credit, in round-robin order (a Map keeps insertion order). */
   credit: Map<string, number>;
-  /** Owners with ready jobs, in round-robin order. */
-  ready: Map<number, Backlog>;
+  /** Sources with ready jobs, in round-robin order. */
+  ready: Map<SourceKey, Backlog>;
 }
 
 export class Dispatcher implements Actor<DispatcherMsg> {
   private readonly workers = new Map<string, WorkerLink>();
   private readonly owners = new Map<number, ActorRef<OwnerMsg>>();
   private readonly queues = new Map<string, QueueState>();
+  private readonly offered = new Map<string, Offered>();
+  private ring: ReadonlySet<string> | null = null;
 
-  receive(msg: DispatcherMsg, _ctx: ActorContext<DispatcherMsg>): void {
+  /** `remote` is null for a node alone. */
+  constructor(private readonly remote: RemoteCredit | null) {}
+
+  receive(msg: DispatcherMsg, ctx: ActorContext<DispatcherMsg>): void {
+    this.nowMs = ctx.env.clock.monotonicMs();
+    this.handle(msg, ctx);
+    if (this.offered.size > 0 && !ctx.hasTimer('sweep_offers')) ctx.startTimer('sweep_offers', SWEEP_OFFERS_EVERY_MS, { kind: 'sweep_offers' });
+  }
+
+  private handle(msg: DispatcherMsg, ctx: ActorContext<DispatcherMsg>): void {
     switch (msg.kind) {
       case 'worker_joined':
         this.workers.set(msg.worker.id, msg.worker);
@@ -44,12 +97,29 @@ export class Dispatcher implements Actor<DispatcherMsg> {
         for (const state of this.queues.values()) state.credit.delete(msg.workerId);
         return;
       case 'credit':
-      case 'credit_returned': {
-        if (!this.workers.has(msg.workerId) || msg.slots <= 0) return;
-        const state = this.queue(msg.lane);
-        state.credit.set(msg.workerId, (state.credit.get(msg.workerId) ?? 0) + msg.slots);
-        return this.dispatch(msg.lane, state);
+        return this.credit(msg.workerId, msg.lane, msg.slots);
+      case 'credit_returned':
+        if (this.workers.has(msg.workerId)) return this.credit(msg.workerId, msg.lane, msg.slots);
+        // A worker of another node, offered to our owners: its slots go home.
+        if (this.remote !== null && msg.slots > 0) this.remote.giveBack(msg.workerId, msg.lane, msg.slots);
+        return;
+      case 'remote_credit_returned': {
+        this.queues.get(msg.lane)?.ready.delete(`n${msg.node}`);
+        this.answered(msg.node, msg.workerId, msg.lane, msg.slots);
+        return this.credit(msg.workerId, msg.lane, msg.slots);
       }
+      case 'remote_leased':
+        return this.answered(msg.node, msg.workerId, msg.lane, 1);
+      case 'ring':
+        this.ring = new Set(msg.members);
+        for (const state of this.queues.values()) {
+          for (const key of state.ready.keys()) if (key.startsWith('n') && !this.ring.has(key.slice(1))) state.ready.delete(key);
+        }
+        return this.recoverOffers((o) => !this.ring!.has(o.node));
+      case 'sweep_offers':
+        this.recoverOffers((o) => this.nowMs - o.activeAtMs >= OFFER_LOST_AFTER_MS);
+        if (this.offered.size > 0) ctx.startTimer('sweep_offers', SWEEP_OFFERS_EVERY_MS, { kind: 'sweep_offers' });
+        return;
       case 'drain':
         for (const [lane, state] of this.queues) {
           if (msg.lane === null || msg.lane === lane) state.credit.delete(msg.workerId);
@@ -57,23 +127,35 @@ export class Dispatcher implements Actor<DispatcherMsg> {
         return;
       case 'backlog': {
         this.owners.set(msg.shard, msg.owner);
-        for (const [queue, ready, topPriority] of msg.counts) {
-          const state = this.queue(queue);
-          if (ready > 0) state.ready.set(msg.shard, { ready, topPriority });
-          else state.ready.delete(msg.shard);
-          this.dispatch(queue, state);
-        }
+        for (const [lane, ready, topPriority] of msg.counts) this.setReady(lane, `s${msg.shard}`, ready, topPriority);
         return;
       }
       case 'owner_gone':
         this.owners.delete(msg.shard);
-        for (const state of this.queues.values()) state.ready.delete(msg.shard);
+        for (const state of this.queues.values()) state.ready.delete(`s${msg.shard}`);
         return;
+      case 'remote_backlog': {
+        // A late heartbeat of a node that left the ring is no source of work.
+        if (this.ring !== null && !this.ring.has(msg.node)) return;
+        const key = `n${msg.node}`;
+        const reported = new Set(msg.counts.map(([lane]) => lane));
+        for (const [lane, state] of this.queues) if (!reported.has(lane)) state.ready.delete(key);
+        for (const [lane, ready, topPriority] of msg.counts) this.setReady(lane, key, ready, topPriority);
+        return;
+      }
+      case 'remote_credit':
+        return this.remoteCredit(msg.worker, msg.lane, msg.slots);
     }
   }
 
+  invariants(): void {
+    for (const [key, o] of this.offered) if (o.slots <= 0) throw new Error(`dispatcher: offer ${key} holds ${o.slots} slots`);
+  }
+
+  private nowMs = 0;
+
   /** One idle slot of `queue`, taken now, for an owner about to insert a job that can start at
-   * once (it inserts the job already leased). Only when no owner has ready jobs of the queue:
+   * once (it inserts the job already leased). Only when no source has ready jobs of the queue:
    * they would otherwise be overtaken. A synchronous call from another actor, on purpose: the
    * owner must know before it writes, and both live on one thread of one node, so the call is
    * as deterministic as a message (the routing table is shared the same way). */
@@ -91,6 +173,55 @@ export class Dispatcher implements Actor<DispatcherMsg> {
     return null;
   }
 
+  /** Ready jobs per lane of the owners here, best lanes first, for this node's heartbeat. */
+  localBacklog(max: number): Array<[lane: string, ready: number, topPriority: number]> {
+    const out: Array<[string, number, number]> = [];
+    for (const [lane, state] of this.queues) {
+      let ready = 0;
+      let top = -Infinity;
+      for (const [key, backlog] of state.ready) {
+        if (!key.startsWith('s')) continue;
+        ready += backlog.ready;
+        top = Math.max(top, backlog.topPriority);
+      }
+      if (ready > 0) out.push([lane, ready, top]);
+    }
+    return out.sort((a, b) => b[1] - a[1] || (a[0] < b[0] ? -1 : 1)).slice(0, max);
+  }
+
+  /** `slots` of an offer came back. */
+  private answered(node: string, workerId: string, lane: string, slots: number): void {
+    const key = `${node}\u0001${workerId}\u0001${lane}`;
+    const o = this.offered.get(key);
+    if (o === undefined) return;
+    o.slots -= slots;
+    o.activeAtMs = this.nowMs;
+    if (o.slots <= 0) this.offered.delete(key);
+  }
+
+  /** Credits the workers again with the offers that match. */
+  private recoverOffers(lost: (o: Offered) => boolean): void {
+    for (const [key, o] of [...this.offered]) {
+      if (!lost(o)) continue;
+      this.offered.delete(key);
+      this.credit(o.workerId, o.lane, o.slots);
+    }
+  }
+
+  private credit(workerId: string, lane: string, slots: number): void {
+    if (!this.workers.has(workerId) || slots <= 0) return;
+    const state = this.queue(lane);
+    state.credit.set(workerId, (state.credit.get(workerId) ?? 0) + slots);
+    this.dispatch(lane, state);
+  }
+
+  private setReady(lane: string, key: SourceKey, ready: number, topPriority: number): void {
+    const state = this.queue(lane);
+    if (ready > 0) state.ready.set(key, { ready, topPriority });
+    else state.ready.delete(key);
+    this.dispatch(lane, state);
+  }
+
   private queue(name: string): QueueState {
     let state = this.queues.get(name);
     if (state === undefined) {
@@ -100,42 +231,89 @@ export class Dispatcher implements Actor<DispatcherMsg> {
     return state;
   }
 
-  private dispatch(queue: string, state: QueueState): void {
+  private dispatch(lane: string, state: QueueState): void {
     while (state.credit.size > 0 && state.ready.size > 0) {
-      const [shard, backlog, tied] = best(state.ready);
+      const [key, backlog, tied] = best(state.ready, () => true)!;
       const [workerId, credit] = first(state.credit);
-      const owner = this.owners.get(shard);
       const worker = this.workers.get(workerId);
-      if (owner === undefined || worker === undefined) {
-        if (owner === undefined) state.ready.delete(shard);
-        if (worker === undefined) state.credit.delete(workerId);
+      if (worker === undefined) {
+        state.credit.delete(workerId);
         continue;
       }
       const slots = tied ? Math.min(backlog.ready, credit, GRANT_SLOTS_MAX) : 1;
-      owner.tell({ kind: 'grant', lane: queue, worker, slots });
-      // Move both to the back of the round-robin order; drop them when used up. The owner's
+      if (!this.grant(key, lane, worker, slots)) {
+        state.ready.delete(key);
+        continue;
+      }
+      // Move both to the back of the round-robin order; drop them when used up. The source's
       // count is our estimate until its next report; a grant it cannot fill comes back.
-      state.ready.delete(shard);
-      if (backlog.ready > slots) state.ready.set(shard, { ready: backlog.ready - slots, topPriority: backlog.topPriority });
+      take(state.ready, key, backlog, slots);
       state.credit.delete(workerId);
       if (credit > slots) state.credit.set(workerId, credit - slots);
     }
   }
+
+  /** Grants owners here what they can take of a remote worker's offer; returns the rest. */
+  private remoteCredit(worker: WorkerLink, lane: string, slots: number): void {
+    const state = this.queues.get(lane);
+    let left = slots;
+    while (state !== undefined && left > 0) {
+      const chosen = best(state.ready, (key) => key.startsWith('s'));
+      if (chosen === null) break;
+      const [key, backlog, tied] = chosen;
+      const granted = tied ? Math.min(backlog.ready, left, GRANT_SLOTS_MAX) : 1;
+      if (!this.grant(key, lane, worker, granted)) {
+        state.ready.delete(key);
+        continue;
+      }
+      take(state.ready, key, backlog, granted);
+      left -= granted;
+    }
+    if (left > 0) this.remote?.giveBack(worker.id, lane, left);
+  }
+
+  /** False when the source is gone. */
+  private grant(key: SourceKey, lane: string, worker: WorkerLink, slots: number): boolean {
+    if (key.startsWith('n')) {
+      if (this.remote === null) return false;
+      const node = key.slice(1);
+      this.remote.offer(node, worker.id, lane, slots);
+      const offerKey = `${node}\u0001${worker.id}\u0001${lane}`;
+      const o = this.offered.get(offerKey);
+      if (o === undefined) this.offered.set(offerKey, { node, workerId: worker.id, lane, slots, activeAtMs: this.nowMs });
+      else {
+        o.slots += slots;
+        o.activeAtMs = this.nowMs;
+      }
+      return true;
+    }
+    const owner = this.owners.get(Number(key.slice(1)));
+    if (owner === undefined) return false;
+    owner.tell({ kind: 'grant', lane, worker, slots });
+    return true;
+  }
 }
 
-/** The first owner (in round-robin order) with the highest top priority, and whether every
- * owner's top priority is the same. */
-function best(ready: Map<number, Backlog>): [number, Backlog, boolean] {
-  let chosen: [number, Backlog] | null = null;
+/** The first source (in round-robin order) among those `eligible` with the highest top
+ * priority, and whether every eligible source's top priority is the same. */
+function best(ready: Map<SourceKey, Backlog>, eligible: (key: SourceKey) => boolean): [SourceKey, Backlog, boolean] | null {
+  let chosen: [SourceKey, Backlog] | null = null;
   let tied = true;
   for (const entry of ready) {
+    if (!eligible(entry[0])) continue;
     if (chosen === null) chosen = entry;
     else if (entry[1].topPriority !== chosen[1].topPriority) {
       tied = false;
       if (entry[1].topPriority > chosen[1].topPriority) chosen = entry;
     }
   }
-  return [chosen![0], chosen![1], tied];
+  return chosen === null ? null : [chosen[0], chosen[1], tied];
+}
+
+/** Counts `slots` granted from a source and moves it to the back of the round-robin order. */
+function take(ready: Map<SourceKey, Backlog>, key: SourceKey, backlog: Backlog, slots: number): void {
+  ready.delete(key);
+  if (backlog.ready > slots) ready.set(key, { ready: backlog.ready - slots, topPriority: backlog.topPriority });
 }
 
 function first<K, V>(map: Map<K, V>): [K, V] {

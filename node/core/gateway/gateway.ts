@@ -1,23 +1,31 @@
 // The gateway: the node's side of every client and worker connection, after authentication
 // and decoding (node/adapters/ws-gateway.ts does those). It negotiates the version, enforces
 // the per-connection in-flight bound and the per-tenant rate, routes each request to the owner
-// of its job's shard, answers reads from the store, and turns owners' answers into replies.
-// A tenant only ever reaches its own jobs: every request carries the connection's tenant.
+// of its job's shard (on this node, or forwarded to the node the ring names: routed-call.ts),
+// answers reads from the store, and turns owners' answers into replies. A tenant only ever
+// reaches its own jobs: every request carries the connection's tenant.
+//
+// It is also the other end of forwarding: a request another node's gateway forwards is handled
+// as if its client were attached here, on a virtual connection named after that node and
+// client connection, and only by an owner on this node.
 
 import type { ClientToNode, NodeToClient, SubmitSpec } from '../../../protocol/client-messages.ts';
+import type { ForwardedRequest, PeerMessage } from '../../../protocol/peer-messages.ts';
 import { errorReply } from '../../../protocol/client-messages.ts';
 import type { ErrorBody } from '../../../protocol/errors.ts';
 import { toJobView } from '../../../protocol/job-view.ts';
 import { ADVERTISED_LIMITS, CODEC_LIMITS, LIST_LIMIT_DEFAULT, REQUEUE_ATTEMPTS_DEFAULT, SUPPORTED_VERSIONS } from '../../../protocol/limits.ts';
-import type { NodeToWorker, WorkerToNode } from '../../../protocol/worker-messages.ts';
+import type { Lease, NodeToWorker, WorkerToNode } from '../../../protocol/worker-messages.ts';
 import type { Actor, ActorContext, ActorRef } from '../actor/runtime.ts';
 import type { DispatcherMsg } from '../dispatch/dispatcher-messages.ts';
+import { homeOfWorker, workerIdOf } from '../dispatch/dispatcher.ts';
 import type { Job, JobState, LeaseToken } from '../job/job.ts';
 import { shardForSubmission, shardOfJobId } from '../job/job-id.ts';
 import { laneOf } from '../job/lane.ts';
-import type { AckOutcome, HeartbeatOutcome, JobOutcome, OwnerMsg, SubmitOutcome } from '../owner/owner-messages.ts';
+import type { AckOutcome, HeartbeatOutcome, JobOutcome, OwnerMsg, SubmitOutcome, WorkerLink } from '../owner/owner-messages.ts';
 import { refusal } from '../refusal.ts';
 import type { RoutingTable } from '../shards/routing-table.ts';
+import { ForwardTable, type Answer, type RoutedCall } from './routed-call.ts';
 import { submissionOf } from './submission.ts';
 import { TokenBuckets, type RateLimit } from './token-bucket.ts';
 
@@ -36,9 +44,18 @@ export type GatewayMsg =
   | { kind: 'closed'; connId: string }
   /** A frame that was not a valid message: answered in order with the others. */
   | { kind: 'bad_frame'; connId: string; rid: number | null; error: ErrorBody }
-  /** A request finished: send its reply and free its in-flight slots. */
+  /** A store read finished: send its reply and free its in-flight slot. */
   | { kind: 'reply'; connId: string; reply: NodeToClient | NodeToWorker; slots: number }
-  | { kind: 'batch_item'; connId: string; batch: BatchState; index: number; outcome: SubmitOutcome };
+  /** An owner on this node answered a routed call. */
+  | { kind: 'answer'; call: RoutedCall; answer: Answer }
+  /** Try a routed call again (its shard was between owners). */
+  | { kind: 'retry'; call: RoutedCall }
+  /** Look for forwards whose answer is lost. */
+  | { kind: 'sweep' }
+  /** From another node's gateway or owners (node.ts passes them on). */
+  | { kind: 'peer'; from: string; message: PeerMessage }
+  /** The members shards are placed on changed. */
+  | { kind: 'ring'; members: readonly string[] };
 
 export interface GatewayConfig {
   /** Requests (jobs, for a batch) in flight per connection past which submissions are refused. */
@@ -59,6 +76,10 @@ interface ConnState {
   inflight: number;
   subscriptions: Set<string>;
   workerId: string | null;
+  /** For a virtual connection, the node whose gateway forwards its requests. */
+  forwardedBy: string | null;
+  /** Nodes this connection's requests were forwarded to: told when it closes. */
+  forwardedTo: Set<string>;
 }
 
 interface BatchState {
@@ -71,6 +92,16 @@ interface BatchState {
 const BAD_FRAMES_MAX = 100;
 const RETRY_UNAVAILABLE_MS = 500;
 const RETRY_OVERLOADED_MS = 100;
+/** How long a routed call keeps trying while its shard is between owners: a graceful hand-off
+ * takes well under this; a crashed owner's shards wait for their lease to lapse (longer), and
+ * the client is told to retry. */
+const ROUTE_DEADLINE_MS = 5_000;
+/** Pause between tries of a routed call. */
+const ROUTE_RETRY_MS = 100;
+/** A forward with no answer after this long is taken as lost (its node crashed or was cut
+ * off); the node leaving the ring says so sooner. */
+const FORWARD_TIMEOUT_MS = 10_000;
+const SWEEP_EVERY_MS = 1_000;
 /** Room left in a reply frame for everything but the jobs' bytes. */
 const FRAME_OVERHEAD_BYTES = 64 * 1024;
 const JOB_VIEW_OVERHEAD_BYTES = 1024;
@@ -79,11 +110,17 @@ export interface GatewayDeps {
   config: GatewayConfig;
   routes: RoutingTable;
   dispatcher: ActorRef<DispatcherMsg>;
+  /** What `cluster` answers. */
+  clusterView: (rid: number) => NodeToClient;
 }
 
 export class Gateway implements Actor<GatewayMsg> {
   private readonly conns = new Map<string, ConnState>();
   private readonly buckets: TokenBuckets | null;
+  private readonly forwards = new ForwardTable();
+  private ring = new Set<string>();
+  /** Names the timers of routed calls waiting to try again. */
+  private retries = 0;
 
   constructor(private readonly deps: GatewayDeps) {
     this.buckets = deps.config.rateLimit === null ? null : new TokenBuckets(deps.config.rateLimit);
@@ -92,10 +129,10 @@ export class Gateway implements Actor<GatewayMsg> {
   receive(msg: GatewayMsg, ctx: ActorContext<GatewayMsg>): void {
     switch (msg.kind) {
       case 'opened':
-        this.conns.set(msg.conn.id, { conn: msg.conn, greeted: false, badFrames: 0, inflight: 0, subscriptions: new Set(), workerId: null });
+        this.conns.set(msg.conn.id, newConnState(msg.conn, null));
         return;
       case 'closed':
-        return this.closed(msg.connId);
+        return this.closed(msg.connId, ctx);
       case 'bad_frame': {
         const state = this.conns.get(msg.connId);
         if (state === undefined) return;
@@ -110,8 +147,20 @@ export class Gateway implements Actor<GatewayMsg> {
         state.conn.send(msg.reply);
         return;
       }
-      case 'batch_item':
-        return this.batchItem(msg.connId, msg.batch, msg.index, msg.outcome);
+      case 'answer':
+        return this.settle(msg.call, msg.answer, ctx);
+      case 'retry':
+        return this.attempt(msg.call, ctx);
+      case 'sweep':
+        return this.sweep(ctx);
+      case 'peer':
+        return this.peer(msg.from, msg.message, ctx);
+      case 'ring':
+        this.ring = new Set(msg.members);
+        for (const state of [...this.conns.values()]) {
+          if (state.forwardedBy !== null && !this.ring.has(state.forwardedBy)) this.closed(state.conn.id, ctx);
+        }
+        return this.sweep(ctx);
       case 'request': {
         const state = this.conns.get(msg.connId);
         if (state === undefined) return;
@@ -140,25 +189,23 @@ export class Gateway implements Actor<GatewayMsg> {
   private request(state: ConnState, msg: Exclude<ClientToNode, { t: 'hello' }> | WorkerToNode, ctx: ActorContext<GatewayMsg>): void {
     const { tenant } = state.conn;
     switch (msg.t) {
+      case 'cluster':
+        return state.conn.send(this.deps.clusterView(msg.rid));
       case 'submit': {
         const refused = this.admit(state, 1, ctx);
         if (refused !== null) return state.conn.send(errorReply(msg.rid, refused));
-        return this.submitOne(state, tenant, msg.job, ctx, (outcome) =>
-          outcome.ok
-            ? { t: 'submitted', rid: msg.rid, jobId: outcome.jobId, duplicate: outcome.duplicate }
-            : errorReply(msg.rid, outcome.error),
-        );
+        state.inflight++;
+        const connId = state.conn.id;
+        return this.routeSubmit(state, msg.job, ctx, (answer) => this.finishRequest(connId, answer, msg.rid));
       }
       case 'submit_batch': {
         const refused = this.admit(state, msg.jobs.length, ctx);
         if (refused !== null) return state.conn.send(errorReply(msg.rid, refused));
-        const batch: BatchState = { rid: msg.rid, results: new Array(msg.jobs.length), remaining: msg.jobs.length };
         if (msg.jobs.length === 0) return state.conn.send({ t: 'submitted_batch', rid: msg.rid, results: [] });
-        const self = ctx.self;
+        const batch: BatchState = { rid: msg.rid, results: new Array(msg.jobs.length), remaining: msg.jobs.length };
         const connId = state.conn.id;
-        msg.jobs.forEach((spec, index) =>
-          this.routeSubmit(tenant, spec, ctx, (outcome) => self.tell({ kind: 'batch_item', connId, batch, index, outcome })),
-        );
+        state.inflight += msg.jobs.length;
+        msg.jobs.forEach((spec, index) => this.routeSubmit(state, spec, ctx, (answer) => this.batchItem(connId, batch, index, submitOutcomeOf(answer))));
         return;
       }
       case 'get':
@@ -172,26 +219,32 @@ export class Gateway implements Actor<GatewayMsg> {
       case 'dlq_list':
         return this.listPage(state, ctx, msg.rid, tenant, 'dead', msg.queue, msg.limit, msg.after);
       case 'cancel':
-        return this.toOwner<JobOutcome>(state, msg.rid, msg.jobId, ctx,
+        return this.toOwner<JobOutcome>(state, msg, msg.jobId, ctx,
           (reply) => ({ kind: 'cancel', tenant, jobId: msg.jobId, reply }),
           (o) => (o.ok ? { t: 'cancelled', rid: msg.rid, job: toJobView(o.job) } : errorReply(msg.rid, o.error)));
       case 'dlq_requeue':
-        return this.toOwner<JobOutcome>(state, msg.rid, msg.jobId, ctx,
+        return this.toOwner<JobOutcome>(state, msg, msg.jobId, ctx,
           (reply) => ({ kind: 'requeue', tenant, jobId: msg.jobId, attemptsMore: msg.attempts ?? REQUEUE_ATTEMPTS_DEFAULT, reply }),
           (o) => (o.ok ? { t: 'requeued', rid: msg.rid, job: toJobView(o.job) } : errorReply(msg.rid, o.error)));
       case 'subscribe': {
         const conn = state.conn;
         state.subscriptions.add(msg.jobId);
         const subscriber = { id: conn.id, changed: (job: Job) => conn.send({ t: 'job_changed', jobId: job.id, job: toJobView(job) }) };
-        return this.toOwner<JobOutcome>(state, msg.rid, msg.jobId, ctx,
+        return this.toOwner<JobOutcome>(state, msg, msg.jobId, ctx,
           (reply) => ({ kind: 'subscribe', tenant, jobId: msg.jobId, subscriber, reply }),
           (o) => (o.ok ? { t: 'subscribed', rid: msg.rid, job: toJobView(o.job) } : errorReply(msg.rid, o.error)));
       }
       case 'unsubscribe': {
         state.subscriptions.delete(msg.jobId);
         const shard = shardOfJobId(msg.jobId, this.deps.routes.shardCount);
-        if (shard !== null) this.deps.routes.ownerOf(shard)?.tell({ kind: 'unsubscribe', jobId: msg.jobId, subscriberId: state.conn.id });
-        return state.conn.send({ t: 'ok', rid: msg.rid });
+        if (shard === null) return state.conn.send({ t: 'ok', rid: msg.rid });
+        const subscriberId = state.conn.id;
+        return this.toOwner<null>(state, msg, msg.jobId, ctx,
+          (reply) => {
+            reply(null);
+            return { kind: 'unsubscribe', jobId: msg.jobId, subscriberId };
+          },
+          () => ({ t: 'ok', rid: msg.rid }));
       }
       case 'credit':
         this.ensureWorker(state, ctx);
@@ -202,21 +255,22 @@ export class Gateway implements Actor<GatewayMsg> {
         }
         return;
       case 'heartbeat':
-        return this.toOwner<HeartbeatOutcome>(state, msg.rid, msg.token.jobId, ctx, (reply) => ({ kind: 'heartbeat', token: msg.token, reply }),
+        return this.toOwner<HeartbeatOutcome>(state, msg, msg.token.jobId, ctx, (reply) => ({ kind: 'heartbeat', token: msg.token, reply }),
           (o) => (o.ok ? { t: 'lease_extended', rid: msg.rid, token: msg.token, leaseMs: o.leaseMs } : errorReply(msg.rid, o.error)));
       case 'complete':
-        return this.toOwner<AckOutcome>(state, msg.rid, msg.token.jobId, ctx, (reply) => ({ kind: 'complete', token: msg.token, result: msg.result ?? null, reply }), ackOf(msg.rid));
+        return this.toOwner<AckOutcome>(state, msg, msg.token.jobId, ctx, (reply) => ({ kind: 'complete', token: msg.token, result: msg.result ?? null, reply }), ackOf(msg.rid));
       case 'fail':
-        return this.toOwner<AckOutcome>(state, msg.rid, msg.token.jobId, ctx,
+        return this.toOwner<AckOutcome>(state, msg, msg.token.jobId, ctx,
           (reply) => ({ kind: 'fail', token: msg.token, error: msg.error, retryable: msg.retryable, reply }), ackOf(msg.rid));
       case 'return':
-        return this.toOwner<AckOutcome>(state, msg.rid, msg.token.jobId, ctx, (reply) => ({ kind: 'return', token: msg.token, reply }), ackOf(msg.rid));
+        return this.toOwner<AckOutcome>(state, msg, msg.token.jobId, ctx, (reply) => ({ kind: 'return', token: msg.token, reply }), ackOf(msg.rid));
     }
   }
 
   /** Backpressure, then the tenant's rate. A refusal here happens before anything is routed, so
-   * it leaves nothing behind. */
+   * it leaves nothing behind. A forwarded request was admitted by the gateway that took it. */
   private admit(state: ConnState, jobs: number, ctx: ActorContext<GatewayMsg>): ErrorBody | null {
+    if (state.forwardedBy !== null) return null;
     if (state.inflight + jobs > this.deps.config.connInflightMax) {
       return refusal('overloaded', `connection has ${state.inflight} requests in flight`, RETRY_OVERLOADED_MS);
     }
@@ -225,27 +279,25 @@ export class Gateway implements Actor<GatewayMsg> {
     return null;
   }
 
-  private submitOne(
-    state: ConnState,
-    tenant: string,
-    spec: SubmitSpec,
-    ctx: ActorContext<GatewayMsg>,
-    toReply: (o: SubmitOutcome) => NodeToClient,
-  ): void {
-    const self = ctx.self;
-    const connId = state.conn.id;
-    state.inflight++;
-    this.routeSubmit(tenant, spec, ctx, (outcome) => self.tell({ kind: 'reply', connId, reply: toReply(outcome), slots: 1 }));
-  }
-
-  private routeSubmit(tenant: string, spec: SubmitSpec, ctx: ActorContext<GatewayMsg>, reply: (o: SubmitOutcome) => void): void {
+  private routeSubmit(state: ConnState, spec: SubmitSpec, ctx: ActorContext<GatewayMsg>, finish: (answer: Answer) => void): void {
     const submission = submissionOf(spec);
-    const { shardCount } = this.deps.routes;
     const { routes } = this.deps;
-    const shard = shardForSubmission(tenant, submission.idempotencyKey, shardCount, () => routes.anyLocalShard((n) => ctx.env.random.int(n)));
-    const owner = this.deps.routes.ownerOf(shard);
-    if (owner === undefined) return reply({ ok: false, error: unavailable(shard) });
-    owner.tell({ kind: 'submit', tenant, submission, reply });
+    const { tenant } = state.conn;
+    const shard = shardForSubmission(tenant, submission.idempotencyKey, routes.shardCount, () => routes.anyLocalShard((n) => ctx.env.random.int(n)));
+    this.attempt(
+      this.call(state, shard, { t: 'submit', rid: 0, job: spec }, ctx, {
+        repeatable: submission.idempotencyKey !== null,
+        toOwner: (owner, answer) =>
+          owner.tell({
+            kind: 'submit',
+            tenant,
+            submission,
+            reply: (o) => answer(o.ok ? { t: 'submitted', rid: 0, jobId: o.jobId, duplicate: o.duplicate } : errorReply(0, o.error)),
+          }),
+        finish,
+      }),
+      ctx,
+    );
   }
 
   private batchItem(connId: string, batch: BatchState, index: number, outcome: SubmitOutcome): void {
@@ -261,22 +313,158 @@ export class Gateway implements Actor<GatewayMsg> {
     });
   }
 
+  /** A request for the owner of `jobId`'s shard, answered to the connection. */
   private toOwner<T>(
     state: ConnState,
-    rid: number,
+    request: ForwardedRequest,
     jobId: string,
     ctx: ActorContext<GatewayMsg>,
     build: (reply: (o: T) => void) => OwnerMsg,
     toReply: (o: T) => NodeToClient | NodeToWorker,
   ): void {
     const shard = shardOfJobId(jobId, this.deps.routes.shardCount);
-    if (shard === null) return state.conn.send(errorReply(rid, refusal('not_found', `no job ${jobId}`)));
-    const owner = this.deps.routes.ownerOf(shard);
-    if (owner === undefined) return state.conn.send(errorReply(rid, unavailable(shard)));
-    const self = ctx.self;
-    const connId = state.conn.id;
+    if (shard === null) return state.conn.send(errorReply(request.rid, refusal('not_found', `no job ${jobId}`)));
     state.inflight++;
-    owner.tell(build((o) => self.tell({ kind: 'reply', connId, reply: toReply(o), slots: 1 })));
+    const connId = state.conn.id;
+    this.attempt(
+      this.call(state, shard, request, ctx, {
+        repeatable: true,
+        toOwner: (owner, answer) => owner.tell(build((o) => answer(toReply(o)))),
+        finish: (answer) => this.finishRequest(connId, answer, request.rid),
+      }),
+      ctx,
+    );
+  }
+
+  private call(
+    state: ConnState,
+    shard: number,
+    request: ForwardedRequest,
+    ctx: ActorContext<GatewayMsg>,
+    how: Pick<RoutedCall, 'repeatable' | 'toOwner' | 'finish'>,
+  ): RoutedCall {
+    const localOnly = state.forwardedBy !== null;
+    return {
+      connId: state.conn.id,
+      tenant: state.conn.tenant,
+      shard,
+      request,
+      localOnly,
+      deadlineMs: ctx.env.clock.monotonicMs() + (localOnly ? 0 : ROUTE_DEADLINE_MS),
+      forwarded: (node) => state.forwardedTo.add(node),
+      ...how,
+    };
+  }
+
+  /** Sends a routed call to the owner of its shard: here, or on the node the ring names. */
+  private attempt(call: RoutedCall, ctx: ActorContext<GatewayMsg>): void {
+    const owner = this.deps.routes.ownerOf(call.shard);
+    if (owner !== undefined) {
+      const self = ctx.self;
+      return call.toOwner(owner, (answer) => self.tell({ kind: 'answer', call, answer }));
+    }
+    const node = call.localOnly ? undefined : this.deps.routes.placedOn(call.shard);
+    if (node === undefined || node === ctx.env.nodeId) return this.settle(call, errorReply(call.request.rid, unavailable(call.shard)), ctx);
+    const fid = this.forwards.add(call, node, ctx.env.clock.monotonicMs());
+    call.forwarded(node);
+    ctx.env.network.send(node, { t: 'forward', fid, conn: call.connId, tenant: call.tenant, request: { ...call.request, rid: fid } });
+    if (!ctx.hasTimer('sweep')) ctx.startTimer('sweep', SWEEP_EVERY_MS, { kind: 'sweep' });
+  }
+
+  /** An answer: final, or `unavailable` with time left to try again. */
+  private settle(call: RoutedCall, answer: Answer, ctx: ActorContext<GatewayMsg>): void {
+    const unavailableNow = answer.t === 'error' && answer.code === 'unavailable';
+    if (unavailableNow && ctx.env.clock.monotonicMs() + ROUTE_RETRY_MS < call.deadlineMs) {
+      return ctx.startTimer(`retry-${++this.retries}`, ROUTE_RETRY_MS, { kind: 'retry', call });
+    }
+    call.finish(answer);
+  }
+
+  /** A routed request's answer, with the client's rid, to its connection if still open. */
+  private finishRequest(connId: string, answer: Answer, rid: number): void {
+    const state = this.conns.get(connId);
+    if (state === undefined) return;
+    state.inflight--;
+    state.conn.send('rid' in answer ? ({ ...answer, rid } as Answer) : answer);
+  }
+
+  /** Forwards whose answer is lost: asked again where that is safe, else answered "unknown". */
+  private sweep(ctx: ActorContext<GatewayMsg>): void {
+    const now = ctx.env.clock.monotonicMs();
+    for (const call of this.forwards.lost(now, FORWARD_TIMEOUT_MS, this.ring)) {
+      if (call.repeatable && now < call.deadlineMs) this.attempt(call, ctx);
+      else if (call.repeatable) call.finish(errorReply(call.request.rid, unavailable(call.shard)));
+      else call.finish(errorReply(call.request.rid, refusal('internal', `no answer from the owner of shard ${call.shard}: the submission may or may not have been accepted`)));
+    }
+    if (this.forwards.size > 0) ctx.startTimer('sweep', SWEEP_EVERY_MS, { kind: 'sweep' });
+  }
+
+  private peer(from: string, message: PeerMessage, ctx: ActorContext<GatewayMsg>): void {
+    switch (message.t) {
+      case 'forward': {
+        const id = `${from}/${message.conn}`;
+        let state = this.conns.get(id);
+        if (state === undefined || state.conn.tenant !== message.tenant) {
+          state = newConnState(this.virtualConn(id, from, message.conn, message.tenant, ctx), from);
+          state.greeted = true;
+          this.conns.set(id, state);
+        }
+        return this.request(state, message.request, ctx);
+      }
+      case 'forward_reply': {
+        const call = this.forwards.take(message.fid, from);
+        if (call !== null) this.settle(call, message.reply, ctx);
+        return;
+      }
+      case 'forward_push': {
+        const state = this.conns.get(message.conn);
+        // A subscription of a connection since closed (whose id may be reused) is not passed on.
+        if (state?.subscriptions.has(message.push.jobId) === true) state.conn.send(message.push);
+        return;
+      }
+      case 'conn_closed':
+        return this.closed(`${from}/${message.conn}`, ctx);
+      case 'owner_relay': {
+        const connId = message.worker.slice(message.worker.indexOf('/') + 1);
+        const state = this.conns.get(connId);
+        if (state?.workerId === message.worker) state.conn.send(message.message);
+        if (message.message.t === 'lease') {
+          this.deps.dispatcher.tell({ kind: 'remote_leased', node: from, workerId: message.worker, lane: laneOf(state?.conn.tenant ?? '', message.message.queue) });
+        }
+        return;
+      }
+      case 'credit_offer':
+        return this.deps.dispatcher.tell({
+          kind: 'remote_credit',
+          worker: remoteWorker(message.worker, ctx),
+          lane: laneOf(message.tenant, message.queue),
+          slots: message.slots,
+        });
+      case 'credit_return':
+        return this.deps.dispatcher.tell({
+          kind: 'remote_credit_returned',
+          node: from,
+          workerId: message.worker,
+          lane: laneOf(message.tenant, message.queue),
+          slots: message.slots,
+        });
+      default:
+        return;
+    }
+  }
+
+  /** The connection of a client attached to `node`, as its forwarded requests see it here. */
+  private virtualConn(id: string, node: string, originConn: string, tenant: string, ctx: ActorContext<GatewayMsg>): ClientConnection {
+    const network = ctx.env.network;
+    return {
+      id,
+      tenant,
+      send(message) {
+        if (message.t === 'job_changed') return network.send(node, { t: 'forward_push', conn: originConn, push: message });
+        if ('rid' in message && message.rid !== null) network.send(node, { t: 'forward_reply', fid: message.rid, reply: message });
+      },
+      close() {},
+    };
   }
 
   /** A read served by the store directly: everything acknowledged is committed there. */
@@ -316,28 +504,19 @@ export class Gateway implements Actor<GatewayMsg> {
   private ensureWorker(state: ConnState, ctx: ActorContext<GatewayMsg>): void {
     if (state.workerId !== null) return;
     const conn = state.conn;
-    const id = `${ctx.env.nodeId}/${conn.id}`;
+    const id = workerIdOf(ctx.env.nodeId, conn.id);
     state.workerId = id;
     this.deps.dispatcher.tell({
       kind: 'worker_joined',
       worker: {
         id,
-        lease: (job, token, leaseMs) =>
-          conn.send({
-            t: 'lease',
-            token,
-            queue: job.queue,
-            payload: job.payload,
-            attemptsMax: job.retry.attemptsMax,
-            leaseMs,
-            job: { priority: job.priority, runAt: job.runAtMs, createdAt: job.createdAtMs, idempotencyKey: job.idempotencyKey, lastError: job.lastError },
-          }),
+        lease: (job, token, leaseMs) => conn.send(leaseOf(job, token, leaseMs)),
         revoke: (token, reason) => conn.send({ t: 'revoke', token, reason }),
       },
     });
   }
 
-  private closed(connId: string): void {
+  private closed(connId: string, ctx: ActorContext<GatewayMsg>): void {
     const state = this.conns.get(connId);
     if (state === undefined) return;
     this.conns.delete(connId);
@@ -346,7 +525,44 @@ export class Gateway implements Actor<GatewayMsg> {
       const shard = shardOfJobId(jobId, this.deps.routes.shardCount);
       if (shard !== null) this.deps.routes.ownerOf(shard)?.tell({ kind: 'unsubscribe', jobId, subscriberId: connId });
     }
+    for (const node of state.forwardedTo) ctx.env.network.send(node, { t: 'conn_closed', conn: connId });
   }
+}
+
+function newConnState(conn: ClientConnection, forwardedBy: string | null): ConnState {
+  return { conn, greeted: false, badFrames: 0, inflight: 0, subscriptions: new Set(), workerId: null, forwardedBy, forwardedTo: new Set() };
+}
+
+/** A worker attached to another node, as owners here lease to it: through that node. */
+function remoteWorker(workerId: string, ctx: ActorContext<GatewayMsg>): WorkerLink {
+  const home = homeOfWorker(workerId);
+  const network = ctx.env.network;
+  return {
+    id: workerId,
+    lease: (job, token, leaseMs) => network.send(home, { t: 'owner_relay', worker: workerId, message: leaseOf(job, token, leaseMs) }),
+    revoke: (token, reason) => network.send(home, { t: 'owner_relay', worker: workerId, message: { t: 'revoke', token, reason } }),
+  };
+}
+
+function leaseOf(job: Job, token: LeaseToken, leaseMs: number): Lease {
+  return {
+    t: 'lease',
+    token,
+    queue: job.queue,
+    payload: job.payload,
+    attemptsMax: job.retry.attemptsMax,
+    leaseMs,
+    job: { priority: job.priority, runAt: job.runAtMs, createdAt: job.createdAtMs, idempotencyKey: job.idempotencyKey, lastError: job.lastError },
+  };
+}
+
+function submitOutcomeOf(answer: Answer): SubmitOutcome {
+  if (answer.t === 'submitted') return { ok: true, jobId: answer.jobId, duplicate: answer.duplicate };
+  if (answer.t === 'error') {
+    const { t: _t, rid: _rid, ...error } = answer;
+    return { ok: false, error };
+  }
+  return { ok: false, error: refusal('internal', `the owner answered a submission with ${answer.t}`) };
 }
 
 /** Why a read failed: a cursor the store did not make (the stores throw RangeError for it), or
@@ -357,7 +573,7 @@ function readRefusal(error: unknown): ErrorBody {
 }
 
 function unavailable(shard: number): ErrorBody {
-  return refusal('unavailable', `shard ${shard} has no owner here right now`, RETRY_UNAVAILABLE_MS);
+  return refusal('unavailable', `shard ${shard} has no owner right now`, RETRY_UNAVAILABLE_MS);
 }
 
 function ackOf(rid: number): (o: AckOutcome) => NodeToWorker {

@@ -11,3 +11,9 @@ export function laneOf(tenant: string, queue: string): string {
 export function jobLane(job: Job): string {
   return laneOf(job.tenant, job.queue);
 }
+
+/** The tenant and queue of a lane. */
+export function splitLane(lane: string): [tenant: string, queue: string] {
+  const at = lane.indexOf('\u0000');
+  return [lane.slice(0, at), lane.slice(at + 1)];
+}

@@ -65,6 +65,10 @@ export interface MembershipDeps {
   /** This incarnation of the node: a restarted node must present a higher one. */
   incarnation: number;
   clientUrl: string;
+  addrs: string[];
+  /** This node's load for its heartbeat: read synchronously from the routing table and the
+   * dispatcher, which share this node's thread. */
+  load: () => MemberHeartbeat['load'];
   ringChanged: (members: string[]) => void;
 }
 
@@ -121,9 +125,9 @@ export class Membership implements Actor<MembershipMsg> {
       node: ctx.env.nodeId,
       incarnation: this.deps.incarnation,
       state: this.leaving ? 'leaving' : 'alive',
-      addrs: [],
+      addrs: this.deps.addrs,
       clientUrl: this.deps.clientUrl,
-      load: { shards: 0, backlog: [] },
+      load: this.deps.load(),
     };
     ctx.env.network.publish(MEMBERS_TOPIC, heartbeat);
   }

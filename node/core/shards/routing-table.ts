@@ -1,5 +1,6 @@
-// Which local owner actor serves which shard. The shard manager is its only writer; the
-// gateway reads it to route a request. Both live in one process on one thread, so a shared
+// Which local owner actor serves which shard, and which node the ring names owner of every
+// shard (in a cluster). The shard manager and the ring are its only writers; the gateway reads
+// it to route a request. Both live in one process on one thread, so a shared
 // table is safe here, and it saves a message round trip on every request.
 
 import type { ActorRef } from '../actor/runtime.ts';
@@ -9,6 +10,9 @@ export class RoutingTable {
   private readonly owners = new Map<number, ActorRef<OwnerMsg>>();
   /** The keys of `owners`, for picking one at random without a scan. */
   private local: number[] = [];
+  /** For each shard, the node the ring names its owner; null before the first ring or outside
+   * a cluster. */
+  private ownersByRing: readonly string[] | null = null;
 
   constructor(readonly shardCount: number) {}
 
@@ -30,6 +34,21 @@ export class RoutingTable {
    * shard, so it goes to one this node serves and needs no hop to another. */
   anyLocalShard(pick: (n: number) => number): number {
     return this.local.length > 0 ? this.local[pick(this.local.length)]! : pick(this.shardCount);
+  }
+
+  /** The node the ring names owner of `shard`, as this node sees it. During a hand-off it may
+   * not serve the shard yet; during a partition two nodes may disagree (the store decides). */
+  placedOn(shard: number): string | undefined {
+    return this.ownersByRing?.[shard];
+  }
+
+  setPlacement(owners: readonly string[]): void {
+    this.ownersByRing = owners;
+  }
+
+  /** For each shard, the node the ring names owner; null before the first ring. */
+  get placement(): readonly string[] | null {
+    return this.ownersByRing;
   }
 
   get served(): number {

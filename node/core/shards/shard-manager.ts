@@ -41,7 +41,8 @@ export type ShardManagerMsg =
   | { kind: 'renewed'; sentAtMs: number; leases: ShardLease[]; renewed: number[] }
   | { kind: 'renew_failed'; error: unknown }
   | { kind: 'owner_exited'; shard: number; epoch: number; exit: OwnerExit }
-  | { kind: 'released' }
+  /** `lease` was given up (`ok`), or giving it up failed and it will lapse. */
+  | { kind: 'released'; lease: ShardLease; ok: boolean }
   | { kind: 'shutdown'; done: () => void };
 
 interface Owned {
@@ -56,12 +57,18 @@ export interface ShardManagerDeps {
   config: ShardManagerConfig;
   routes: RoutingTable;
   spawnOwner: (shard: number, epoch: number, exited: (exit: OwnerExit) => void) => ActorRef<OwnerMsg>;
+  /** A shard this node stopped serving gracefully is released in the store: its next owner
+   * may acquire it now (in a cluster, node.ts tells that node). */
+  released: (lease: ShardLease) => void;
 }
 
 export class ShardManager implements Actor<ShardManagerMsg> {
   private desired = new Set<number>();
   private readonly owned = new Map<number, Owned>();
   private acquiring = false;
+  /** Asked to acquire while an acquisition was under way: go again when it ends, since a shard
+   * released meanwhile may have been missed by it. */
+  private acquireAgain = false;
   private acquireSentAtMs = 0;
   private renewing = false;
   private releasing = 0;
@@ -83,9 +90,12 @@ export class ShardManager implements Actor<ShardManagerMsg> {
         return this.acquire(ctx);
       case 'acquired':
         this.acquiring = false;
-        return this.acquired(msg.leases, ctx);
+        this.acquired(msg.leases, ctx);
+        this.acquireIfAsked(ctx);
+        return;
       case 'acquire_failed':
         this.acquiring = false;
+        if (this.acquireIfAsked(ctx)) return;
         if (this.shuttingDown !== null) return this.finishShutdownIfIdle(ctx);
         ctx.env.logger.log('warn', 'shards.acquire_failed', { error: String(msg.error) });
         return this.retryAcquireLater(ctx);
@@ -103,6 +113,7 @@ export class ShardManager implements Actor<ShardManagerMsg> {
         return this.ownerExited(msg.shard, msg.epoch, msg.exit, ctx);
       case 'released':
         this.releasing--;
+        if (msg.ok) this.deps.released(msg.lease);
         return this.finishShutdownIfIdle(ctx);
       case 'shutdown':
         if (this.shuttingDown !== null) return void this.shuttingDown.push(msg.done);
@@ -119,8 +130,16 @@ export class ShardManager implements Actor<ShardManagerMsg> {
     }
   }
 
+  private acquireIfAsked(ctx: ActorContext<ShardManagerMsg>): boolean {
+    if (!this.acquireAgain) return false;
+    this.acquireAgain = false;
+    this.acquire(ctx);
+    return true;
+  }
+
   private acquire(ctx: ActorContext<ShardManagerMsg>): void {
-    if (this.acquiring || this.shuttingDown !== null) return;
+    if (this.shuttingDown !== null) return;
+    if (this.acquiring) return void (this.acquireAgain = true);
     const wanted = [...this.desired].filter((shard) => !this.owned.has(shard)).sort((a, b) => a - b);
     if (wanted.length === 0) return;
     this.acquiring = true;
@@ -230,8 +249,8 @@ export class ShardManager implements Actor<ShardManagerMsg> {
     // A failed release only delays the next owner until the lease lapses: not worth a retry.
     ctx.pipe(
       () => store.releaseShards(nodeId, [lease]),
-      () => ({ kind: 'released' }),
-      () => ({ kind: 'released' }),
+      () => ({ kind: 'released', lease, ok: true }),
+      () => ({ kind: 'released', lease, ok: false }),
     );
   }
 
