@@ -48,6 +48,9 @@ export interface FaultPlan {
   /** Per-tenant submissions per second, or null. */
   ratePerSecond: number | null;
   buggify: BuggifySite[];
+  /** [host index, at ms, back after ms]: the node leaves the cluster gracefully (hands its
+   * shards off, stops), then starts again: membership churn. */
+  leaves: Array<[number, number, number]>;
 }
 
 export const NO_FAULTS: FaultPlan = {
@@ -70,6 +73,7 @@ export const NO_FAULTS: FaultPlan = {
   uncommittedMax: 20_000,
   ratePerSecond: null,
   buggify: [],
+  leaves: [],
 };
 
 /** A random plan for a run of `durationMs` on `hosts` hosts; `shardLeaseMs` sets how long a
@@ -113,6 +117,8 @@ export function swarmPlan(random: SeededRandom, hosts: number, durationMs: numbe
     uncommittedMax: on(0.3) ? 5 + random.int(100) : 20_000,
     ratePerSecond: on(0.3) ? 20 + random.int(200) : null,
     buggify: BUGGIFY_SITES.filter(() => on(0.25)),
+    // Drawn last, so that the faults above stay what they were for every seed.
+    leaves: cluster && on(0.4) ? times(1 + random.int(2), () => [host(), at(), 1_000 + random.int(8_000)]) : [],
   };
 }
 
@@ -136,6 +142,7 @@ export function describePlan(plan: FaultPlan): string {
   if (plan.connInflightMax < 20_000) parts.push(`conn-inflight≤${plan.connInflightMax}`);
   if (plan.uncommittedMax < 20_000) parts.push(`uncommitted≤${plan.uncommittedMax}`);
   if (plan.ratePerSecond !== null) parts.push(`rate=${plan.ratePerSecond}/s`);
+  if (plan.leaves.length > 0) parts.push(`leaves×${plan.leaves.length}`);
   if (plan.buggify.length > 0) parts.push(`buggify=${plan.buggify.join('+')}`);
   return parts.join(' ');
 }

@@ -66,6 +66,19 @@ export class SimHost {
     for (const listener of this.onCrash.splice(0)) listener();
   }
 
+  /** Graceful stop: the node leaves the cluster, hands its shards off and stops; then its
+   * connections drop as after a crash. */
+  leave(stopped: () => void): void {
+    const node = this.node;
+    if (node === null) return;
+    void node.shutdown().then(() => {
+      if (this.node !== node) return;
+      this.node = null;
+      for (const listener of this.onCrash.splice(0)) listener();
+      stopped();
+    });
+  }
+
   /** Call `listener` when the current incarnation crashes (its connections drop). */
   whenCrashed(listener: () => void): void {
     this.onCrash.push(listener);

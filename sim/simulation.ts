@@ -171,6 +171,14 @@ export async function runSimulation(options: SimOptions): Promise<SimResult> {
       if (downMs !== null) afterMs(downMs, () => hosts[h]!.start());
     });
   }
+  for (const [h, at, downMs] of plan.leaves) {
+    afterMs(at, () => {
+      trace.add(`leave n${h}`);
+      // Back after `downMs`, or once stopped if that takes longer; after healing too.
+      const backAtMs = queue.nowMs + downMs;
+      hosts[h]!.leave(() => queue.schedule(Math.max(0, backAtMs - queue.nowMs), () => hosts[h]!.start()));
+    });
+  }
   for (const [h, at, forMs] of plan.pauses) afterMs(at, () => (trace.add(`pause n${h}`), hosts[h]!.pause(forMs)));
   for (const [h, at, skewMs] of plan.clockJumps) afterMs(at, () => (hosts[h]!.skewMs = skewMs));
   for (const [h, at, forMs] of plan.isolations) {

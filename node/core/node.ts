@@ -117,11 +117,12 @@ export function createNode(env: Env, config: NodeConfig): KairosNode {
               }),
             }),
             ringChanged: (members) => {
-              const owners = placement.place(config.shardCount, members);
+              // Empty when this node leaves and hears nobody else: it places nothing.
+              const owners = members.length === 0 ? null : placement.place(config.shardCount, members);
               routes.setPlacement(owners);
               gateway.tell({ kind: 'ring', members });
               dispatcher.tell({ kind: 'ring', members });
-              const mine = owners.flatMap((node, shard) => (node === env.nodeId ? [shard] : []));
+              const mine = (owners ?? []).flatMap((node, shard) => (node === env.nodeId ? [shard] : []));
               shardManager.tell({ kind: 'desired', shards: mine });
             },
           });
@@ -173,6 +174,9 @@ export function createNode(env: Env, config: NodeConfig): KairosNode {
       }
     },
     shutdown() {
+      // In a cluster, leave first: peers take this node out of their rings at once, and the
+      // shards it releases go to the nodes the new ring names, told by `handoff_done`.
+      membership?.tell({ kind: 'leave' });
       return new Promise<void>((resolve) => {
         shardManager.tell({
           kind: 'shutdown',

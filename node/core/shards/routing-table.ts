@@ -42,7 +42,7 @@ export class RoutingTable {
     return this.ownersByRing?.[shard];
   }
 
-  setPlacement(owners: readonly string[]): void {
+  setPlacement(owners: readonly string[] | null): void {
     this.ownersByRing = owners;
   }
 
