@@ -53,7 +53,7 @@ export class SimHost {
       testHooks: this.hooks,
     };
     // A restarted node is a new incarnation: its peers must tell its heartbeats from the old one's.
-    const config = this.config.cluster === null ? this.config : { ...this.config, cluster: { ...this.config.cluster, incarnation } };
+    const config = this.config.cluster === null ? this.config : { ...this.config, cluster: { ...this.config.cluster, incarnation, clientUrl: `sim://${this.id}` } };
     this.node = createNode(env, config);
     this.node.start();
   }

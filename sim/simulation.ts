@@ -107,7 +107,7 @@ export async function runSimulation(options: SimOptions): Promise<SimResult> {
     },
     retention: { ...DEFAULT_NODE_CONFIG.retention, everyMs: 3_600_000 },
     cluster: plan.cluster
-      ? { membership: { heartbeatEveryMs: 250, suspectAfterMs: 1_000, deadAfterMs: 2_500, stableForMs: 1_500 }, incarnation: 0, clientUrl: 'sim://node', addrs: [] }
+      ? { membership: { heartbeatEveryMs: 250, suspectAfterMs: 1_000, deadAfterMs: 2_500, stableForMs: 1_500 }, incarnation: 0, clientUrl: '', addrs: [] } // each host names its own clientUrl
       : null,
   };
   const nodeNetwork = new SimNodeNetwork(

@@ -8,7 +8,7 @@ import { connect, type JobView, type KairosClient, type SubmitSpec } from '../..
 import { DEV_TOKEN } from '../adapters/tokens.ts';
 import { intOption, UsageError } from './args.ts';
 
-const CONNECTION_HELP = `  --url URL          node to talk to (env KAIROS_URL, default ws://127.0.0.1:7070)
+export const CONNECTION_HELP = `  --url URL          node to talk to (env KAIROS_URL, default ws://127.0.0.1:7070)
   --token TOKEN      bearer token (env KAIROS_TOKEN, default the development token)`;
 
 export const SUBMIT_HELP = `kairos submit QUEUE [options]
@@ -28,9 +28,9 @@ export const DLQ_HELP = `kairos dlq list [--queue Q] [--limit N] [--after CURSOR
 kairos dlq requeue JOB_ID [--attempts N]   (N further attempts, default 1)
 ${CONNECTION_HELP}`;
 
-const CONNECTION_OPTIONS = { url: { type: 'string' }, token: { type: 'string' } } as const;
+export const CONNECTION_OPTIONS = { url: { type: 'string' }, token: { type: 'string' } } as const;
 
-async function withClient<T>(values: { url?: string; token?: string }, run: (client: KairosClient) => Promise<T>): Promise<T> {
+export async function withClient<T>(values: { url?: string; token?: string }, run: (client: KairosClient) => Promise<T>): Promise<T> {
   const client = await connect({
     url: values.url ?? process.env.KAIROS_URL ?? 'ws://127.0.0.1:7070',
     token: values.token ?? process.env.KAIROS_TOKEN ?? DEV_TOKEN,

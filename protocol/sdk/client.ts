@@ -14,7 +14,7 @@
 //   arrives, the copy requeues it a second time (one extra attempt, never a lost job).
 
 import type { JobState } from '../../node/core/job/job.ts';
-import type { SubmitSpec, Welcome } from '../client-messages.ts';
+import type { MemberView, SubmitSpec, Welcome } from '../client-messages.ts';
 import type { JobView } from '../job-view.ts';
 import type { Lease } from '../worker-messages.ts';
 import { Connection, type ConnectionSettings } from './connection.ts';
@@ -46,6 +46,14 @@ export interface ClientSettings {
   runtime: SdkRuntime;
   retry: AutoRetryPolicy | null;
   warn(message: string): void;
+}
+
+export interface ClusterInfo {
+  /** The node that answered. */
+  node: string;
+  members: MemberView[];
+  /** For each shard, the node the ring names its owner; null before the first ring. */
+  owners: Array<string | null>;
 }
 
 export class KairosClient {
@@ -146,6 +154,15 @@ export class KairosClient {
     return (await this.call({ t: 'get', rid: 0, jobId })).job;
   }
 
+  /** The cluster as the connected node sees it: its members, and for each shard the node the
+   * ring names its owner (null before the first ring). */
+  async cluster(): Promise<ClusterInfo> {
+    const view = await this.call({ t: 'cluster', rid: 0 });
+    const bytes = new DataView(view.owners.buffer, view.owners.byteOffset, view.owners.byteLength);
+    const owners = Array.from({ length: view.owners.byteLength / 2 }, (_, shard) => view.members[bytes.getUint16(2 * shard)]?.node ?? null);
+    return { node: view.node, members: view.members, owners };
+  }
+
   /** One page of the tenant's jobs, newest first. */
   async list(filter: ListFilter = {}): Promise<Page> {
     const reply = await this.call({ t: 'list', rid: 0, state: filter.state, queue: filter.queue, limit: filter.limit, after: filter.after });
@@ -224,9 +241,21 @@ export class KairosClient {
   }
 
   private ready(reconnected: boolean): void {
+    this.learnNodes();
     if (!reconnected) return;
     this.subscriptions.resubscribe();
     for (const worker of this.workers.values()) worker.reconnected();
+  }
+
+  /** Asks the node for the cluster's client URLs, so that a lost node is replaced by another
+   * one. Best effort: a node that cannot say is no reason to fail. */
+  private learnNodes(): void {
+    this.conn.request({ t: 'cluster', rid: 0 }, {
+      answered: (outcome) => {
+        if (outcome instanceof Error) return;
+        this.conn.learnUrls(outcome.members.filter((m) => m.clientUrl !== '' && m.status !== 'dead' && m.status !== 'leaving').map((m) => m.clientUrl));
+      },
+    }, true);
   }
 
   private push(message: Push): void {

@@ -65,6 +65,8 @@ export class Connection {
   /** Dial attempts since the last welcome. */
   private failures = 0;
   private urlIndex = 0;
+  /** The URLs given, then those learned from the cluster (`learnUrls`). */
+  private readonly urls: string[];
   private nextRid = 0;
   /** In send order; since every request has the same timeout, also in deadline order. */
   private readonly pending = new Map<number, Exchange>();
@@ -76,7 +78,14 @@ export class Connection {
   constructor(
     private readonly settings: ConnectionSettings,
     private readonly events: ConnectionEvents,
-  ) {}
+  ) {
+    this.urls = [...settings.urls];
+  }
+
+  /** More nodes to fail over to, from the cluster's view; those given to `connect` stay first. */
+  learnUrls(urls: readonly string[]): void {
+    for (const url of urls) if (!this.urls.includes(url)) this.urls.push(url);
+  }
 
   /** Resolves at the first welcome. Each URL is tried once, so a wrong address or token
    * fails at once instead of retrying forever. */
@@ -162,9 +171,9 @@ export class Connection {
   // ---- Links ---------------------------------------------------------------------------
 
   private dial(): void {
-    const { urls, token, runtime, requestTimeoutMs } = this.settings;
+    const { token, runtime, requestTimeoutMs } = this.settings;
     this.state = 'connecting';
-    const url = urls[this.urlIndex % urls.length]!;
+    const url = this.urls[this.urlIndex % this.urls.length]!;
     // Callbacks of a link we have since dropped are ignored: only `this.link` speaks.
     const link: Link = this.settings.dial(url, token, {
       opened: () => {
@@ -215,8 +224,8 @@ export class Connection {
     this.failures++;
     this.urlIndex++;
     if (!this.everOpened) {
-      if (this.failures < this.settings.urls.length) return this.dial();
-      return this.fail(new ConnectionClosedError(`could not connect to ${this.settings.urls.join(', ')}: ${reason}`));
+      if (this.failures < this.urls.length) return this.dial();
+      return this.fail(new ConnectionClosedError(`could not connect to ${this.urls.join(', ')}: ${reason}`));
     }
     const policy = this.settings.reconnect;
     if (policy === null) return this.fail(new ConnectionClosedError(`connection lost: ${reason}`));

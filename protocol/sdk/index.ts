@@ -62,7 +62,7 @@ export function connect(options: ConnectOptions): Promise<KairosClient> {
 }
 
 export { KairosClient };
-export type { ListFilter, Page } from './client.ts';
+export type { ClusterInfo, ListFilter, Page } from './client.ts';
 export type { SubmitManyResult, SubmitResult } from './submit-many.ts';
 export type { Subscription, OnChange } from './subscriptions.ts';
 export type { Handler, Worker, WorkerOptions } from './worker.ts';
@@ -72,6 +72,7 @@ export type { Dial, Link, LinkListener } from './transport.ts';
 export { webSocketDialer, type WebSocketOptions } from './ws-transport.ts';
 export type { SdkRuntime } from './runtime.ts';
 export type { SubmitSpec };
+export type { MemberView } from '../client-messages.ts';
 export type { RetrySpec } from '../client-messages.ts';
 export type { JobView } from '../job-view.ts';
 export type { LeaseJob } from '../worker-messages.ts';

@@ -6,6 +6,7 @@ import { connect } from '../../protocol/sdk/index.ts';
 import { adminQuery, createTestDatabase, type TestDatabase } from '../support/db.ts';
 import { TEST_TOKEN, spawnNode, type SpawnedNode } from '../support/spawn-node.ts';
 import { spawnWorker, type SpawnedWorker } from '../support/spawn-worker.ts';
+import { COMMITTED_TWICE_SQL, TERMINAL_LOG_SQL } from '../support/terminal-commits.ts';
 
 let db: TestDatabase;
 const nodes: SpawnedNode[] = [];
@@ -14,14 +15,7 @@ const sql = <R extends Record<string, unknown>>(text: string, values: unknown[] 
 
 beforeAll(async () => {
   db = await createTestDatabase();
-  await sql(`
-    CREATE TABLE terminal_commits (job_id text NOT NULL);
-    CREATE FUNCTION log_terminal_commit() RETURNS trigger LANGUAGE plpgsql AS $$
-    BEGIN
-      IF NEW.status IN ('succeeded', 'dead', 'cancelled') THEN INSERT INTO terminal_commits VALUES (NEW.id); END IF;
-      RETURN NEW;
-    END $$;
-    CREATE TRIGGER log_terminal_commit AFTER UPDATE ON jobs FOR EACH ROW EXECUTE FUNCTION log_terminal_commit();`);
+  await sql(TERMINAL_LOG_SQL);
 });
 
 afterAll(async () => {
@@ -64,7 +58,7 @@ describe('crash recovery', () => {
     const stored = await sql<{ id: string; status: string }>('SELECT id, status FROM jobs WHERE id = ANY($1)', [[...acked]]);
     expect(stored).toHaveLength(acked.size);
     expect(stored.every((r) => r.status === 'succeeded')).toBe(true);
-    expect(await sql('SELECT job_id FROM terminal_commits GROUP BY job_id HAVING count(*) > 1')).toEqual([]);
+    expect(await sql(COMMITTED_TWICE_SQL)).toEqual([]);
     await client.close();
   }, 240_000);
 });

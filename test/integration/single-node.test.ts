@@ -7,24 +7,13 @@ import { connect, KairosError, type KairosClient } from '../../protocol/sdk/inde
 import { adminQuery, createTestDatabase, type TestDatabase } from '../support/db.ts';
 import { OTHER_TOKEN, TEST_TOKEN, spawnNode, type SpawnedNode } from '../support/spawn-node.ts';
 import { spawnWorker, type SpawnedWorker } from '../support/spawn-worker.ts';
+import { COMMITTED_TWICE_SQL, TERMINAL_LOG_SQL } from '../support/terminal-commits.ts';
 
 const LEASE_MS = 3_000;
 let db: TestDatabase;
 let node: SpawnedNode;
 let client: KairosClient;
 const workers: SpawnedWorker[] = [];
-
-/** Every terminal commit, as the database saw it. */
-const TERMINAL_LOG = `
-  CREATE TABLE terminal_commits (job_id text NOT NULL, status text NOT NULL);
-  CREATE FUNCTION log_terminal_commit() RETURNS trigger LANGUAGE plpgsql AS $$
-  BEGIN
-    IF NEW.status IN ('succeeded', 'dead', 'cancelled') THEN
-      INSERT INTO terminal_commits VALUES (NEW.id, NEW.status);
-    END IF;
-    RETURN NEW;
-  END $$;
-  CREATE TRIGGER log_terminal_commit AFTER UPDATE ON jobs FOR EACH ROW EXECUTE FUNCTION log_terminal_commit();`;
 
 const sql = <R extends Record<string, unknown>>(text: string, values: unknown[] = []) => adminQuery<R>(text, values, db.name);
 const bytes = (text: string) => new TextEncoder().encode(text);
@@ -51,7 +40,7 @@ async function stateOf(jobId: string): Promise<string> {
 
 beforeAll(async () => {
   db = await createTestDatabase();
-  await sql(TERMINAL_LOG);
+  await sql(TERMINAL_LOG_SQL);
   node = await spawnNode({ databaseUrl: db.url, leaseMs: LEASE_MS });
   client = await connect({ url: node.url, token: TEST_TOKEN, onWarning: () => {} });
 });
@@ -82,7 +71,7 @@ describe('one node, end to end', () => {
       "SELECT count(*) AS jobs, max(attempts) AS max_attempts, min(attempts) AS min_attempts FROM jobs WHERE queue = 'bulk'",
     );
     expect(stats).toMatchObject({ jobs: '10000', max_attempts: 1, min_attempts: 1 });
-    const twice = await sql("SELECT job_id FROM terminal_commits GROUP BY job_id HAVING count(*) > 1");
+    const twice = await sql(COMMITTED_TWICE_SQL);
     expect(twice).toEqual([]);
     const [terminal] = await sql<{ n: string }>("SELECT count(*) AS n FROM terminal_commits t JOIN jobs j ON j.id = t.job_id WHERE j.queue = 'bulk'");
     expect(Number(terminal!.n)).toBe(10_000);
