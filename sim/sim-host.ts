@@ -52,8 +52,10 @@ export class SimHost {
       network: this.network,
       testHooks: this.hooks,
     };
-    // A restarted node is a new incarnation: its peers must tell its heartbeats from the old one's.
-    const config = this.config.cluster === null ? this.config : { ...this.config, cluster: { ...this.config.cluster, incarnation, clientUrl: `sim://${this.id}` } };
+    // A restarted node is a new incarnation (its peers must tell its heartbeats from the old
+    // one's), and rejoins a running cluster.
+    const cluster = this.config.cluster;
+    const config = cluster === null ? this.config : { ...this.config, cluster: { ...cluster, incarnation, clientUrl: `sim://${this.id}`, joining: incarnation > 1 } };
     this.node = createNode(env, config);
     this.node.start();
   }

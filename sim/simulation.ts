@@ -107,7 +107,14 @@ export async function runSimulation(options: SimOptions): Promise<SimResult> {
     },
     retention: { ...DEFAULT_NODE_CONFIG.retention, everyMs: 3_600_000 },
     cluster: plan.cluster
-      ? { membership: { heartbeatEveryMs: 250, suspectAfterMs: 1_000, deadAfterMs: 2_500, stableForMs: 1_500 }, incarnation: 0, clientUrl: '', addrs: [] } // each host names its own clientUrl
+      ? {
+          membership: { heartbeatEveryMs: 250, suspectAfterMs: 1_000, deadAfterMs: 2_500, stableForMs: 1_500, joinTimeoutMs: 10_000 },
+          // Each host names its own incarnation and clientUrl, and joins when it restarts.
+          incarnation: 0,
+          clientUrl: '',
+          addrs: [],
+          joining: false,
+        }
       : null,
   };
   const nodeNetwork = new SimNodeNetwork(

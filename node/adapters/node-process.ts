@@ -1,102 +1,183 @@
-// A whole Kairos node in this process: the database (DATABASE_URL or the embedded server), the
-// Postgres store, the system environment, the node's actors and the WebSocket gateway. The CLI's
-// `kairos start` and the demo use it; tests start it in child processes through the CLI.
+// A whole Kairos node in this process: the cluster transport (libp2p), the database
+// (DATABASE_URL or the embedded server), the Postgres store, the system environment, the node's
+// actors and the WebSocket gateway. The CLI's `kairos start` and the demo use it; tests start it
+// in child processes through the CLI.
+//
+// Every node is a cluster member, alone or not: its id is its libp2p peer id, it gossips
+// heartbeats and serves the shards its ring gives it (all of them while it is alone).
 
-import { randomBytes } from 'node:crypto';
-import { existsSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
+import { peerIdFromPrivateKey } from '@libp2p/peer-id';
+import { mkdirSync } from 'node:fs';
 import { join, resolve } from 'node:path';
+import { ADDRS_MAX } from '../../protocol/limits.ts';
 import type { LogLevel, Logger } from '../core/env.ts';
+import { DEFAULT_MEMBERSHIP_CONFIG, MEMBERS_TOPIC } from '../core/membership/membership.ts';
 import { createNode, DEFAULT_NODE_CONFIG, type KairosNode, type NodeConfig } from '../core/node.ts';
 import type { Store } from '../core/store.ts';
 import { chooseDatabase, type DatabaseChoice } from '../store/database-url.ts';
 import { createPgStore } from '../store/pg-store.ts';
+import { requireClusterKey } from './libp2p/cluster-key.ts';
+import { startLibp2pNetwork } from './libp2p/libp2p-network.ts';
+import { loadOrCreatePeerKey } from './libp2p/peer-key.ts';
 import { jsonLogger, systemEnv } from './system-env.ts';
 import type { TokenTable } from './tokens.ts';
-import { startWsGateway, type WsGatewayHandle } from './ws-gateway.ts';
+import { startWsGateway } from './ws-gateway.ts';
+
+export const DEFAULT_LISTEN = ['/ip4/127.0.0.1/tcp/0'];
+/** The node's libp2p private key, in its data dir (peer-key.ts). */
+const PEER_KEY_FILE = 'peer-key';
 
 export interface NodeProcessOptions {
-  /** Where the node keeps its id and, without DATABASE_URL, the embedded Postgres data. */
+  /** Where the node keeps its key (hence its id) and, without DATABASE_URL, the embedded
+   * Postgres data. */
   dataDir: string;
   host: string;
   port: number;
   /** Port of the embedded Postgres (ignored with DATABASE_URL). */
   pgPort: number;
-  nodeId?: string;
   tokens: TokenTable;
   logLevel: LogLevel;
-  config?: Partial<NodeConfig>;
+  /** The cluster settings come from the options below. */
+  config?: Partial<Omit<NodeConfig, 'cluster'>>;
   env?: Record<string, string | undefined>;
+  /** Multiaddrs other nodes reach this one on. Default: loopback, a free port. */
+  listen?: string[];
+  /** Multiaddrs of cluster nodes to join, each with its /p2p/<peer id>. */
+  join?: string[];
+  /** The cluster key (cluster-key.ts). Without one the node may only be alone on loopback,
+   * unless `insecureDevCluster` says the cluster is for development. */
+  clusterKey?: Uint8Array | null;
+  insecureDevCluster?: boolean;
   /** Progress of slow start-up steps, for people watching a terminal. */
   onProgress?: (step: string) => void;
 }
 
 export interface NodeProcess {
+  /** The libp2p peer id. */
   readonly nodeId: string;
   readonly url: string;
+  /** Where other nodes reach this one: full multiaddrs with /p2p/<node id>, to --join. */
+  readonly peerAddresses: string[];
   readonly node: KairosNode;
   readonly store: Store;
   readonly database: DatabaseChoice;
   readonly logger: Logger;
-  /** Resolves once every shard this node should own is served. */
+  /** Resolves once the node has a ring and serves every shard the ring gives it. */
   ready(timeoutMs?: number): Promise<void>;
-  /** Graceful stop: no new connections, owners commit and release, store and database close. */
+  /** Graceful stop: no new connections, owners commit and release, the transport, store and
+   * database close. */
   stop(): Promise<void>;
 }
 
 export async function startNodeProcess(options: NodeProcessOptions): Promise<NodeProcess> {
+  const listen = options.listen ?? DEFAULT_LISTEN;
+  const seeds = options.join ?? [];
+  const clusterKey = options.clusterKey ?? null;
+  requireClusterKey({ key: clusterKey, listen, seeds, development: options.insecureDevCluster ?? false });
+  // A restart begins later by the wall clock, so its incarnation is higher than the last one's.
+  const incarnation = Date.now();
   const dataDir = resolve(options.dataDir);
   mkdirSync(dataDir, { recursive: true });
-  const nodeId = options.nodeId ?? persistentNodeId(dataDir);
+  const privateKey = await loadOrCreatePeerKey(join(dataDir, PEER_KEY_FILE));
+  const nodeId = peerIdFromPrivateKey(privateKey).toString();
   const logger = jsonLogger(options.logLevel, { node: nodeId });
-  const config: NodeConfig = { ...DEFAULT_NODE_CONFIG, ...options.config };
+  const config = { ...DEFAULT_NODE_CONFIG, ...options.config };
   const progress = options.onProgress ?? (() => {});
 
+  // What has started, stopped in reverse order when a later step fails. The first error is the
+  // one to report, so errors while stopping are dropped.
+  const started: Array<() => Promise<unknown>> = [];
+  const unwind = async (error: unknown): Promise<never> => {
+    for (const stop of started.reverse()) await stop().catch(() => {});
+    throw error;
+  };
+
+  // The transport starts first: a bad --listen or --join fails before the database starts. The
+  // node does not exist yet; until it does, messages from peers are dropped (delivery is at
+  // most once anyway, and nobody sends to a node that has not yet gossiped its heartbeat).
+  let node: KairosNode | null = null;
+  const network = await startLibp2pNetwork({
+    privateKey,
+    listen,
+    seeds,
+    clusterKey,
+    logger,
+    onMessage: (from, message) => node?.deliverPeer(from, message),
+  });
+  started.push(() => network.stop());
   progress('starting the database');
-  const database = await chooseDatabase({ dataDir: join(dataDir, 'pg'), port: options.pgPort, env: options.env ?? process.env });
-  let store: Store;
-  try {
-    progress('migrating the schema');
-    store = await createPgStore({ connectionString: database.connectionString, shardCount: config.shardCount, poolSize: config.committer.inFlightMax + 4 });
-  } catch (error) {
-    await database.stop();
-    throw error;
-  }
-  const env = systemEnv(nodeId, store, logger);
-  const node = createNode(env, config);
-  node.start();
-  let ws: WsGatewayHandle;
-  try {
-    ws = await startWsGateway({ host: options.host, port: options.port, tokens: options.tokens, gateway: node.gateway, logger });
-  } catch (error) {
-    await node.shutdown();
-    await store.close();
-    await database.stop();
-    throw error;
-  }
+  const database = await chooseDatabase({ dataDir: join(dataDir, 'pg'), port: options.pgPort, env: options.env ?? process.env }).catch(unwind);
+  started.push(() => database.stop());
+  progress('migrating the schema');
+  const store = await createPgStore({
+    connectionString: database.connectionString,
+    shardCount: config.shardCount,
+    poolSize: config.committer.inFlightMax + 4,
+  }).catch(unwind);
+  started.push(() => store.close());
+  // The WebSocket server listens before the node exists because the node tells its peers the
+  // server's URL, whose port is known only once it listens. The node is created in the same
+  // turn as the server's start resolves, before any upgrade can be handled, so the gateway ref
+  // below never meets a missing node.
+  const ws = await startWsGateway({
+    host: options.host,
+    port: options.port,
+    tokens: options.tokens,
+    gateway: { tell: (msg) => node!.gateway.tell(msg) },
+    logger,
+  }).catch(unwind);
+  const kairos = createNode(systemEnv(nodeId, store, logger, network), {
+    ...config,
+    cluster: { membership: DEFAULT_MEMBERSHIP_CONFIG, incarnation, clientUrl: ws.url, addrs: network.addresses.slice(0, ADDRS_MAX), joining: seeds.length > 0 },
+  });
+  node = kairos;
+  network.subscribe(MEMBERS_TOPIC);
+  kairos.start();
   if (options.tokens.development) {
     logger.log('warn', 'gateway.development_token', { message: 'no tokens configured: accepting the development token for tenant dev' });
   }
-  logger.log('info', 'node.listening', { url: ws.url, embeddedPostgres: database.embedded });
+  logger.log('info', 'node.listening', { url: ws.url, peers: network.addresses, embeddedPostgres: database.embedded });
+
+  /** The shards the node's ring gives it, and how many of them it does not serve yet; null
+   * before its first ring. */
+  function unserved(): { mine: number; missing: number } | null {
+    const placement = kairos.routes.placement;
+    if (placement === null) return null;
+    const mine = placement.flatMap((owner, shard) => (owner === nodeId ? [shard] : []));
+    return { mine: mine.length, missing: mine.filter((shard) => kairos.routes.ownerOf(shard) === undefined).length };
+  }
 
   let stopping: Promise<void> | null = null;
   return {
     nodeId,
     url: ws.url,
-    node,
+    get peerAddresses() {
+      return network.addresses;
+    },
+    node: kairos,
     store,
     database,
     logger,
     async ready(timeoutMs = 60_000) {
       const deadline = Date.now() + timeoutMs;
-      while (node.routes.served < config.shardCount) {
-        if (Date.now() > deadline) throw new Error(`only ${node.routes.served} of ${config.shardCount} shards acquired after ${timeoutMs} ms`);
-        await new Promise((r) => setTimeout(r, 20));
+      for (;;) {
+        const state = unserved();
+        if (state !== null && state.missing === 0) return;
+        if (Date.now() > deadline) {
+          throw new Error(
+            state === null
+              ? `no ring after ${timeoutMs} ms`
+              : `serves ${state.mine - state.missing} of the ${state.mine} shards its ring gives it after ${timeoutMs} ms`,
+          );
+        }
+        await new Promise((r) => setTimeout(r, 50));
       }
     },
     stop() {
       stopping ??= (async () => {
         await ws.close();
-        await node.shutdown();
+        await kairos.shutdown();
+        await network.stop();
         await store.close();
         await database.stop();
         logger.log('info', 'node.stopped');
@@ -104,14 +185,4 @@ export async function startNodeProcess(options: NodeProcessOptions): Promise<Nod
       return stopping;
     },
   };
-}
-
-/** A node keeps its id across restarts, so a restarted single node takes its shards straight
- * back instead of waiting for their leases to lapse. */
-function persistentNodeId(dataDir: string): string {
-  const file = join(dataDir, 'node-id');
-  if (existsSync(file)) return readFileSync(file, 'utf8').trim();
-  const id = `node-${randomBytes(4).toString('hex')}`;
-  writeFileSync(file, `${id}\n`);
-  return id;
 }

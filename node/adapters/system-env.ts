@@ -53,16 +53,8 @@ export function jsonLogger(minLevel: LogLevel, fields: Record<string, unknown> =
   };
 }
 
-/** A node alone: no peers to send to and nobody subscribed to gossip. The cluster transport
- * (libp2p) replaces it when the node joins a cluster. */
-export const standaloneNetwork: Network = {
-  send(toNode) {
-    throw new Error(`standalone node has no peer ${toNode}`);
-  },
-  publish() {},
-};
-
-export function systemEnv(nodeId: string, store: Store, logger: Logger): Env {
+/** `network` is the cluster transport (libp2p-network.ts): every node runs on it, alone or not. */
+export function systemEnv(nodeId: string, store: Store, logger: Logger, network: Network): Env {
   return {
     nodeId,
     clock: systemClock,
@@ -70,6 +62,6 @@ export function systemEnv(nodeId: string, store: Store, logger: Logger): Env {
     random: osSeededRandom(),
     logger,
     store,
-    network: standaloneNetwork,
+    network,
   };
 }

@@ -27,7 +27,8 @@ export interface WsGatewayOptions {
   host: string;
   port: number;
   tokens: TokenTable;
-  gateway: ActorRef<GatewayMsg>;
+  /** Only `tell` is used, so the server may listen before the gateway actor exists. */
+  gateway: Pick<ActorRef<GatewayMsg>, 'tell'>;
   logger: Logger;
 }
 

@@ -17,3 +17,11 @@ export function oneOfOption<T extends string>(value: string | undefined, name: s
   if (!(allowed as readonly string[]).includes(value)) throw new UsageError(`${name} must be one of ${allowed.join(', ')}, got '${value}'`);
   return value as T;
 }
+
+/** A repeatable option whose values may also be comma-separated, or else the environment's
+ * comma-separated list, or else `fallback`. */
+export function listOption(values: string[] | undefined, envValue: string | undefined, fallback: string[]): string[] {
+  const given = values !== undefined && values.length > 0 ? values : [envValue ?? ''];
+  const items = given.flatMap((value) => value.split(',')).map((item) => item.trim()).filter((item) => item !== '');
+  return items.length > 0 ? items : fallback;
+}

@@ -14,12 +14,16 @@ import {
   submitCommand,
 } from './client-commands.ts';
 import { DEMO_HELP, demoCommand } from './demo.ts';
+import { CLUSTER_HELP, clusterCommand } from './cluster-command.ts';
+import { KEYGEN_HELP, keygenCommand } from './keygen.ts';
 import { START_HELP, startCommand } from './start.ts';
 
 const HELP = `kairos: a distributed job scheduler
 
   kairos start                 run a node (embedded PostgreSQL unless DATABASE_URL is set)
-  kairos demo                  a node with a demo producer and workers, live progress (npm start)
+  kairos demo                  a local 3-node cluster with a demo producer and workers (npm start)
+  kairos keygen FILE           write a new cluster key, for kairos start --cluster-key FILE
+  kairos cluster               the cluster's members and shard map, as a node sees them
   kairos submit QUEUE          submit a job (--payload, --priority, --delay-ms, --key, --count …)
   kairos get JOB_ID            show a job
   kairos list                  list your jobs, newest first (--state, --queue, --limit, --after)
@@ -31,6 +35,8 @@ Run 'kairos <command> --help' for a command's options.`;
 const commands: Record<string, { help: string; run: (argv: string[]) => Promise<void> }> = {
   start: { help: START_HELP, run: startCommand },
   demo: { help: DEMO_HELP, run: demoCommand },
+  keygen: { help: KEYGEN_HELP, run: keygenCommand },
+  cluster: { help: CLUSTER_HELP, run: clusterCommand },
   submit: { help: SUBMIT_HELP, run: submitCommand },
   get: { help: GET_HELP, run: getCommand },
   list: { help: LIST_HELP, run: listCommand },

@@ -1,20 +1,28 @@
 // `kairos start`: run a node in the foreground until SIGINT or SIGTERM, then stop gracefully.
 
 import { parseArgs } from 'node:util';
-import { startNodeProcess } from '../adapters/node-process.ts';
+import { loadClusterKey } from '../adapters/libp2p/cluster-key.ts';
+import { DEFAULT_LISTEN, startNodeProcess } from '../adapters/node-process.ts';
 import { loadTokens } from '../adapters/tokens.ts';
 import type { LogLevel } from '../core/env.ts';
 import { DEFAULT_GATEWAY_CONFIG } from '../core/gateway/gateway.ts';
 import type { RateLimit } from '../core/gateway/token-bucket.ts';
 import { DEFAULT_OWNER_CONFIG } from '../core/owner/shard-owner.ts';
-import { intOption, oneOfOption, UsageError } from './args.ts';
+import { intOption, listOption, oneOfOption, UsageError } from './args.ts';
 
 export const START_HELP = `kairos start [options]
-  --data-dir DIR     node id and embedded Postgres data (env KAIROS_DATA_DIR, default ./.kairos)
-  --host HOST        address to listen on (env KAIROS_HOST, default 127.0.0.1)
+  --data-dir DIR     node key (its id) and embedded Postgres data (env KAIROS_DATA_DIR, default ./.kairos)
+  --host HOST        address clients and workers connect to (env KAIROS_HOST, default 127.0.0.1)
   --port PORT        WebSocket port (env KAIROS_PORT, default 7070)
   --pg-port PORT     embedded Postgres port (env KAIROS_PG_PORT, default 54329)
-  --node-id ID       node id (default: generated once, kept in the data dir)
+  --listen MULTIADDR where other nodes connect; repeatable or comma-separated
+                     (env KAIROS_LISTEN, default ${DEFAULT_LISTEN.join(',')})
+  --join MULTIADDR   a node of the cluster to join, with its /p2p/<node id>; repeatable or
+                     comma-separated (env KAIROS_JOIN). A running node prints its own.
+  --cluster-key FILE the cluster's key from kairos keygen (env KAIROS_CLUSTER_KEY_FILE, or the
+                     key itself in KAIROS_CLUSTER_KEY); needed to join or to listen beyond loopback
+  --insecure-dev-cluster  join or listen without a cluster key: anyone who reaches the node
+                     can join the cluster (env KAIROS_INSECURE_DEV_CLUSTER=1; development only)
   --shards N         shard count, fixed when the cluster is created (env KAIROS_SHARDS, default 256)
   --lease-ms N       worker lease time-to-live; heartbeats extend it (env KAIROS_LEASE_MS, default 30000)
   --rate-limit R[:B] per-tenant submissions per second, burst B (env KAIROS_RATE_LIMIT; default none)
@@ -32,7 +40,10 @@ export async function startCommand(argv: string[]): Promise<void> {
       host: { type: 'string' },
       port: { type: 'string' },
       'pg-port': { type: 'string' },
-      'node-id': { type: 'string' },
+      listen: { type: 'string', multiple: true },
+      join: { type: 'string', multiple: true },
+      'cluster-key': { type: 'string' },
+      'insecure-dev-cluster': { type: 'boolean' },
       shards: { type: 'string' },
       'lease-ms': { type: 'string' },
       'rate-limit': { type: 'string' },
@@ -44,12 +55,16 @@ export async function startCommand(argv: string[]): Promise<void> {
   const env = process.env;
   const shardCount = intOption(values.shards ?? env.KAIROS_SHARDS, '--shards', 256, 1, 4096);
   const leaseMs = intOption(values['lease-ms'] ?? env.KAIROS_LEASE_MS, '--lease-ms', DEFAULT_OWNER_CONFIG.leaseMs, 100, 86_400_000);
+  const progress = (step: string) => process.stderr.write(`kairos: ${step}…\n`);
   const node = await startNodeProcess({
     dataDir: values['data-dir'] ?? env.KAIROS_DATA_DIR ?? '.kairos',
     host: values.host ?? env.KAIROS_HOST ?? '127.0.0.1',
     port: intOption(values.port ?? env.KAIROS_PORT, '--port', 7070, 0, 65535),
     pgPort: intOption(values['pg-port'] ?? env.KAIROS_PG_PORT, '--pg-port', 54329, 1, 65535),
-    ...(values['node-id'] !== undefined && { nodeId: values['node-id'] }),
+    listen: listOption(values.listen, env.KAIROS_LISTEN, DEFAULT_LISTEN),
+    join: listOption(values.join, env.KAIROS_JOIN, []),
+    clusterKey: await loadClusterKey({ file: values['cluster-key'], env }),
+    insecureDevCluster: values['insecure-dev-cluster'] ?? env.KAIROS_INSECURE_DEV_CLUSTER === '1',
     tokens: loadTokens(env, values.tokens),
     logLevel: oneOfOption<LogLevel>(values['log-level'] ?? env.KAIROS_LOG_LEVEL, '--log-level', ['debug', 'info', 'warn', 'error'], 'info'),
     config: {
@@ -60,10 +75,12 @@ export async function startCommand(argv: string[]): Promise<void> {
         rateLimit: rateLimitOption(values['rate-limit'] ?? env.KAIROS_RATE_LIMIT),
       },
     },
-    onProgress: (step) => process.stderr.write(`kairos: ${step}…\n`),
+    onProgress: progress,
   });
+  progress(`node ${node.nodeId} waiting for its shards`);
   await node.ready();
   process.stdout.write(`kairos: node ${node.nodeId} ready at ${node.url} (${shardCount} shards, ${node.database.embedded ? 'embedded PostgreSQL' : 'DATABASE_URL'})\n`);
+  process.stdout.write(`kairos: peers can join with --join ${node.peerAddresses[0]}\n`);
   await new Promise<void>((resolve) => {
     const stop = () => {
       process.stderr.write('kairos: stopping…\n');

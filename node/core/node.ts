@@ -40,6 +40,8 @@ export interface ClusterConfig {
   clientUrl: string;
   /** Where other nodes reach this one (libp2p multiaddrs), told to peers. */
   addrs: string[];
+  /** Started with seeds to join: wait to hear the cluster before placing shards. */
+  joining: boolean;
 }
 
 export const DEFAULT_NODE_CONFIG: NodeConfig = {
@@ -109,6 +111,7 @@ export function createNode(env: Env, config: NodeConfig): KairosNode {
             incarnation: cluster.incarnation,
             clientUrl: cluster.clientUrl,
             addrs: cluster.addrs,
+            joining: cluster.joining,
             load: () => ({
               shards: routes.served,
               backlog: dispatcherActor.localBacklog(BACKLOG_QUEUES_MAX).map(([lane, ready, topPriority]) => {

@@ -1,12 +1,13 @@
-// `npm run bench`: a node process (on DATABASE_URL, else the embedded PostgreSQL, durable
-// settings), worker processes and this process as the producer, all through the SDK. Prints one
-// JSON line:
+// `npm run bench`: node processes (one by default; `--nodes 3` for a cluster) on DATABASE_URL,
+// else the embedded PostgreSQL (durable settings), worker processes spread over the nodes, and
+// this process as the producer (one client per node), all through the SDK. Prints one JSON
+// line:
 // - submitPerSec: jobs acknowledged (committed) per second while submitting 50,000 no-op jobs;
 // - e2ePerSec: those jobs from the first submit call to the last completion committed;
 // - startLatencyP50Ms / P99Ms: submit call to handler start, for 1,000 jobs paced at 200/s;
-// - nodePeakRssMb: the node process's peak resident memory.
+// - nodePeakRssMb: the largest node process's peak resident memory.
 //
-//   npm run bench [-- --jobs N --workers N --concurrency N]
+//   npm run bench [-- --nodes N --jobs N --workers N --concurrency N]
 //   KAIROS_BENCH_PROFILE=DIR npm run bench   (also writes the node's CPU profile to DIR)
 
 import { spawn, type ChildProcess } from 'node:child_process';
@@ -15,7 +16,9 @@ import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
 import { parseArgs } from 'node:util';
 import pg from 'pg';
-import { connect } from '../../protocol/sdk/index.ts';
+import { connect, type KairosClient } from '../../protocol/sdk/index.ts';
+import { startChildNode, type ChildNode } from '../../node/cli/child-node.ts';
+import { writeClusterKeyFile } from '../../node/adapters/libp2p/cluster-key.ts';
 import { chooseDatabase } from '../../node/store/database-url.ts';
 import { freePort } from '../../node/store/embedded.ts';
 import { databaseUrl } from '../support/db-url.ts';
@@ -25,6 +28,7 @@ const TOKEN = 'bench-token-0001';
 
 const { values } = parseArgs({
   options: {
+    nodes: { type: 'string', default: '1' },
     jobs: { type: 'string', default: '50000' },
     workers: { type: 'string', default: '2' },
     concurrency: { type: 'string', default: '128' },
@@ -32,6 +36,7 @@ const { values } = parseArgs({
   },
 });
 const jobs = Number(values.jobs);
+const nodeCount = Number(values.nodes);
 const latencyJobs = Number(values['latency-jobs']);
 const log = (line: string) => process.stderr.write(`bench: ${line}\n`);
 
@@ -43,32 +48,39 @@ const dbName = `kairos_bench_${Date.now().toString(36)}`;
 await adminQuery(database.connectionString, `CREATE DATABASE ${dbName}`);
 const url = databaseUrl(database.connectionString, dbName);
 const children: ChildProcess[] = [];
+const nodes: ChildNode[] = [];
 
 try {
-  log(`node on ${database.embedded ? 'the embedded PostgreSQL' : 'DATABASE_URL'}`);
-  const node = await startChild(
-    [...(process.env.KAIROS_BENCH_PROFILE ? ['--cpu-prof', `--cpu-prof-dir=${process.env.KAIROS_BENCH_PROFILE}`] : []), join(ROOT, 'bin/kairos.mjs'), 'start', '--port', '0', '--data-dir', join(tempDir, 'node'), '--log-level', 'warn'],
-    { DATABASE_URL: url, KAIROS_TOKENS: `${TOKEN}=bench` },
-    /ready at (ws:\/\/\S+)/,
-  );
-  const nodeUrl = node.match[1]!;
+  log(`${nodeCount} node(s) on ${database.embedded ? 'the embedded PostgreSQL' : 'DATABASE_URL'}`);
+  const keyFile = join(tempDir, 'cluster.key');
+  await writeClusterKeyFile(keyFile);
+  const startNode = (i: number, seeds: string[]) =>
+    startChildNode({
+      args: ['--port', '0', '--data-dir', join(tempDir, `node-${i}`), '--log-level', 'warn', '--cluster-key', keyFile, ...seeds.flatMap((a) => ['--join', a])],
+      env: { DATABASE_URL: url, KAIROS_TOKENS: `${TOKEN}=bench` },
+      nodeOptions: process.env.KAIROS_BENCH_PROFILE ? ['--cpu-prof', `--cpu-prof-dir=${process.env.KAIROS_BENCH_PROFILE}`] : [],
+    });
+  nodes.push(await startNode(0, []));
+  nodes.push(...(await Promise.all(Array.from({ length: nodeCount - 1 }, (_, i) => startNode(i + 1, [nodes[0]!.peerAddress])))));
+  if (nodeCount > 1) await balanced(url, nodes);
   const workers = await Promise.all(
-    Array.from({ length: Number(values.workers) }, () =>
+    Array.from({ length: Number(values.workers) }, (_, i) =>
       startChild(
-        ['--import', 'tsx', join(ROOT, 'test/bench/bench-worker.ts'), '--url', nodeUrl, '--token', TOKEN, '--queue', 'bench', '--concurrency', values.concurrency!],
+        ['--import', 'tsx', join(ROOT, 'test/bench/bench-worker.ts'), '--url', nodes[i % nodeCount]!.url, '--token', TOKEN, '--queue', 'bench', '--concurrency', values.concurrency!],
         {},
         /"ready":true/,
       ),
     ),
   );
-  const client = await connect({ url: nodeUrl, token: TOKEN, client: 'bench-producer', onWarning: () => {}, requestTimeoutMs: 120_000 });
+  const clients = await Promise.all(
+    nodes.map((node) => connect({ url: node.url, token: TOKEN, client: 'bench-producer', onWarning: () => {}, requestTimeoutMs: 120_000 })),
+  );
+  const client = clients[0]!;
 
   // Throughput: submit everything as fast as the node acknowledges it.
-  log(`throughput: ${jobs} no-op jobs, ${workers.length} worker processes × ${values.concurrency} slots`);
-  const payload = new Uint8Array([0x6e]);
-  const specs = Array.from({ length: jobs }, () => ({ queue: 'bench', payload }));
+  log(`throughput: ${jobs} no-op jobs through ${nodeCount} node(s), ${workers.length} worker processes × ${values.concurrency} slots`);
   const firstSubmitMs = Date.now();
-  const results = await client.submitMany(specs);
+  const results = (await Promise.all(clients.map((c, i) => submitShare(c, i)))).flat();
   const lastAckMs = Date.now();
   const refused = results.filter((r) => r instanceof Error).length;
   if (refused > 0) throw new Error(`${refused} submissions refused`);
@@ -100,13 +112,13 @@ try {
     await new Promise((r) => setTimeout(r, 50));
   }
   const latencies = (await Promise.all(workers.map((w) => w.report()))).flatMap((r) => (r as { latenciesMs: number[] }).latenciesMs).sort((a, b) => a - b);
-  const peakRssMb = peakRss(node.child.pid!);
+  const peakRssMb = Math.max(...nodes.map((node) => peakRss(node.child.pid!)));
   await db.end();
-  await client.close();
+  await Promise.all(clients.map((c) => c.close()));
 
   process.stdout.write(
     `${JSON.stringify({
-      nodes: 1,
+      nodes: nodeCount,
       jobs,
       submitPerSec: Math.round(jobs / ((lastAckMs - firstSubmitMs) / 1000)),
       e2ePerSec: Math.round(jobs / ((lastCompletionMs - firstSubmitMs) / 1000)),
@@ -120,9 +132,33 @@ try {
   );
 } finally {
   for (const child of children) child.kill('SIGTERM');
+  await Promise.all(nodes.map((node) => node.stop()));
   await new Promise((r) => setTimeout(r, process.env.KAIROS_BENCH_PROFILE ? 3_000 : 500));
   await adminQuery(database.connectionString, `DROP DATABASE IF EXISTS ${dbName} WITH (FORCE)`).catch(() => {});
   await database.stop();
+}
+
+/** Client `i`'s share of the jobs. */
+function submitShare(client: KairosClient, i: number) {
+  const share = Math.floor(jobs / nodeCount) + (i < jobs % nodeCount ? 1 : 0);
+  const payload = new Uint8Array([0x6e]);
+  return client.submitMany(Array.from({ length: share }, () => ({ queue: 'bench', payload })));
+}
+
+/** Waits until every node serves shards: the ring has settled. */
+async function balanced(connectionString: string, all: ChildNode[]): Promise<void> {
+  const db = new pg.Client({ connectionString });
+  await db.connect();
+  try {
+    for (;;) {
+      const { rows } = await db.query<{ owner: string | null }>('SELECT DISTINCT owner FROM shards');
+      const owners = new Set(rows.map((r) => r.owner));
+      if (!owners.has(null) && all.every((n) => owners.has(n.nodeId))) return;
+      await new Promise((r) => setTimeout(r, 100));
+    }
+  } finally {
+    await db.end();
+  }
 }
 
 interface Child {

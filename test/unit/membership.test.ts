@@ -10,9 +10,9 @@ import { EventQueue } from '../../sim/event-queue.ts';
 import { MemoryBacking, MemoryStore } from '../../sim/memory-store.ts';
 import { runUntil, simEnv } from '../../sim/sim-env.ts';
 
-const CONFIG: MembershipConfig = { heartbeatEveryMs: 100, suspectAfterMs: 400, deadAfterMs: 1_000, stableForMs: 500 };
+const CONFIG: MembershipConfig = { heartbeatEveryMs: 100, suspectAfterMs: 400, deadAfterMs: 1_000, stableForMs: 500, joinTimeoutMs: 2_000 };
 
-function setup() {
+function setup(joining = false) {
   const queue = new EventQueue(0);
   const published: MemberHeartbeat[] = [];
   const rings: string[][] = [];
@@ -24,7 +24,7 @@ function setup() {
     network: { send() {}, publish: (_topic, message) => void published.push(message as MemberHeartbeat) },
   });
   const system = new ActorSystem(env);
-  const actor = new Membership({ config: CONFIG, incarnation: 1, clientUrl: 'ws://a', addrs: ['/ip4/127.0.0.1/tcp/1'], load: () => ({ shards: 0, backlog: [] }), ringChanged: (m) => rings.push(m) });
+  const actor = new Membership({ config: CONFIG, incarnation: 1, clientUrl: 'ws://a', addrs: ['/ip4/127.0.0.1/tcp/1'], joining, load: () => ({ shards: 0, backlog: [] }), ringChanged: (m) => rings.push(m) });
   const ref = system.spawn('membership', actor);
   const heartbeat = (node: string, incarnation = 1, state: 'alive' | 'leaving' = 'alive'): void =>
     ref.tell({ kind: 'heartbeat', heartbeat: { t: 'member_heartbeat', node, incarnation, state, addrs: [], clientUrl: `ws://${node}`, load: { shards: 0, backlog: [] } } });
@@ -49,6 +49,18 @@ describe('membership', () => {
     expect(m.rings).toEqual([]);
     await m.run(400);
     expect(m.rings).toEqual([['a']]);
+  });
+
+  it('when joining, places nothing until it hears a peer, or until the join timeout', async () => {
+    const joined = setup(true);
+    await joined.run(400);
+    await joined.run(700, ['b']);
+    expect(joined.rings).toEqual([['a', 'b']]);
+    const alone = setup(true);
+    await alone.run(1_900);
+    expect(alone.rings).toEqual([]);
+    await alone.run(300);
+    expect(alone.rings).toEqual([['a']]);
   });
 
   it('lets a peer into the ring only after it has been heard steadily, keeps it while suspect, drops it when dead', async () => {

@@ -86,7 +86,7 @@ export function requireClusterKey(options: {
   if (!reachable) return;
   throw new ClusterKeyError(
     'a multi-node cluster needs a cluster key: run `kairos keygen <file>`, give every node the file ' +
-      `(${CLUSTER_KEY_FILE_ENV}=<file>), or say this cluster is for development only`,
+      `(--cluster-key <file> or ${CLUSTER_KEY_FILE_ENV}=<file>), or start with --insecure-dev-cluster for development only`,
   );
 }
 

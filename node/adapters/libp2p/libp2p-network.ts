@@ -90,10 +90,10 @@ const silentLogger: Logger = { log() {} };
 export async function startLibp2pNetwork(options: Libp2pNetworkOptions): Promise<Libp2pNetwork> {
   const logger = options.logger ?? silentLogger;
   const seeds = (options.seeds ?? []).map(seedAddress);
-  const node = await createLibp2pNode({
-    listen: options.listen ?? ['/ip4/127.0.0.1/tcp/0'],
-    clusterKey: options.clusterKey,
-    privateKey: options.privateKey,
+  const listen = options.listen ?? ['/ip4/127.0.0.1/tcp/0'];
+  for (const text of listen) parseAddress(text, 'listen address');
+  const node = await createLibp2pNode({ listen, clusterKey: options.clusterKey, privateKey: options.privateKey }).catch((error: unknown) => {
+    throw listenFailure(error);
   });
   const self = node.peerId.toString();
   const links = new Map<string, PeerLink>();
@@ -223,8 +223,25 @@ export async function startLibp2pNetwork(options: Libp2pNetworkOptions): Promise
   };
 }
 
+function parseAddress(text: string, what: string): Multiaddr {
+  try {
+    return multiaddr(text);
+  } catch (error) {
+    throw new TransportConfigError(`${what} ${text} is not a multiaddr: ${error instanceof Error ? error.message : String(error)}`);
+  }
+}
+
+/** libp2p's error names each address it could not listen on in lines after a first one that
+ * suggests a setting Kairos does not expose; the operator needs those lines, in one. */
+function listenFailure(error: unknown): unknown {
+  if (!(error instanceof Error) || error.name !== 'UnsupportedListenAddressesError') return error;
+  const reasons = error.message.split('\n').map((line) => line.trim()).filter((line) => line.startsWith('/'));
+  if (reasons.length === 0) return error;
+  return new TransportConfigError(`cannot listen on ${reasons.map((reason) => reason.replace(': Error: ', ': ')).join('; ')}`);
+}
+
 function seedAddress(text: string): { addr: Multiaddr; peer: string } {
-  const addr = multiaddr(text);
+  const addr = parseAddress(text, 'seed');
   const peer = addr.getPeerId();
   if (peer === null) throw new TransportConfigError(`seed ${text} has no /p2p/<peer id>: the id is how a node knows it reached its seed`);
   return { addr, peer };

@@ -235,16 +235,21 @@ export class Gateway implements Actor<GatewayMsg> {
           (o) => (o.ok ? { t: 'subscribed', rid: msg.rid, job: toJobView(o.job) } : errorReply(msg.rid, o.error)));
       }
       case 'unsubscribe': {
+        // Answered at once, in order with everything else on the connection ("ok, also when
+        // there was no subscription"); the owner, here or elsewhere, is told on the side.
         state.subscriptions.delete(msg.jobId);
+        state.conn.send({ t: 'ok', rid: msg.rid });
         const shard = shardOfJobId(msg.jobId, this.deps.routes.shardCount);
-        if (shard === null) return state.conn.send({ t: 'ok', rid: msg.rid });
+        if (shard === null) return;
         const subscriberId = state.conn.id;
-        return this.toOwner<null>(state, msg, msg.jobId, ctx,
-          (reply) => {
-            reply(null);
-            return { kind: 'unsubscribe', jobId: msg.jobId, subscriberId };
-          },
-          () => ({ t: 'ok', rid: msg.rid }));
+        return this.attempt(
+          this.call(state, shard, msg, ctx, {
+            repeatable: true,
+            toOwner: (owner) => owner.tell({ kind: 'unsubscribe', jobId: msg.jobId, subscriberId }),
+            finish: () => {},
+          }),
+          ctx,
+        );
       }
       case 'credit':
         this.ensureWorker(state, ctx);

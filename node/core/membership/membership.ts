@@ -24,6 +24,9 @@ export interface MembershipConfig {
   deadAfterMs: number;
   /** Continuous presence a peer needs before it joins the ring. */
   stableForMs: number;
+  /** How long a node that joins a cluster waits to hear a peer before it places shards on
+   * itself alone (its seeds may all be down). */
+  joinTimeoutMs: number;
 }
 
 export const DEFAULT_MEMBERSHIP_CONFIG: MembershipConfig = {
@@ -31,6 +34,7 @@ export const DEFAULT_MEMBERSHIP_CONFIG: MembershipConfig = {
   suspectAfterMs: 2_000,
   deadAfterMs: 5_000,
   stableForMs: 3_000,
+  joinTimeoutMs: 30_000,
 };
 
 export type PeerStatus = 'alive' | 'suspect' | 'dead' | 'leaving';
@@ -66,6 +70,9 @@ export interface MembershipDeps {
   incarnation: number;
   clientUrl: string;
   addrs: string[];
+  /** The node was given seeds to join: its first ring waits until it hears a peer (or
+   * `joinTimeoutMs` passes), so that it does not first claim every shard. */
+  joining: boolean;
   /** This node's load for its heartbeat: read synchronously from the routing table and the
    * dispatcher, which share this node's thread. */
   load: () => MemberHeartbeat['load'];
@@ -169,6 +176,8 @@ export class Membership implements Actor<MembershipMsg> {
       else if (!peer.inRing && status === 'alive' && now - peer.presentSinceMs >= this.deps.config.stableForMs) peer.inRing = true;
     }
     const members = [...this.peers].filter(([, p]) => p.inRing).map(([node]) => node);
+    const waitingForPeers = this.ring.length === 0 && this.deps.joining && now - this.startedAtMs < this.deps.config.joinTimeoutMs;
+    if (waitingForPeers && members.length === 0) return;
     if (!this.leaving) members.push(ctx.env.nodeId);
     members.sort();
     if (members.length === this.ring.length && members.every((m, i) => m === this.ring[i])) return;
