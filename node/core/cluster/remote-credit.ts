@@ -5,8 +5,9 @@ import type { Network } from '../env.ts';
 import { homeOfWorker, type RemoteCredit } from '../dispatch/dispatcher.ts';
 import { splitLane } from '../job/lane.ts';
 
-export function remoteCredit(network: Network): RemoteCredit {
+export function remoteCredit(network: Network, backlogAppeared: () => void): RemoteCredit {
   return {
+    backlogAppeared,
     offer(node, workerId, lane, slots) {
       const [tenant, queue] = splitLane(lane);
       network.send(node, { t: 'credit_offer', worker: workerId, tenant, queue, slots });

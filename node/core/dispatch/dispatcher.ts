@@ -8,7 +8,9 @@
 // describes it. A grant to another node travels as an offer (RemoteCredit); that node grants it
 // to its own owners at once and gives back what they cannot use, so slots never wait on a node
 // without work. A given-back offer also zeroes our estimate of that node's lane until its next
-// heartbeat, so a stale estimate costs one round trip, not a loop. Every offered slot comes
+// heartbeat, so a stale estimate costs one round trip, not a loop. A node whose lane goes from
+// empty to busy sends its heartbeat early (RemoteCredit.backlogAppeared), so work there waits
+// for workers elsewhere for a gossip hop, not a heartbeat period. Every offered slot comes
 // back as a lease or a return; those that do not (a message lost, the node crashed or left the
 // ring) are credited to the worker again after a while. Should one still turn into a lease, the
 // worker gets one lease more than its slots and hands it back (the SDK does).
@@ -35,6 +37,9 @@ export interface RemoteCredit {
   offer(node: string, workerId: string, lane: string, slots: number): void;
   /** Gives back slots of a worker attached to another node that no owner here could use. */
   giveBack(workerId: string, lane: string, slots: number): void;
+  /** A lane went from no ready jobs here to some: other nodes' workers should hear of it now,
+   * not at the next heartbeat. */
+  backlogAppeared(): void;
 }
 
 /** A worker's id names the node it is attached to, so any node can send its credit home. */
@@ -127,7 +132,13 @@ export class Dispatcher implements Actor<DispatcherMsg> {
         return;
       case 'backlog': {
         this.owners.set(msg.shard, msg.owner);
-        for (const [lane, ready, topPriority] of msg.counts) this.setReady(lane, `s${msg.shard}`, ready, topPriority);
+        let appeared = false;
+        for (const [lane, ready, topPriority] of msg.counts) {
+          if (ready > 0 && !this.hasLocalReady(lane)) appeared = true;
+          this.setReady(lane, `s${msg.shard}`, ready, topPriority);
+        }
+        // Still ready after local workers had their turn: worth telling the cluster.
+        if (appeared && msg.counts.some(([lane]) => this.hasLocalReady(lane))) this.remote?.backlogAppeared();
         return;
       }
       case 'owner_gone':
@@ -206,6 +217,13 @@ export class Dispatcher implements Actor<DispatcherMsg> {
       this.offered.delete(key);
       this.credit(o.workerId, o.lane, o.slots);
     }
+  }
+
+  private hasLocalReady(lane: string): boolean {
+    const state = this.queues.get(lane);
+    if (state === undefined) return false;
+    for (const key of state.ready.keys()) if (key.startsWith('s')) return true;
+    return false;
   }
 
   private credit(workerId: string, lane: string, slots: number): void {

@@ -37,6 +37,9 @@ export const DEFAULT_MEMBERSHIP_CONFIG: MembershipConfig = {
   joinTimeoutMs: 30_000,
 };
 
+/** The shortest gap between heartbeats sent early (`load_changed`). */
+const EARLY_HEARTBEAT_GAP_MS = 50;
+
 export type PeerStatus = 'alive' | 'suspect' | 'dead' | 'leaving';
 
 export interface PeerView {
@@ -52,7 +55,10 @@ export type MembershipMsg =
   | { kind: 'tick' }
   | { kind: 'heartbeat'; heartbeat: MemberHeartbeat }
   /** Graceful leave: announce it and leave the ring at once. */
-  | { kind: 'leave' };
+  | { kind: 'leave' }
+  /** This node's load changed in a way peers should hear of before the next heartbeat. */
+  | { kind: 'load_changed' }
+  | { kind: 'early' };
 
 interface Peer {
   incarnation: number;
@@ -83,6 +89,7 @@ export class Membership implements Actor<MembershipMsg> {
   private readonly peers = new Map<string, Peer>();
   private leaving = false;
   private ring: string[] = [];
+  private lastPublishMs = -Infinity;
   /** Monotonic start: the ring is first published `stableForMs` later, once the node has heard
    * its peers, so that a node joining a running cluster does not first claim every shard. */
   private startedAtMs: number | null = null;
@@ -102,6 +109,16 @@ export class Membership implements Actor<MembershipMsg> {
         this.leaving = true;
         this.publish(ctx);
         return this.publishRing(ctx);
+      case 'load_changed': {
+        // At most one early heartbeat per EARLY_HEARTBEAT_GAP_MS: a busy node's backlog changes
+        // all the time, and gossip is for a few thousand messages a second, cluster-wide.
+        const waitMs = this.lastPublishMs + EARLY_HEARTBEAT_GAP_MS - ctx.env.clock.monotonicMs();
+        if (waitMs <= 0) return this.publish(ctx);
+        if (!ctx.hasTimer('early')) ctx.startTimer('early', waitMs, { kind: 'early' });
+        return;
+      }
+      case 'early':
+        return this.publish(ctx);
     }
   }
 
@@ -127,6 +144,7 @@ export class Membership implements Actor<MembershipMsg> {
   }
 
   private publish(ctx: ActorContext<MembershipMsg>): void {
+    this.lastPublishMs = ctx.env.clock.monotonicMs();
     const heartbeat: MemberHeartbeat = {
       t: 'member_heartbeat',
       node: ctx.env.nodeId,
