@@ -1,0 +1,90 @@
+// The dispatcher's cluster side on virtual time: a worker's slots offered to a node with ready
+// work, given back, recovered when lost; another node's offer granted to owners here and the
+// rest given back.
+
+import { describe, expect, it } from 'vitest';
+import type { ActorRef } from '../../node/core/actor/runtime.ts';
+import { ActorSystem } from '../../node/core/actor/runtime.ts';
+import type { DispatcherMsg } from '../../node/core/dispatch/dispatcher-messages.ts';
+import { Dispatcher, type RemoteCredit } from '../../node/core/dispatch/dispatcher.ts';
+import { laneOf } from '../../node/core/job/lane.ts';
+import type { OwnerMsg, WorkerLink } from '../../node/core/owner/owner-messages.ts';
+import { SeededRandom } from '../../node/core/random.ts';
+import { EventQueue } from '../../sim/event-queue.ts';
+import { MemoryBacking, MemoryStore } from '../../sim/memory-store.ts';
+import { runUntil, simEnv } from '../../sim/sim-env.ts';
+
+const LANE = laneOf('acme', 'emails');
+
+function setup() {
+  const queue = new EventQueue(0);
+  const env = simEnv({ nodeId: 'a', queue, random: new SeededRandom(1), store: new MemoryStore(new MemoryBacking(1, () => queue.nowMs)) });
+  const system = new ActorSystem(env);
+  const offers: Array<[node: string, worker: string, slots: number]> = [];
+  const givenBack: Array<[worker: string, slots: number]> = [];
+  const remote: RemoteCredit = {
+    offer: (node, worker, _lane, slots) => void offers.push([node, worker, slots]),
+    giveBack: (worker, _lane, slots) => void givenBack.push([worker, slots]),
+    backlogAppeared: () => {},
+  };
+  const dispatcher = system.spawn<DispatcherMsg>('dispatcher', new Dispatcher(remote));
+  const grants: Array<[worker: string, slots: number]> = [];
+  const owner = system.spawn<OwnerMsg>('owner-0', {
+    receive: (msg) => void (msg.kind === 'grant' && grants.push([msg.worker.id, msg.slots])),
+  }) as ActorRef<OwnerMsg>;
+  const worker = (id: string): WorkerLink => ({ id, lease() {}, revoke() {} });
+  const run = (ms: number) => runUntil(queue, () => false, queue.nowMs + ms);
+  return { dispatcher, owner, offers, givenBack, grants, worker, run };
+}
+
+describe('dispatcher across nodes', () => {
+  it('offers a worker to a node with ready work, and credits it again when the node gives slots back', async () => {
+    const t = setup();
+    t.dispatcher.tell({ kind: 'ring', members: ['a', 'b'] });
+    t.dispatcher.tell({ kind: 'worker_joined', worker: t.worker('a/c1') });
+    t.dispatcher.tell({ kind: 'remote_backlog', node: 'b', counts: [[LANE, 5, 0]] });
+    t.dispatcher.tell({ kind: 'credit', workerId: 'a/c1', lane: LANE, slots: 8 });
+    await t.run(10);
+    expect(t.offers).toEqual([['b', 'a/c1', 5]]);
+    // b had only 2: 3 come back, and b counts as empty until its next heartbeat.
+    t.dispatcher.tell({ kind: 'remote_credit_returned', node: 'b', workerId: 'a/c1', lane: LANE, slots: 3 });
+    t.dispatcher.tell({ kind: 'remote_leased', node: 'b', workerId: 'a/c1', lane: LANE });
+    t.dispatcher.tell({ kind: 'remote_leased', node: 'b', workerId: 'a/c1', lane: LANE });
+    await t.run(10);
+    expect(t.offers).toHaveLength(1);
+    // Work here goes to the worker's remaining 3 + 3 slots.
+    t.dispatcher.tell({ kind: 'backlog', shard: 0, owner: t.owner, counts: [[LANE, 10, 0]] });
+    await t.run(10);
+    expect(t.grants).toEqual([['a/c1', 6]]);
+  });
+
+  it('credits the worker again with offers that never come back, and with those to a node that left the ring', async () => {
+    const t = setup();
+    t.dispatcher.tell({ kind: 'ring', members: ['a', 'b', 'c'] });
+    t.dispatcher.tell({ kind: 'worker_joined', worker: t.worker('a/c1') });
+    t.dispatcher.tell({ kind: 'remote_backlog', node: 'b', counts: [[LANE, 4, 0]] });
+    t.dispatcher.tell({ kind: 'remote_backlog', node: 'c', counts: [[LANE, 4, 0]] });
+    t.dispatcher.tell({ kind: 'credit', workerId: 'a/c1', lane: LANE, slots: 8 });
+    await t.run(10);
+    expect(t.offers.map(([node, , slots]) => [node, slots])).toEqual([['b', 4], ['c', 4]]);
+    t.dispatcher.tell({ kind: 'ring', members: ['a', 'b'] }); // c is gone: its 4 come back now
+    t.dispatcher.tell({ kind: 'backlog', shard: 0, owner: t.owner, counts: [[LANE, 100, 0]] });
+    await t.run(10);
+    expect(t.grants).toEqual([['a/c1', 4]]);
+    await t.run(6_000); // b never answers: its 4 come back once taken as lost
+    expect(t.grants).toEqual([['a/c1', 4], ['a/c1', 4]]);
+  });
+
+  it('grants another node\'s worker to owners here and gives back what they cannot use', async () => {
+    const t = setup();
+    t.dispatcher.tell({ kind: 'backlog', shard: 0, owner: t.owner, counts: [[LANE, 3, 0]] });
+    t.dispatcher.tell({ kind: 'remote_credit', worker: t.worker('b/c9'), lane: LANE, slots: 10 });
+    await t.run(10);
+    expect(t.grants).toEqual([['b/c9', 3]]);
+    expect(t.givenBack).toEqual([['b/c9', 7]]);
+    // An owner that cannot fill a grant for a worker of another node sends it home too.
+    t.dispatcher.tell({ kind: 'credit_returned', workerId: 'b/c9', lane: LANE, slots: 2 });
+    await t.run(10);
+    expect(t.givenBack).toEqual([['b/c9', 7], ['b/c9', 2]]);
+  });
+});
