@@ -30,9 +30,11 @@ export function simRuntime(queue: EventQueue, random: SeededRandom): SdkRuntime 
   };
 }
 
-/** A Dial over simulated links: `url` is ignored, the dialer picks the node. */
-function simDial(dialer: Dialer, queue: EventQueue, checkers: Checkers): Dial {
-  return (_url, _token, listener) => {
+/** A Dial over simulated links: `dialerFor` maps a node's client URL (`sim://n1`) to a link
+ * to it, so the SDK fails over to the nodes it learns of as it would over WebSocket. */
+function simDial(dialerFor: (url: string) => Dialer, queue: EventQueue, checkers: Checkers): Dial {
+  return (url, _token, listener) => {
+    const dialer = dialerFor(url);
     const verdicts = new Map<number, { jobId: string; attempt: number; kind: 'complete' | 'fail' }>();
     const link = dialer({
       onMessage: (message) => {
@@ -68,8 +70,16 @@ function simDial(dialer: Dialer, queue: EventQueue, checkers: Checkers): Dial {
   };
 }
 
-/** Starts an SDK worker for both simulated queues; its handlers follow the payload's behaviour. */
-export function startSdkWorker(dialer: Dialer, queue: EventQueue, random: SeededRandom, checkers: Checkers, slots: number): void {
+/** Starts an SDK worker for both simulated queues, first connected to `url`; its handlers
+ * follow the payload's behaviour. */
+export function startSdkWorker(
+  url: string,
+  dialerFor: (url: string) => Dialer,
+  queue: EventQueue,
+  random: SeededRandom,
+  checkers: Checkers,
+  slots: number,
+): void {
   const runtime = simRuntime(queue, random);
   const sleep = (ms: number, signal: AbortSignal) =>
     new Promise<void>((resolve) => {
@@ -91,10 +101,10 @@ export function startSdkWorker(dialer: Dialer, queue: EventQueue, random: Seeded
     return undefined;
   };
   void connect({
-    url: 'sim://',
+    url,
     token: 'workers',
     client: 'sim-sdk-worker',
-    transport: simDial(dialer, queue, checkers),
+    transport: simDial(dialerFor, queue, checkers),
     runtime,
     reconnect: { initialDelayMs: 100, maxDelayMs: 2_000 },
     onWarning: () => {},
@@ -103,6 +113,6 @@ export function startSdkWorker(dialer: Dialer, queue: EventQueue, random: Seeded
       for (const name of ['q0', 'q1']) client.worker(name, handler, { concurrency: slots, onError: () => {} });
     },
     // The first dial found no node: the worker process starts again a little later.
-    () => void queue.schedule(500, () => startSdkWorker(dialer, queue, random, checkers, slots)),
+    () => void queue.schedule(500, () => startSdkWorker(url, dialerFor, queue, random, checkers, slots)),
   );
 }

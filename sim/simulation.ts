@@ -166,7 +166,9 @@ export async function runSimulation(options: SimOptions): Promise<SimResult> {
   hosts.forEach((host, i) => {
     const [modelled, sdk] = i % 2 === 0 ? ['t1', 't2'] : ['t2', 't1'];
     new SimWorker(`w${i}`, 4, queue, workloadRandom.derive(`w${i}`), dialerTo(() => host, modelled), checkers).start();
-    startSdkWorker(dialerTo(() => host, sdk), queue, workloadRandom.derive(`sdk${i}`), checkers, 4);
+    // It starts on this host and fails over to the hosts it learns of (their `sim://` URLs).
+    const byUrl = (url: string) => dialerTo(() => hosts.find((h) => `sim://${h.id}` === url), sdk);
+    startSdkWorker(`sim://${host.id}`, byUrl, queue, workloadRandom.derive(`sdk${i}`), checkers, 4);
   });
 
   // The fault schedule.
