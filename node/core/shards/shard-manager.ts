@@ -31,6 +31,8 @@ export const DEFAULT_SHARD_MANAGER_CONFIG: ShardManagerConfig = {
   acquireRetryMs: 1_000,
 };
 
+const MISSING_WARN_EVERY_MS = 60_000;
+
 export type ShardManagerMsg =
   | { kind: 'start'; desired: number[] }
   | { kind: 'desired'; shards: number[] }
@@ -70,6 +72,9 @@ export class ShardManager implements Actor<ShardManagerMsg> {
    * released meanwhile may have been missed by it. */
   private acquireAgain = false;
   private acquireSentAtMs = 0;
+  /** Since when some shard this node should own has been held by another node. */
+  private missingSinceMs: number | null = null;
+  private warnedMissingAtMs = -Infinity;
   private renewing = false;
   private releasing = 0;
   private shuttingDown: Array<() => void> | null = null;
@@ -163,13 +168,31 @@ export class ShardManager implements Actor<ShardManagerMsg> {
       this.owned.set(shard, { epoch, ref, validUntilMs, stopping: false });
       this.deps.routes.set(shard, ref);
     }
-    ctx.env.logger.log('info', 'shards.acquired', { count: leases.length, owned: this.owned.size });
+    if (leases.length > 0) ctx.env.logger.log('info', 'shards.acquired', { count: leases.length, owned: this.owned.size });
     // Shards we wanted but did not get are held by someone whose lease has not lapsed yet.
-    if (this.shuttingDown === null && [...this.desired].some((shard) => !this.owned.has(shard))) this.retryAcquireLater(ctx);
+    const missing = [...this.desired].filter((shard) => !this.owned.has(shard)).length;
+    this.noteMissing(missing, ctx);
+    if (this.shuttingDown === null && missing > 0) this.retryAcquireLater(ctx);
     if (this.shuttingDown !== null) {
       for (const [shard, owned] of this.owned) this.stopOwner(shard, owned);
       this.finishShutdownIfIdle(ctx);
     }
+  }
+
+  /** A lease lapses within `shardLeaseMs` of its holder's last renewal, so shards still held
+   * elsewhere after two of those are being renewed by a node whose view of the cluster differs
+   * from this one's: worth a warning, since one of the two cannot hear the other. */
+  private noteMissing(missing: number, ctx: ActorContext<ShardManagerMsg>): void {
+    const now = ctx.env.clock.monotonicMs();
+    if (missing === 0) return void (this.missingSinceMs = null);
+    this.missingSinceMs ??= now;
+    if (now - this.missingSinceMs < 2 * this.deps.config.shardLeaseMs || now - this.warnedMissingAtMs < MISSING_WARN_EVERY_MS) return;
+    this.warnedMissingAtMs = now;
+    ctx.env.logger.log('warn', 'shards.held_elsewhere', {
+      count: missing,
+      forMs: now - this.missingSinceMs,
+      hint: "other nodes keep renewing shards this node's ring gives it; if this node cannot hear them, check --join and the cluster key",
+    });
   }
 
   private retryAcquireLater(ctx: ActorContext<ShardManagerMsg>): void {
