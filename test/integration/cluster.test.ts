@@ -14,6 +14,7 @@ import { spawnCluster, type SpawnedCluster } from '../support/spawn-cluster.ts';
 import type { SpawnedNode } from '../support/spawn-node.ts';
 import { KAIROS_BIN, TEST_TOKEN } from '../support/spawn-node.ts';
 import { spawnWorker, type SpawnedWorker } from '../support/spawn-worker.ts';
+import { pollUntil } from '../support/poll.ts';
 import { COMMITTED_TWICE_SQL, TERMINAL_LOG_SQL } from '../support/terminal-commits.ts';
 
 const SHARDS = 32;
@@ -38,16 +39,6 @@ afterAll(async () => {
   await db?.drop();
 });
 
-async function until<T>(what: string, probe: () => Promise<T | null | false>, timeoutMs = 60_000): Promise<T> {
-  const deadline = Date.now() + timeoutMs;
-  for (;;) {
-    const value = await probe();
-    if (value !== null && value !== false) return value;
-    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`);
-    await new Promise((r) => setTimeout(r, 50));
-  }
-}
-
 async function shardRows(): Promise<Array<{ id: number; owner: string | null; epoch: number }>> {
   const rows = await sql<{ id: number; owner: string | null; epoch: string }>('SELECT id, owner, epoch FROM shards ORDER BY id');
   return rows.map((r) => ({ id: r.id, owner: r.owner, epoch: Number(r.epoch) }));
@@ -55,7 +46,7 @@ async function shardRows(): Promise<Array<{ id: number; owner: string | null; ep
 
 /** Waits until every one of `nodes` owns shards and no shard is unowned. */
 function balanced(nodes: SpawnedNode[]): Promise<true> {
-  return until(`shards spread over ${nodes.length} nodes`, async () => {
+  return pollUntil(`shards spread over ${nodes.length} nodes`, async () => {
     const rows = await shardRows();
     const owners = new Set(rows.map((r) => r.owner));
     return rows.every((r) => r.owner !== null) && nodes.every((n) => owners.has(n.nodeId));
@@ -65,7 +56,7 @@ function balanced(nodes: SpawnedNode[]): Promise<true> {
 /** Milliseconds from `startedAt` until every shard `node` owned then is owned elsewhere at a
  * higher epoch. */
 async function timeToMove(node: SpawnedNode, held: Array<{ id: number; epoch: number }>, startedAt: number): Promise<number> {
-  await until(`${node.nodeId}'s shards served elsewhere`, async () => {
+  await pollUntil(`${node.nodeId}'s shards served elsewhere`, async () => {
     const rows = new Map((await shardRows()).map((r) => [r.id, r]));
     return held.every(({ id, epoch }) => {
       const row = rows.get(id)!;
@@ -117,7 +108,7 @@ describe('a three-node cluster', () => {
     })();
 
     // kill -9 a node with a worker and a client attached, mid-run.
-    await until('a quarter of the jobs done', async () => (await succeeded()) >= JOBS / 4, 120_000);
+    await pollUntil('a quarter of the jobs done', async () => (await succeeded()) >= JOBS / 4, 120_000);
     const killedHeld = await heldBy(a);
     const killedAt = Date.now();
     await a.kill('SIGKILL');
@@ -138,7 +129,7 @@ describe('a three-node cluster', () => {
     await submitting;
     expect(errors).toEqual([]);
     expect(acked.size).toBe(JOBS);
-    await until('every acknowledged job terminal', async () => {
+    await pollUntil('every acknowledged job terminal', async () => {
       const [row] = await sql<{ n: string }>("SELECT count(*) AS n FROM jobs WHERE status IN ('pending', 'running')");
       return Number(row!.n) === 0;
     }, 180_000);

@@ -7,6 +7,7 @@ import { connect, KairosError, type KairosClient } from '../../protocol/sdk/inde
 import { adminQuery, createTestDatabase, type TestDatabase } from '../support/db.ts';
 import { OTHER_TOKEN, TEST_TOKEN, spawnNode, type SpawnedNode } from '../support/spawn-node.ts';
 import { spawnWorker, type SpawnedWorker } from '../support/spawn-worker.ts';
+import { pollUntil } from '../support/poll.ts';
 import { COMMITTED_TWICE_SQL, TERMINAL_LOG_SQL } from '../support/terminal-commits.ts';
 
 const LEASE_MS = 3_000;
@@ -22,16 +23,6 @@ async function startWorker(queue: string, behaviour: string, extra: { concurrenc
   const worker = await spawnWorker({ url: node.url, token: TEST_TOKEN, queue, behaviour, ...extra });
   workers.push(worker);
   return worker;
-}
-
-async function waitFor<T>(what: string, probe: () => Promise<T | undefined | false>, timeoutMs = 60_000): Promise<T> {
-  const deadline = Date.now() + timeoutMs;
-  for (;;) {
-    const value = await probe();
-    if (value !== undefined && value !== false) return value;
-    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`);
-    await new Promise((r) => setTimeout(r, 100));
-  }
 }
 
 async function stateOf(jobId: string): Promise<string> {
@@ -63,7 +54,7 @@ describe('one node, end to end', () => {
     expect(new Set(ids).size).toBe(10_000);
     await startWorker('bulk', 'noop', { concurrency: 32 });
     await startWorker('bulk', 'noop', { concurrency: 32 });
-    await waitFor('10,000 jobs to succeed', async () => {
+    await pollUntil('10,000 jobs to succeed', async () => {
       const [row] = await sql<{ n: string }>("SELECT count(*) AS n FROM jobs WHERE queue = 'bulk' AND status = 'succeeded'");
       return Number(row!.n) === 10_000;
     }, 120_000);
@@ -80,7 +71,7 @@ describe('one node, end to end', () => {
   it('retries with backoff, buries after the last attempt or a non-retryable error, and requeues', async () => {
     const flaky = await startWorker('flaky', 'fail-twice');
     const { jobId } = await client.submit({ queue: 'flaky', payload: bytes('x'), retry: { attemptsMax: 5, backoffBaseMs: 500, jitter: 0 } });
-    await waitFor('the flaky job to succeed', async () => (await stateOf(jobId)) === 'succeeded');
+    await pollUntil('the flaky job to succeed', async () => (await stateOf(jobId)) === 'succeeded');
     const job = await client.get(jobId);
     expect(job.attempts).toBe(3);
     const starts = flaky.events.filter((e) => e.event === 'started' && e.jobId === jobId).map((e) => (e as { atMs: number }).atMs);
@@ -89,12 +80,12 @@ describe('one node, end to end', () => {
     expect(starts[2]! - starts[1]!).toBeGreaterThanOrEqual(1_000);
 
     const doomed = await client.submit({ queue: 'flaky', payload: bytes('y'), retry: { attemptsMax: 2, backoffBaseMs: 100, jitter: 0 } });
-    await waitFor('the doomed job to die', async () => (await stateOf(doomed.jobId)) === 'dead');
+    await pollUntil('the doomed job to die', async () => (await stateOf(doomed.jobId)) === 'dead');
     expect(await client.get(doomed.jobId)).toMatchObject({ attempts: 2, lastError: expect.stringContaining('attempt 2') });
 
     await startWorker('fatal', 'fail-fatal');
     const fatal = await client.submit({ queue: 'fatal', payload: bytes('z'), retry: { attemptsMax: 5 } });
-    await waitFor('the fatal job to die', async () => (await stateOf(fatal.jobId)) === 'dead');
+    await pollUntil('the fatal job to die', async () => (await stateOf(fatal.jobId)) === 'dead');
     expect((await client.get(fatal.jobId)).attempts).toBe(1);
     const dead = await client.dlq.list({ queue: 'fatal' });
     expect(dead.jobs.map((j) => j.id)).toContain(fatal.jobId);
@@ -103,7 +94,7 @@ describe('one node, end to end', () => {
     // handler lets succeed.
     const requeued = await client.dlq.requeue(doomed.jobId, { attempts: 1 });
     expect(requeued).toMatchObject({ state: 'pending', attemptsMax: 3 });
-    await waitFor('the requeued job to succeed', async () => (await stateOf(doomed.jobId)) === 'succeeded');
+    await pollUntil('the requeued job to succeed', async () => (await stateOf(doomed.jobId)) === 'succeeded');
     expect(flaky.events.some((e) => e.event === 'started' && e.jobId === doomed.jobId && e.attempt === 3)).toBe(true);
   }, 120_000);
 
@@ -114,7 +105,7 @@ describe('one node, end to end', () => {
     hung.child.kill('SIGSTOP');
     const rescuer = await startWorker('hangs', 'record');
     await rescuer.until((e) => e.event === 'finished' && e.jobId === jobId, 30_000);
-    await waitFor('the rescued job to succeed', async () => (await stateOf(jobId)) === 'succeeded');
+    await pollUntil('the rescued job to succeed', async () => (await stateOf(jobId)) === 'succeeded');
     hung.child.kill('SIGCONT');
     const refused = await hung.until((e) => e.event === 'error' && e.jobId === jobId, 30_000);
     expect(refused).toMatchObject({ message: expect.stringMatching(/lease.*not recorded/) });
