@@ -6,7 +6,7 @@
 // A job's payload says how its handler behaves, so behaviour survives retries and restarts:
 // byte 0 is the behaviour, bytes 1..4 the submission's number.
 
-import type { SubmitSpec } from '../protocol/client-messages.ts';
+import { errorReply, type SubmitSpec } from '../protocol/client-messages.ts';
 import type { ErrorBody } from '../protocol/errors.ts';
 import type { LeaseToken } from '../node/core/job/job.ts';
 import type { SeededRandom } from '../node/core/random.ts';
@@ -25,6 +25,8 @@ export type Dialer = (ends: { onMessage(m: FromNode): void; onClose(): void }) =
 
 const RETRYABLE = new Set(['overloaded', 'rate_limited', 'unavailable', 'internal']);
 const REDIAL_MS = 200;
+/** Share of submissions sent as `submit_batch`. */
+const BATCHED = 0.3;
 
 interface Submission {
   n: number;
@@ -121,7 +123,9 @@ export class SimProducer {
     submission.state = 'sent';
     submission.rid = ++this.nextRid;
     this.byRid.set(submission.rid, { submission, via });
-    link.send({ t: 'submit', rid: submission.rid, job: submission.spec });
+    // Some go as a batch of one, which a gateway forwards to the owner's node as a batch.
+    if (this.random.next() < BATCHED) link.send({ t: 'submit_batch', rid: submission.rid, jobs: [submission.spec] });
+    else link.send({ t: 'submit', rid: submission.rid, job: submission.spec });
   }
 
   private connected(via: ProducerLink): SimLink | null {
@@ -154,13 +158,14 @@ export class SimProducer {
     if (sent === undefined || sent.submission.state !== 'sent') return;
     this.byRid.delete(message.rid);
     const { submission } = sent;
-    if (message.t === 'submitted') {
+    const answer = singleAnswer(message);
+    if (answer.t === 'submitted') {
       submission.state = 'acked';
-      this.checkers.submissionAcked(message.jobId, this.tenant, submission.spec.idempotencyKey ?? null);
+      this.checkers.submissionAcked(answer.jobId, this.tenant, submission.spec.idempotencyKey ?? null);
       // Some jobs are cancelled a little later: pending, running or already finished.
-      if (this.random.next() < 0.05) this.queue.schedule(this.random.int(2_000), () => this.cancel(message.jobId, 5));
-    } else if (message.t === 'error') {
-      this.refused(submission, message);
+      if (this.random.next() < 0.05) this.queue.schedule(this.random.int(2_000), () => this.cancel(answer.jobId, 5));
+    } else if (answer.t === 'error') {
+      this.refused(submission, answer);
     }
   }
 
@@ -203,6 +208,13 @@ export class SimProducer {
       else sent.submission.state = 'unknown';
     }
   }
+}
+
+/** The answer to a batch of one, as the answer to a single `submit`. */
+function singleAnswer(message: FromNode): FromNode {
+  if (message.t !== 'submitted_batch' || message.results[0] === undefined) return message;
+  const result = message.results[0];
+  return 'error' in result ? errorReply(message.rid, result.error) : { t: 'submitted', rid: message.rid, ...result };
 }
 
 interface Running {

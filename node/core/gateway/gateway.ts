@@ -196,7 +196,7 @@ export class Gateway implements Actor<GatewayMsg> {
         if (refused !== null) return state.conn.send(errorReply(msg.rid, refused));
         state.inflight++;
         const connId = state.conn.id;
-        return this.routeSubmit(state, msg.job, ctx, (answer) => this.finishRequest(connId, answer, msg.rid));
+        return this.routeSubmit(state, msg.job, this.submitShard(state, msg.job, ctx), ctx, (answer) => this.finishRequest(connId, answer, msg.rid));
       }
       case 'submit_batch': {
         const refused = this.admit(state, msg.jobs.length, ctx);
@@ -205,7 +205,17 @@ export class Gateway implements Actor<GatewayMsg> {
         const batch: BatchState = { rid: msg.rid, results: new Array(msg.jobs.length), remaining: msg.jobs.length };
         const connId = state.conn.id;
         state.inflight += msg.jobs.length;
-        msg.jobs.forEach((spec, index) => this.routeSubmit(state, spec, ctx, (answer) => this.batchItem(connId, batch, index, submitOutcomeOf(answer))));
+        const finish = (index: number) => (answer: Answer) => this.batchItem(connId, batch, index, submitOutcomeOf(answer));
+        // Items whose owner is on another node go there together, one forward per node.
+        const elsewhere = new Map<string, number[]>();
+        msg.jobs.forEach((spec, index) => {
+          const shard = this.submitShard(state, spec, ctx);
+          const node = this.ownerElsewhere(state.forwardedBy !== null, shard, ctx);
+          if (node === null) return this.routeSubmit(state, spec, shard, ctx, finish(index));
+          if (!elsewhere.has(node)) elsewhere.set(node, []);
+          elsewhere.get(node)!.push(index);
+        });
+        for (const [node, indices] of elsewhere) this.forwardBatch(state, node, msg.jobs, indices, finish, ctx);
         return;
       }
       case 'get':
@@ -284,11 +294,23 @@ export class Gateway implements Actor<GatewayMsg> {
     return null;
   }
 
-  private routeSubmit(state: ConnState, spec: SubmitSpec, ctx: ActorContext<GatewayMsg>, finish: (answer: Answer) => void): void {
-    const submission = submissionOf(spec);
+  /** A keyed submission's shard follows from its key; a keyless one goes to a shard served here. */
+  private submitShard(state: ConnState, spec: SubmitSpec, ctx: ActorContext<GatewayMsg>): number {
     const { routes } = this.deps;
+    return shardForSubmission(state.conn.tenant, spec.idempotencyKey ?? null, routes.shardCount, () => routes.anyLocalShard((n) => ctx.env.random.int(n)));
+  }
+
+  /** The node to forward a request for `shard` to, or null to route it here (served here, no
+   * owner known, or a forwarded request, which is never forwarded again). */
+  private ownerElsewhere(localOnly: boolean, shard: number, ctx: ActorContext<GatewayMsg>): string | null {
+    if (localOnly || this.deps.routes.ownerOf(shard) !== undefined) return null;
+    const node = this.deps.routes.placedOn(shard);
+    return node === undefined || node === ctx.env.nodeId ? null : node;
+  }
+
+  private routeSubmit(state: ConnState, spec: SubmitSpec, shard: number, ctx: ActorContext<GatewayMsg>, finish: (answer: Answer) => void): void {
+    const submission = submissionOf(spec);
     const { tenant } = state.conn;
-    const shard = shardForSubmission(tenant, submission.idempotencyKey, routes.shardCount, () => routes.anyLocalShard((n) => ctx.env.random.int(n)));
     this.attempt(
       this.call(state, shard, { t: 'submit', rid: 0, job: spec }, ctx, {
         repeatable: submission.idempotencyKey !== null,
@@ -303,6 +325,49 @@ export class Gateway implements Actor<GatewayMsg> {
       }),
       ctx,
     );
+  }
+
+  /** Items of a batch whose owners are on `node`, in one forward. Items it answers
+   * `unavailable` (their shard moved on), and all of them if the forward is refused whole, are
+   * routed again one by one; if its answer is lost, so are those with an idempotency key, and
+   * the others are answered "outcome unknown". */
+  private forwardBatch(
+    state: ConnState,
+    node: string,
+    jobs: SubmitSpec[],
+    indices: number[],
+    finish: (index: number) => (answer: Answer) => void,
+    ctx: ActorContext<GatewayMsg>,
+  ): void {
+    const again = (index: number) => this.routeSubmit(state, jobs[index]!, this.submitShard(state, jobs[index]!, ctx), ctx, finish(index));
+    const call: RoutedCall = {
+      connId: state.conn.id,
+      tenant: state.conn.tenant,
+      shard: null,
+      localOnly: false,
+      deadlineMs: ctx.env.clock.monotonicMs() + ROUTE_DEADLINE_MS,
+      request: { t: 'submit_batch', rid: 0, jobs: indices.map((i) => jobs[i]!) },
+      repeatable: false,
+      forwarded: (to) => state.forwardedTo.add(to),
+      toOwner: () => {
+        throw new Error('gateway: a batch forward has no owner of its own');
+      },
+      finish: (answer) => {
+        if (answer.t === 'submitted_batch' && answer.results.length === indices.length) {
+          return answer.results.forEach((result, k) => {
+            const index = indices[k]!;
+            if ('error' in result && result.error.code === 'unavailable') return again(index);
+            finish(index)('error' in result ? errorReply(0, result.error) : { t: 'submitted', rid: 0, jobId: result.jobId, duplicate: result.duplicate });
+          });
+        }
+        const refusedWhole = answer.t === 'error' && answer.code === 'unavailable';
+        for (const index of indices) {
+          if (refusedWhole || jobs[index]!.idempotencyKey !== undefined) again(index);
+          else finish(index)(answer.t === 'error' ? answer : errorReply(0, refusal('internal', `the node answered a batch with ${answer.t}`)));
+        }
+      },
+    };
+    this.sendForward(call, node, ctx);
   }
 
   private batchItem(connId: string, batch: BatchState, index: number, outcome: SubmitOutcome): void {
@@ -363,13 +428,19 @@ export class Gateway implements Actor<GatewayMsg> {
 
   /** Sends a routed call to the owner of its shard: here, or on the node the ring names. */
   private attempt(call: RoutedCall, ctx: ActorContext<GatewayMsg>): void {
-    const owner = this.deps.routes.ownerOf(call.shard);
+    const shard = call.shard;
+    if (shard === null) throw new Error('gateway: a batch forward is never routed again whole');
+    const owner = this.deps.routes.ownerOf(shard);
     if (owner !== undefined) {
       const self = ctx.self;
       return call.toOwner(owner, (answer) => self.tell({ kind: 'answer', call, answer }));
     }
-    const node = call.localOnly ? undefined : this.deps.routes.placedOn(call.shard);
-    if (node === undefined || node === ctx.env.nodeId) return this.settle(call, errorReply(call.request.rid, unavailable(call.shard)), ctx);
+    const node = this.ownerElsewhere(call.localOnly, shard, ctx);
+    if (node === null) return this.settle(call, errorReply(call.request.rid, unavailable(shard)), ctx);
+    this.sendForward(call, node, ctx);
+  }
+
+  private sendForward(call: RoutedCall, node: string, ctx: ActorContext<GatewayMsg>): void {
     const fid = this.forwards.add(call, node, ctx.env.clock.monotonicMs());
     call.forwarded(node);
     ctx.env.network.send(node, { t: 'forward', fid, conn: call.connId, tenant: call.tenant, request: { ...call.request, rid: fid } });
@@ -379,7 +450,7 @@ export class Gateway implements Actor<GatewayMsg> {
   /** An answer: final, or `unavailable` with time left to try again. */
   private settle(call: RoutedCall, answer: Answer, ctx: ActorContext<GatewayMsg>): void {
     const unavailableNow = answer.t === 'error' && answer.code === 'unavailable';
-    if (unavailableNow && ctx.env.clock.monotonicMs() + ROUTE_RETRY_MS < call.deadlineMs) {
+    if (unavailableNow && call.shard !== null && ctx.env.clock.monotonicMs() + ROUTE_RETRY_MS < call.deadlineMs) {
       return ctx.startTimer(`retry-${++this.retries}`, ROUTE_RETRY_MS, { kind: 'retry', call });
     }
     call.finish(answer);
@@ -397,9 +468,9 @@ export class Gateway implements Actor<GatewayMsg> {
   private sweep(ctx: ActorContext<GatewayMsg>): void {
     const now = ctx.env.clock.monotonicMs();
     for (const call of this.forwards.lost(now, FORWARD_TIMEOUT_MS, this.ring)) {
-      if (call.repeatable && now < call.deadlineMs) this.attempt(call, ctx);
-      else if (call.repeatable) call.finish(errorReply(call.request.rid, unavailable(call.shard)));
-      else call.finish(errorReply(call.request.rid, refusal('internal', `no answer from the owner of shard ${call.shard}: the submission may or may not have been accepted`)));
+      if (call.shard !== null && call.repeatable && now < call.deadlineMs) this.attempt(call, ctx);
+      else if (call.shard !== null && call.repeatable) call.finish(errorReply(call.request.rid, unavailable(call.shard)));
+      else call.finish(errorReply(call.request.rid, refusal('internal', 'no answer from the owner: the submission may or may not have been accepted')));
     }
     if (this.forwards.size > 0) ctx.startTimer('sweep', SWEEP_EVERY_MS, { kind: 'sweep' });
   }

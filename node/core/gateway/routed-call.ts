@@ -16,7 +16,9 @@ export interface RoutedCall {
   /** The client's connection and tenant, which a forward carries. */
   readonly connId: string;
   readonly tenant: string;
-  readonly shard: number;
+  /** Null for a batch forwarded whole to one node: it is answered, never tried again, and its
+   * `finish` routes its items again where that is due. */
+  readonly shard: number | null;
   readonly deadlineMs: number;
   /** Only an owner on this node may answer: the call came from another node's gateway, which
    * does the retrying itself. */
