@@ -33,6 +33,9 @@ export interface NodeProcessOptions {
   dataDir: string;
   host: string;
   port: number;
+  /** The client URL told to peers and clients (which fail over to it); default the URL the
+   * server listens on, which is no use to others when it is 0.0.0.0 or behind a proxy. */
+  advertiseUrl?: string;
   /** Port of the embedded Postgres (ignored with DATABASE_URL). */
   pgPort: number;
   tokens: TokenTable;
@@ -128,7 +131,7 @@ export async function startNodeProcess(options: NodeProcessOptions): Promise<Nod
   }).catch(unwind);
   const kairos = createNode(systemEnv(nodeId, store, logger, network), {
     ...config,
-    cluster: { membership: DEFAULT_MEMBERSHIP_CONFIG, incarnation, clientUrl: ws.url, addrs: network.addresses.slice(0, ADDRS_MAX), joining: seeds.length > 0 },
+    cluster: { membership: DEFAULT_MEMBERSHIP_CONFIG, incarnation, clientUrl: options.advertiseUrl ?? ws.url, addrs: network.addresses.slice(0, ADDRS_MAX), joining: seeds.length > 0 },
   });
   node = kairos;
   network.subscribe(MEMBERS_TOPIC);

@@ -8,12 +8,15 @@ import type { LogLevel } from '../core/env.ts';
 import { DEFAULT_GATEWAY_CONFIG } from '../core/gateway/gateway.ts';
 import type { RateLimit } from '../core/gateway/token-bucket.ts';
 import { DEFAULT_OWNER_CONFIG } from '../core/owner/shard-owner.ts';
+import { URL_CHARS_MAX } from '../../protocol/limits.ts';
 import { intOption, listOption, oneOfOption, UsageError } from './args.ts';
 
 export const START_HELP = `kairos start [options]
   --data-dir DIR     node key (its id) and embedded Postgres data (env KAIROS_DATA_DIR, default ./.kairos)
   --host HOST        address clients and workers connect to (env KAIROS_HOST, default 127.0.0.1)
   --port PORT        WebSocket port (env KAIROS_PORT, default 7070)
+  --advertise-url U  the ws:// or wss:// URL other nodes give clients for this node
+                     (env KAIROS_ADVERTISE_URL; default the address it listens on)
   --pg-port PORT     embedded Postgres port (env KAIROS_PG_PORT, default 54329)
   --listen MULTIADDR where other nodes connect; repeatable or comma-separated
                      (env KAIROS_LISTEN, default ${DEFAULT_LISTEN.join(',')})
@@ -40,6 +43,7 @@ export async function startCommand(argv: string[]): Promise<void> {
       host: { type: 'string' },
       port: { type: 'string' },
       'pg-port': { type: 'string' },
+      'advertise-url': { type: 'string' },
       listen: { type: 'string', multiple: true },
       join: { type: 'string', multiple: true },
       'cluster-key': { type: 'string' },
@@ -61,6 +65,7 @@ export async function startCommand(argv: string[]): Promise<void> {
     host: values.host ?? env.KAIROS_HOST ?? '127.0.0.1',
     port: intOption(values.port ?? env.KAIROS_PORT, '--port', 7070, 0, 65535),
     pgPort: intOption(values['pg-port'] ?? env.KAIROS_PG_PORT, '--pg-port', 54329, 1, 65535),
+    ...urlOption(values['advertise-url'] ?? env.KAIROS_ADVERTISE_URL),
     listen: listOption(values.listen, env.KAIROS_LISTEN, DEFAULT_LISTEN),
     join: listOption(values.join, env.KAIROS_JOIN, []),
     clusterKey: await loadClusterKey({ file: values['cluster-key'], env }),
@@ -99,4 +104,19 @@ function rateLimitOption(text: string | undefined): RateLimit | null {
   if (match === null || Number(match[1]) === 0) throw new UsageError(`--rate-limit takes R or R:B (positive integers), got '${text}'`);
   const perSecond = Number(match[1]);
   return { perSecond, burst: match[2] === undefined ? perSecond : Number(match[2]) };
+}
+
+/** `--advertise-url`: a ws:// or wss:// URL, checked here so that a typo fails at start rather
+ * than in every client that tries to fail over to it. */
+function urlOption(text: string | undefined): { advertiseUrl?: string } {
+  if (text === undefined || text === '') return {};
+  let url: URL;
+  try {
+    url = new URL(text);
+  } catch {
+    throw new UsageError(`--advertise-url takes a ws:// or wss:// URL, got '${text}'`);
+  }
+  if (url.protocol !== 'ws:' && url.protocol !== 'wss:') throw new UsageError(`--advertise-url takes a ws:// or wss:// URL, got '${text}'`);
+  if (text.length > URL_CHARS_MAX) throw new UsageError(`--advertise-url is longer than ${URL_CHARS_MAX} characters`);
+  return { advertiseUrl: text };
 }

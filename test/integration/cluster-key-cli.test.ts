@@ -41,6 +41,16 @@ describe('kairos start without a cluster key', () => {
   });
 });
 
+describe('kairos start --advertise-url', () => {
+  it('refuses a URL that is not ws:// or wss://, before it starts anything', async () => {
+    const dataDir = join(dir, 'advertise');
+    const result = await kairos(['start', '--data-dir', dataDir, '--advertise-url', 'http://10.0.0.5:7070']);
+    expect(result.code).toBe(2);
+    expect(result.stderr).toBe("kairos: --advertise-url takes a ws:// or wss:// URL, got 'http://10.0.0.5:7070'\n");
+    await expect(readdir(dataDir)).rejects.toThrow('ENOENT');
+  });
+});
+
 describe('kairos keygen', () => {
   it('writes a key only its owner can read, and never overwrites one', async () => {
     const file = join(dir, 'cluster.key');
