@@ -166,13 +166,15 @@ export class Dispatcher implements Actor<DispatcherMsg> {
   private nowMs = 0;
 
   /** One idle slot of `queue`, taken now, for an owner about to insert a job that can start at
-   * once (it inserts the job already leased). Only when no source has ready jobs of the queue:
-   * they would otherwise be overtaken. A synchronous call from another actor, on purpose: the
+   * once (it inserts the job already leased). Only when no owner here has ready jobs of the
+   * queue: they would otherwise be overtaken. Ready jobs on other nodes do not count: their own
+   * workers and offers serve them, and a heartbeat-old count of them must not slow every
+   * submission here down to three writes. A synchronous call from another actor, on purpose: the
    * owner must know before it writes, and both live on one thread of one node, so the call is
    * as deterministic as a message (the routing table is shared the same way). */
   takeIdleWorker(queue: string): WorkerLink | null {
     const state = this.queues.get(queue);
-    if (state === undefined || state.ready.size > 0) return null;
+    if (state === undefined || this.hasLocalReady(queue)) return null;
     while (state.credit.size > 0) {
       const [workerId, credit] = first(state.credit);
       state.credit.delete(workerId);
