@@ -108,7 +108,7 @@ export async function runSimulation(options: SimOptions): Promise<SimResult> {
     retention: { ...DEFAULT_NODE_CONFIG.retention, everyMs: 3_600_000 },
     cluster: plan.cluster
       ? {
-          membership: { heartbeatEveryMs: 250, suspectAfterMs: 1_000, deadAfterMs: 2_500, stableForMs: 1_500, joinTimeoutMs: 10_000 },
+          membership: { heartbeatEveryMs: 250, suspectAfterMs: 1_000, deadAfterMs: 2_500, forgetAfterMs: 60_000, stableForMs: 1_500, joinTimeoutMs: 10_000 },
           // Each host names its own incarnation and clientUrl, and joins when it restarts.
           incarnation: 0,
           clientUrl: '',

@@ -10,7 +10,7 @@ import { EventQueue } from '../../sim/event-queue.ts';
 import { MemoryBacking, MemoryStore } from '../../sim/memory-store.ts';
 import { runUntil, simEnv } from '../../sim/sim-env.ts';
 
-const CONFIG: MembershipConfig = { heartbeatEveryMs: 100, suspectAfterMs: 400, deadAfterMs: 1_000, stableForMs: 500, joinTimeoutMs: 2_000 };
+const CONFIG: MembershipConfig = { heartbeatEveryMs: 100, suspectAfterMs: 400, deadAfterMs: 1_000, forgetAfterMs: 3_000, stableForMs: 500, joinTimeoutMs: 2_000 };
 
 function setup(joining = false) {
   const queue = new EventQueue(0);
@@ -77,6 +77,17 @@ describe('membership', () => {
     expect(m.actor.ringMembers).toEqual(['a']);
     await m.run(500, ['b']);
     expect(m.actor.ringMembers).toEqual(['a', 'b']);
+  });
+
+  it('forgets a peer silent for forgetAfterMs, and lists it again when it returns', async () => {
+    const m = setup();
+    await m.run(600, ['b']);
+    await m.run(2_000);
+    expect(m.actor.view(m.now()).map((p) => [p.node, p.status])).toEqual([['b', 'dead']]);
+    await m.run(1_200);
+    expect(m.actor.view(m.now())).toEqual([]);
+    await m.run(200, ['b']);
+    expect(m.actor.view(m.now()).map((p) => [p.node, p.status])).toEqual([['b', 'alive']]);
   });
 
   it('drops a leaving peer at once, and ignores an old incarnation', async () => {

@@ -5,7 +5,8 @@
 //
 // The ring (the members that shards are placed on) changes only when it must, so that flapping
 // does not churn shards: a peer joins the ring only after it has been heard continuously for
-// `stableForMs`; a suspect peer stays in it; a dead or leaving one leaves it. Whenever the ring
+// `stableForMs`; a suspect peer stays in it; a dead or leaving one leaves it, and is forgotten
+// once silent for `forgetAfterMs`. Whenever the ring
 // changes, `ringChanged` gets the new member list (this node included while it is alive).
 //
 // Safety does not depend on any of this being right: two nodes that disagree may both want a
@@ -22,6 +23,8 @@ export interface MembershipConfig {
   suspectAfterMs: number;
   /** Silence after which a peer is dead (out of the ring). */
   deadAfterMs: number;
+  /** Silence after which a dead or departed peer is forgotten (no longer listed). */
+  forgetAfterMs: number;
   /** Continuous presence a peer needs before it joins the ring. */
   stableForMs: number;
   /** How long a node that joins a cluster waits to hear a peer before it places shards on
@@ -33,6 +36,7 @@ export const DEFAULT_MEMBERSHIP_CONFIG: MembershipConfig = {
   heartbeatEveryMs: 500,
   suspectAfterMs: 2_000,
   deadAfterMs: 5_000,
+  forgetAfterMs: 600_000,
   stableForMs: 3_000,
   joinTimeoutMs: 30_000,
 };
@@ -188,7 +192,11 @@ export class Membership implements Actor<MembershipMsg> {
   private publishRing(ctx: ActorContext<MembershipMsg>): void {
     const now = ctx.env.clock.monotonicMs();
     if (this.startedAtMs === null || now - this.startedAtMs < this.deps.config.stableForMs) return;
-    for (const peer of this.peers.values()) {
+    for (const [node, peer] of this.peers) {
+      if (now - peer.lastHeardMs >= this.deps.config.forgetAfterMs) {
+        this.peers.delete(node);
+        continue;
+      }
       const status = this.statusOf(peer, now);
       if (status === 'dead' || status === 'leaving') peer.inRing = false;
       else if (!peer.inRing && status === 'alive' && now - peer.presentSinceMs >= this.deps.config.stableForMs) peer.inRing = true;
