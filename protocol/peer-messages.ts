@@ -9,7 +9,7 @@
 import { NAME_CHARS_MAX } from '../node/core/job/job.ts';
 import type { ClientRequest, JobChanged, NodeToClient } from './client-messages.ts';
 import { CLIENT_TO_NODE, NODE_TO_CLIENT } from './client-messages.ts';
-import { countSchema, prioritySchema, queueSchema } from './job-view.ts';
+import { countSchema, jobIdSchema, prioritySchema, queueSchema } from './job-view.ts';
 import {
   ADDRS_MAX,
   BACKLOG_QUEUES_MAX,
@@ -92,6 +92,15 @@ export interface ConnClosed {
   conn: string;
 }
 
+/** Owner's node → gateway, after a forwarded `subscribe`: the owner stopped serving the shard
+ * before job `jobId` finished (a hand-off). The gateway subscribes connection `conn` again
+ * wherever the shard is served now. */
+export interface SubscriptionMoved {
+  t: 'subscription_moved';
+  conn: string;
+  jobId: string;
+}
+
 /** Old owner → the node its ring names new owner: `shard` is released at `releasedEpoch`, with
  * everything it held committed; acquire it now instead of waiting for the lease to lapse. */
 export interface HandoffDone {
@@ -136,6 +145,7 @@ export type PeerMessage =
   | ForwardReply
   | ForwardPush
   | ConnClosed
+  | SubscriptionMoved
   | HandoffDone
   | CreditOffer
   | CreditReturn
@@ -175,6 +185,7 @@ export const PEER: SchemaTable<PeerMessage> = {
   forward_reply: obj({ t: literal('forward_reply'), fid: fidSchema, reply: tagged<NodeToClient | NodeToWorker>({ ...NODE_TO_CLIENT, ...NODE_TO_WORKER }) }),
   forward_push: obj({ t: literal('forward_push'), conn: connSchema, push: NODE_TO_CLIENT.job_changed }),
   conn_closed: obj({ t: literal('conn_closed'), conn: connSchema }),
+  subscription_moved: obj({ t: literal('subscription_moved'), conn: connSchema, jobId: jobIdSchema }),
   handoff_done: obj({ t: literal('handoff_done'), shard: shardSchema, releasedEpoch: countSchema }),
   credit_offer: obj({ t: literal('credit_offer'), worker: workerIdSchema, tenant: tenantSchema, queue: queueSchema, slots: int(1, CREDIT_SLOTS_MAX) }),
   credit_return: obj({ t: literal('credit_return'), worker: workerIdSchema, tenant: tenantSchema, queue: queueSchema, slots: int(1, CREDIT_SLOTS_MAX) }),

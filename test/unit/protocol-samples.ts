@@ -259,6 +259,7 @@ export const SAMPLES: readonly Sample[] = [
     message: { t: 'forward_push', conn: 'c12', push: { t: 'job_changed', jobId: JOB_ID, job: doneView } },
   },
   { name: 'conn_closed', from: 'from-peer', message: { t: 'conn_closed', conn: 'c12' } },
+  { name: 'subscription_moved', from: 'from-peer', message: { t: 'subscription_moved', conn: 'c12', jobId: JOB_ID } },
   { name: 'handoff_done', from: 'from-peer', message: { t: 'handoff_done', shard: 63, releasedEpoch: 5 } },
   {
     name: 'credit_offer',

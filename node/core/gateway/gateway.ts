@@ -22,7 +22,7 @@ import { homeOfWorker, workerIdOf } from '../dispatch/dispatcher.ts';
 import type { Job, JobState, LeaseToken } from '../job/job.ts';
 import { shardForSubmission, shardOfJobId } from '../job/job-id.ts';
 import { laneOf } from '../job/lane.ts';
-import type { AckOutcome, HeartbeatOutcome, JobOutcome, OwnerMsg, SubmitOutcome, WorkerLink } from '../owner/owner-messages.ts';
+import type { AckOutcome, HeartbeatOutcome, JobOutcome, OwnerMsg, SubmitOutcome, Subscriber, WorkerLink } from '../owner/owner-messages.ts';
 import { refusal } from '../refusal.ts';
 import type { RoutingTable } from '../shards/routing-table.ts';
 import { ForwardTable, type Answer, type RoutedCall } from './routed-call.ts';
@@ -55,7 +55,9 @@ export type GatewayMsg =
   /** From another node's gateway or owners (node.ts passes them on). */
   | { kind: 'peer'; from: string; message: PeerMessage }
   /** The members shards are placed on changed. */
-  | { kind: 'ring'; members: readonly string[] };
+  | { kind: 'ring'; members: readonly string[] }
+  /** The owner holding a subscription of the connection stopped before the job finished. */
+  | { kind: 'resubscribe'; connId: string; jobId: string };
 
 export interface GatewayConfig {
   /** Requests (jobs, for a batch) in flight per connection past which submissions are refused. */
@@ -155,6 +157,8 @@ export class Gateway implements Actor<GatewayMsg> {
         return this.sweep(ctx);
       case 'peer':
         return this.peer(msg.from, msg.message, ctx);
+      case 'resubscribe':
+        return this.resubscribe(msg.connId, msg.jobId, ctx);
       case 'ring':
         this.ring = new Set(msg.members);
         for (const state of [...this.conns.values()]) {
@@ -237,9 +241,8 @@ export class Gateway implements Actor<GatewayMsg> {
           (reply) => ({ kind: 'requeue', tenant, jobId: msg.jobId, attemptsMore: msg.attempts ?? REQUEUE_ATTEMPTS_DEFAULT, reply }),
           (o) => (o.ok ? { t: 'requeued', rid: msg.rid, job: toJobView(o.job) } : errorReply(msg.rid, o.error)));
       case 'subscribe': {
-        const conn = state.conn;
         state.subscriptions.add(msg.jobId);
-        const subscriber = { id: conn.id, changed: (job: Job) => conn.send({ t: 'job_changed', jobId: job.id, job: toJobView(job) }) };
+        const subscriber = this.subscriber(state, msg.jobId, ctx);
         return this.toOwner<JobOutcome>(state, msg, msg.jobId, ctx,
           (reply) => ({ kind: 'subscribe', tenant, jobId: msg.jobId, subscriber, reply }),
           (o) => (o.ok ? { t: 'subscribed', rid: msg.rid, job: toJobView(o.job) } : errorReply(msg.rid, o.error)));
@@ -280,6 +283,44 @@ export class Gateway implements Actor<GatewayMsg> {
       case 'return':
         return this.toOwner<AckOutcome>(state, msg, msg.token.jobId, ctx, (reply) => ({ kind: 'return', token: msg.token, reply }), ackOf(msg.rid));
     }
+  }
+
+  /** A connection's subscription to one job, as an owner holds it. */
+  private subscriber(state: ConnState, jobId: string, ctx: ActorContext<GatewayMsg>): Subscriber {
+    const { conn } = state;
+    const self = ctx.self;
+    return {
+      id: conn.id,
+      changed: (job) => conn.send({ t: 'job_changed', jobId: job.id, job: toJobView(job) }),
+      moved: () => self.tell({ kind: 'resubscribe', connId: conn.id, jobId }),
+    };
+  }
+
+  /** The owner of a subscribed job stopped before the job finished. A forwarded subscription is
+   * handed back to the gateway of its client, which subscribes again wherever the shard is now
+   * served; the job's state then is pushed, since it may have changed meanwhile. */
+  private resubscribe(connId: string, jobId: string, ctx: ActorContext<GatewayMsg>): void {
+    const state = this.conns.get(connId);
+    if (state === undefined || !state.subscriptions.has(jobId)) return;
+    if (state.forwardedBy !== null) {
+      state.subscriptions.delete(jobId);
+      return ctx.env.network.send(state.forwardedBy, { t: 'subscription_moved', conn: connId.slice(state.forwardedBy.length + 1), jobId });
+    }
+    const shard = shardOfJobId(jobId, this.deps.routes.shardCount);
+    if (shard === null) return;
+    const subscriber = this.subscriber(state, jobId, ctx);
+    const { tenant } = state.conn;
+    this.attempt(
+      this.call(state, shard, { t: 'subscribe', rid: 0, jobId }, ctx, {
+        repeatable: true,
+        toOwner: (owner, answer) =>
+          owner.tell({ kind: 'subscribe', tenant, jobId, subscriber, reply: (o) => answer(o.ok ? { t: 'subscribed', rid: 0, job: toJobView(o.job) } : errorReply(0, o.error)) }),
+        finish: (answer) => {
+          if (answer.t === 'subscribed' && state.subscriptions.has(jobId)) state.conn.send({ t: 'job_changed', jobId, job: answer.job });
+        },
+      }),
+      ctx,
+    );
   }
 
   /** Backpressure, then the tenant's rate. A refusal here happens before anything is routed, so
@@ -500,6 +541,8 @@ export class Gateway implements Actor<GatewayMsg> {
       }
       case 'conn_closed':
         return this.closed(`${from}/${message.conn}`, ctx);
+      case 'subscription_moved':
+        return this.resubscribe(message.conn, message.jobId, ctx);
       case 'owner_relay': {
         const connId = message.worker.slice(message.worker.indexOf('/') + 1);
         const state = this.conns.get(connId);

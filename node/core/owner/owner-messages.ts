@@ -35,6 +35,9 @@ export interface WorkerLink {
 export interface Subscriber {
   readonly id: string;
   changed(job: Job): void;
+  /** The owner stopped serving the shard (a hand-off, a shutdown, a recovery) before the job
+   * finished: subscribe again at the shard's next owner to keep following it. */
+  moved(): void;
 }
 
 export type OwnerMsg =

@@ -741,6 +741,8 @@ export class ShardOwner implements Actor<OwnerMsg> {
   private finishDrainIfIdle(ctx: ActorContext<OwnerMsg>): void {
     if (this.phase !== 'draining' || this.inFlight.size > 0 || this.staged.length > 0) return;
     this.phase = 'stopped';
+    // Subscribers of unfinished jobs follow them to the shard's next owner.
+    for (const entry of this.entries.values()) for (const subscriber of entry.subscribers?.values() ?? []) subscriber.moved();
     // The dispatcher must stop granting for this shard before the actor goes.
     this.deps.dispatcher.tell({ kind: 'owner_gone', shard: this.shard });
     for (const done of this.drainDone) done();
