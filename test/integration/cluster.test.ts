@@ -1,15 +1,15 @@
 // Three node processes on one PostgreSQL, 20,000 jobs submitted through all of them, workers on
 // two of them only (the third node's jobs reach them by cross-node credit). Mid-run: kill -9 a
 // node that has a worker and a client attached (both fail over to nodes they learned of) and
-// restart it; add a fourth node; stop one gracefully (a subscription to a job on its shard must
-// follow the job to its next owner). Every acknowledged job must succeed, and
+// restart it; add a fourth node; stop one gracefully. Subscriptions to jobs on the killed and
+// the stopped node's shards must follow the jobs to their next owners. Every acknowledged job must succeed, and
 // the database's own trigger must see no job committed terminal twice. Prints the failover time
 // (kill to all of its shards served again) and the graceful hand-off time.
 
 import { execFile } from 'node:child_process';
 import { promisify } from 'node:util';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { connect, type KairosClient } from '../../protocol/sdk/index.ts';
+import { connect, type KairosClient, type Subscription } from '../../protocol/sdk/index.ts';
 import { shardForSubmission } from '../../node/core/job/job-id.ts';
 import { adminQuery, createTestDatabase, type TestDatabase } from '../support/db.ts';
 import { spawnCluster, type SpawnedCluster } from '../support/spawn-cluster.ts';
@@ -72,6 +72,14 @@ async function heldBy(node: SpawnedNode): Promise<Array<{ id: number; epoch: num
   return (await shardRows()).filter((r) => r.owner === node.nodeId);
 }
 
+/** Submits, through b, a job delayed a few seconds on one of `shards`, and subscribes to it. */
+async function subscribeOnShardOf(shards: Array<{ id: number }>, label: string): Promise<Subscription> {
+  const ids = new Set(shards.map((r) => r.id));
+  const key = Array.from({ length: 10_000 }, (_, i) => `${label}-${i}`).find((k) => ids.has(shardForSubmission('tenant-a', k, SHARDS, () => 0)))!;
+  const { jobId } = await clients[1]!.submit({ queue: 'cluster', payload: new Uint8Array([1]), idempotencyKey: key, delayMs: 4_000 });
+  return clients[1]!.subscribe(jobId, () => {});
+}
+
 async function succeeded(): Promise<number> {
   const [row] = await sql<{ n: string }>("SELECT count(*) AS n FROM jobs WHERE status = 'succeeded'");
   return Number(row!.n);
@@ -112,6 +120,8 @@ describe('a three-node cluster', () => {
     // kill -9 a node with a worker and a client attached, mid-run.
     await pollUntil('a quarter of the jobs done', async () => (await succeeded()) >= JOBS / 4, 120_000);
     const killedHeld = await heldBy(a);
+    // A subscription through b to a job on a shard that a serves: it must survive a's crash.
+    const crashFollowed = await subscribeOnShardOf(killedHeld, 'crash');
     const killedAt = Date.now();
     await a.kill('SIGKILL');
     const failoverMs = await timeToMove(a, killedHeld, killedAt);
@@ -124,28 +134,27 @@ describe('a three-node cluster', () => {
     const stoppingHeld = await heldBy(c);
     // A subscription, made through b, to a delayed job on a shard that c serves: it must follow
     // the job when c hands the shard off, and see it finish.
-    const shardOfC = new Set(stoppingHeld.map((r) => r.id));
-    const key = Array.from({ length: 10_000 }, (_, i) => `follow-${i}`).find((k) => shardOfC.has(shardForSubmission('tenant-a', k, SHARDS, () => 0)))!;
-    const delayed = await clients[1]!.submit({ queue: 'cluster', payload: new Uint8Array([1]), idempotencyKey: key, delayMs: 6_000 });
-    const followed = await clients[1]!.subscribe(delayed.jobId, () => {});
+    const followed = await subscribeOnShardOf(stoppingHeld, 'handoff');
     const stoppedAt = Date.now();
     const stopping = c.kill('SIGTERM');
     const handoffMs = await timeToMove(c, stoppingHeld, stoppedAt);
     await stopping;
     cluster.nodes.splice(cluster.nodes.indexOf(c), 1);
 
-    const lost = new Promise<never>((_, reject) => setTimeout(() => reject(new Error('the subscription did not follow its job after the hand-off')), 60_000));
-    expect((await Promise.race([followed.done, lost])).state).toBe('succeeded');
+    for (const [what, sub] of [['hand-off', followed], ['crash', crashFollowed]] as const) {
+      const lost = new Promise<never>((_, reject) => setTimeout(() => reject(new Error(`the subscription did not follow its job after the ${what}`)), 60_000));
+      expect((await Promise.race([sub.done, lost])).state).toBe('succeeded');
+    }
     await submitting;
     expect(errors).toEqual([]);
     expect(acked.size).toBe(JOBS);
-    acked.add(delayed.jobId);
+    acked.add(followed.current.id).add(crashFollowed.current.id);
     await pollUntil('every acknowledged job terminal', async () => {
       const [row] = await sql<{ n: string }>("SELECT count(*) AS n FROM jobs WHERE status IN ('pending', 'running')");
       return Number(row!.n) === 0;
     }, 180_000);
     const stored = await sql<{ status: string; n: string }>('SELECT status, count(*) AS n FROM jobs WHERE id = ANY($1) GROUP BY status', [[...acked]]);
-    expect(stored).toEqual([{ status: 'succeeded', n: String(JOBS + 1) }]);
+    expect(stored).toEqual([{ status: 'succeeded', n: String(JOBS + 2) }]);
     expect(await sql(COMMITTED_TWICE_SQL)).toEqual([]);
     console.log(`cluster figures: ${JSON.stringify({ failoverMs, gracefulHandoffMs: handoffMs, shards: SHARDS, jobs: JOBS })}`);
   }, 420_000);

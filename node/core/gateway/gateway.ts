@@ -100,6 +100,9 @@ const RETRY_OVERLOADED_MS = 100;
 const ROUTE_DEADLINE_MS = 5_000;
 /** Pause between tries of a routed call. */
 const ROUTE_RETRY_MS = 100;
+/** A subscription whose owner went away is made again with more patience: after a crash the
+ * shard has no owner until its lease lapses (15 s), and nobody waits on the answer. */
+const RESUBSCRIBE_PATIENCE = { deadlineMs: 60_000, retryMs: 1_000 };
 /** A forward with no answer after this long is taken as lost (its node crashed or was cut
  * off); the node leaving the ring says so sooner. */
 const FORWARD_TIMEOUT_MS = 10_000;
@@ -121,6 +124,8 @@ export class Gateway implements Actor<GatewayMsg> {
   private readonly buckets: TokenBuckets | null;
   private readonly forwards = new ForwardTable();
   private ring = new Set<string>();
+  /** The placement as of the last ring change. */
+  private placementSeen: readonly string[] | null = null;
   /** Names the timers of routed calls waiting to try again. */
   private retries = 0;
 
@@ -159,12 +164,16 @@ export class Gateway implements Actor<GatewayMsg> {
         return this.peer(msg.from, msg.message, ctx);
       case 'resubscribe':
         return this.resubscribe(msg.connId, msg.jobId, ctx);
-      case 'ring':
+      case 'ring': {
         this.ring = new Set(msg.members);
         for (const state of [...this.conns.values()]) {
           if (state.forwardedBy !== null && !this.ring.has(state.forwardedBy)) this.closed(state.conn.id, ctx);
         }
+        const before = this.placementSeen;
+        this.placementSeen = this.deps.routes.placement;
+        this.resubscribeLost(before, ctx);
         return this.sweep(ctx);
+      }
       case 'request': {
         const state = this.conns.get(msg.connId);
         if (state === undefined) return;
@@ -318,9 +327,24 @@ export class Gateway implements Actor<GatewayMsg> {
         finish: (answer) => {
           if (answer.t === 'subscribed' && state.subscriptions.has(jobId)) state.conn.send({ t: 'job_changed', jobId, job: answer.job });
         },
-      }),
+      }, RESUBSCRIBE_PATIENCE),
       ctx,
     );
+  }
+
+  /** After a ring change: a subscription held on a node that left the ring (it crashed, or
+   * left before it could say so) is gone with it, so it is made again where the ring now
+   * places the job's shard. */
+  private resubscribeLost(before: readonly string[] | null, ctx: ActorContext<GatewayMsg>): void {
+    if (before === null) return;
+    for (const state of this.conns.values()) {
+      if (state.forwardedBy !== null) continue;
+      for (const jobId of state.subscriptions) {
+        const shard = shardOfJobId(jobId, this.deps.routes.shardCount);
+        const held = shard === null ? undefined : before[shard];
+        if (held !== undefined && held !== ctx.env.nodeId && !this.ring.has(held)) this.resubscribe(state.conn.id, jobId, ctx);
+      }
+    }
   }
 
   /** Backpressure, then the tenant's rate. A refusal here happens before anything is routed, so
@@ -387,6 +411,7 @@ export class Gateway implements Actor<GatewayMsg> {
       shard: null,
       localOnly: false,
       deadlineMs: ctx.env.clock.monotonicMs() + ROUTE_DEADLINE_MS,
+      retryMs: ROUTE_RETRY_MS,
       request: { t: 'submit_batch', rid: 0, jobs: indices.map((i) => jobs[i]!) },
       repeatable: false,
       forwarded: (to) => state.forwardedTo.add(to),
@@ -453,6 +478,7 @@ export class Gateway implements Actor<GatewayMsg> {
     request: ForwardedRequest,
     ctx: ActorContext<GatewayMsg>,
     how: Pick<RoutedCall, 'repeatable' | 'toOwner' | 'finish'>,
+    patience = { deadlineMs: ROUTE_DEADLINE_MS, retryMs: ROUTE_RETRY_MS },
   ): RoutedCall {
     const localOnly = state.forwardedBy !== null;
     return {
@@ -461,7 +487,8 @@ export class Gateway implements Actor<GatewayMsg> {
       shard,
       request,
       localOnly,
-      deadlineMs: ctx.env.clock.monotonicMs() + (localOnly ? 0 : ROUTE_DEADLINE_MS),
+      deadlineMs: ctx.env.clock.monotonicMs() + (localOnly ? 0 : patience.deadlineMs),
+      retryMs: patience.retryMs,
       forwarded: (node) => state.forwardedTo.add(node),
       ...how,
     };
@@ -491,8 +518,8 @@ export class Gateway implements Actor<GatewayMsg> {
   /** An answer: final, or `unavailable` with time left to try again. */
   private settle(call: RoutedCall, answer: Answer, ctx: ActorContext<GatewayMsg>): void {
     const unavailableNow = answer.t === 'error' && answer.code === 'unavailable';
-    if (unavailableNow && call.shard !== null && ctx.env.clock.monotonicMs() + ROUTE_RETRY_MS < call.deadlineMs) {
-      return ctx.startTimer(`retry-${++this.retries}`, ROUTE_RETRY_MS, { kind: 'retry', call });
+    if (unavailableNow && call.shard !== null && ctx.env.clock.monotonicMs() + call.retryMs < call.deadlineMs) {
+      return ctx.startTimer(`retry-${++this.retries}`, call.retryMs, { kind: 'retry', call });
     }
     call.finish(answer);
   }

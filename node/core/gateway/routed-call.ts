@@ -20,6 +20,8 @@ export interface RoutedCall {
    * `finish` routes its items again where that is due. */
   readonly shard: number | null;
   readonly deadlineMs: number;
+  /** Pause between tries while the shard is between owners. */
+  readonly retryMs: number;
   /** Only an owner on this node may answer: the call came from another node's gateway, which
    * does the retrying itself. */
   readonly localOnly: boolean;
