@@ -1,6 +1,6 @@
-// Node ↔ node. Used from the cluster issue on: defined now so the whole wire format is in one
-// place and under the golden fixtures. Nodes exchange them over libp2p: `member_heartbeat` by
-// gossip, the rest point to point, one length-prefixed frame each.
+// Node ↔ node. Nodes exchange these over libp2p: `member_heartbeat` by gossip, the rest point
+// to point, one length-prefixed frame each. The wire format is under the golden fixtures like
+// the other families.
 //
 // Peers authenticate at the transport (libp2p peer ids), but their frames are still decoded
 // and validated like any other: a bad one is logged and dropped. Safety never rests on these

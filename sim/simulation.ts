@@ -147,8 +147,8 @@ export async function runSimulation(options: SimOptions): Promise<SimResult> {
     return link;
   };
   const workloadRandom = root.derive('workload');
-  // The workload: two tenants' producers; on every host, workers (before the cluster issue a
-  // node serves only the shards it owns, so each node needs workers of its own).
+  // The workload: two tenants' producers, and workers on every host (in contention mode a node
+  // serves only the shards it wins and offers its workers to nobody else).
   const producers = ['t1', 't2'].map(
     (tenant) => new SimProducer(tenant, queue, workloadRandom.derive(tenant), hosts.map((host) => dialerTo(() => host, tenant)), checkers),
   );

@@ -44,8 +44,8 @@ interface ProducerLink {
 }
 
 export class SimProducer {
-  /** One connection per node, opened on demand: before the cluster issue a node serves only
-   * the shards it owns, so a refused submission tries the next node (as the SDK tries its URLs). */
+  /** One connection per node, opened on demand: a refused submission tries the next node (as
+   * the SDK tries its URLs); in contention mode a node serves only the shards it won. */
   private readonly links: ProducerLink[];
   private readonly byRid = new Map<number, { submission: Submission; via: ProducerLink }>();
   /** Cancellations in flight: rid → job id and tries left. */

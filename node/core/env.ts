@@ -43,8 +43,9 @@ export interface Logger {
   log(level: LogLevel, event: string, fields?: Record<string, unknown>): void;
 }
 
-/** Delivery of point-to-point and gossip messages between nodes (the cluster issue binds it to
- * libp2p). Messages are protocol values; the binding encodes them. */
+/** Delivery of point-to-point and gossip messages between nodes (libp2p in production:
+ * node/adapters/libp2p/; the simulator's network in sim/). Messages are protocol values; the
+ * binding encodes them. */
 export interface Network {
   send(toNode: string, message: unknown): void;
   publish(topic: string, message: unknown): void;

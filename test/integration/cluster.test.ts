@@ -86,7 +86,7 @@ async function succeeded(): Promise<number> {
 }
 
 describe('a three-node cluster', () => {
-  it('runs 20,000 jobs through a kill -9, a restart, a join and a graceful stop, losing none and committing none twice', async () => {
+  it('runs 20,000 jobs through a kill -9, a restart, a join and a graceful stop, losing none, committing none twice, and following subscribed jobs', async () => {
     cluster = await spawnCluster({ databaseUrl: db.url, size: 3, shards: SHARDS, node: { leaseMs: 5_000 } });
     const [a, b, c] = cluster.nodes as [SpawnedNode, SpawnedNode, SpawnedNode];
     await balanced([a, b, c]);

@@ -51,6 +51,10 @@ export function homeOfWorker(workerId: string): string {
   return workerId.slice(0, workerId.indexOf('/'));
 }
 
+export function connOfWorker(workerId: string): string {
+  return workerId.slice(workerId.indexOf('/') + 1);
+}
+
 interface Backlog {
   ready: number;
   topPriority: number;
@@ -82,6 +86,8 @@ export class Dispatcher implements Actor<DispatcherMsg> {
   private readonly queues = new Map<string, QueueState>();
   private readonly offered = new Map<string, Offered>();
   private ring: ReadonlySet<string> | null = null;
+  /** The clock, read once per message, for the bookkeeping of offers deep in a dispatch. */
+  private nowMs = 0;
 
   /** `remote` is null for a node alone. */
   constructor(private readonly remote: RemoteCredit | null) {}
@@ -163,7 +169,6 @@ export class Dispatcher implements Actor<DispatcherMsg> {
     for (const [key, o] of this.offered) if (o.slots <= 0) throw new Error(`dispatcher: offer ${key} holds ${o.slots} slots`);
   }
 
-  private nowMs = 0;
 
   /** One idle slot of `queue`, taken now, for an owner about to insert a job that can start at
    * once (it inserts the job already leased). Only when no owner here has ready jobs of the

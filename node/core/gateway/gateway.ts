@@ -18,14 +18,14 @@ import { ADVERTISED_LIMITS, CODEC_LIMITS, LIST_LIMIT_DEFAULT, REQUEUE_ATTEMPTS_D
 import type { Lease, NodeToWorker, WorkerToNode } from '../../../protocol/worker-messages.ts';
 import type { Actor, ActorContext, ActorRef } from '../actor/runtime.ts';
 import type { DispatcherMsg } from '../dispatch/dispatcher-messages.ts';
-import { homeOfWorker, workerIdOf } from '../dispatch/dispatcher.ts';
+import { connOfWorker, homeOfWorker, workerIdOf } from '../dispatch/dispatcher.ts';
 import type { Job, JobState, LeaseToken } from '../job/job.ts';
 import { shardForSubmission, shardOfJobId } from '../job/job-id.ts';
 import { laneOf } from '../job/lane.ts';
 import type { AckOutcome, HeartbeatOutcome, JobOutcome, OwnerMsg, SubmitOutcome, Subscriber, WorkerLink } from '../owner/owner-messages.ts';
 import { refusal } from '../refusal.ts';
 import type { RoutingTable } from '../shards/routing-table.ts';
-import { ForwardTable, type Answer, type RoutedCall } from './routed-call.ts';
+import { ForwardTable, type Answer, type ForwardHandlers, type RoutedCall } from './routed-call.ts';
 import { submissionOf } from './submission.ts';
 import { TokenBuckets, type RateLimit } from './token-bucket.ts';
 
@@ -78,8 +78,9 @@ interface ConnState {
   inflight: number;
   subscriptions: Set<string>;
   workerId: string | null;
-  /** For a virtual connection, the node whose gateway forwards its requests. */
-  forwardedBy: string | null;
+  /** For a virtual connection, the node whose gateway forwards its requests, and the client's
+   * connection there. */
+  forwardedBy: { node: string; conn: string } | null;
   /** Nodes this connection's requests were forwarded to: told when it closes. */
   forwardedTo: Set<string>;
 }
@@ -167,7 +168,7 @@ export class Gateway implements Actor<GatewayMsg> {
       case 'ring': {
         this.ring = new Set(msg.members);
         for (const state of [...this.conns.values()]) {
-          if (state.forwardedBy !== null && !this.ring.has(state.forwardedBy)) this.closed(state.conn.id, ctx);
+          if (state.forwardedBy !== null && !this.ring.has(state.forwardedBy.node)) this.closed(state.conn.id, ctx);
         }
         const before = this.placementSeen;
         this.placementSeen = this.deps.routes.placement;
@@ -313,7 +314,7 @@ export class Gateway implements Actor<GatewayMsg> {
     if (state === undefined || !state.subscriptions.has(jobId)) return;
     if (state.forwardedBy !== null) {
       state.subscriptions.delete(jobId);
-      return ctx.env.network.send(state.forwardedBy, { t: 'subscription_moved', conn: connId.slice(state.forwardedBy.length + 1), jobId });
+      return ctx.env.network.send(state.forwardedBy.node, { t: 'subscription_moved', conn: state.forwardedBy.conn, jobId });
     }
     const shard = shardOfJobId(jobId, this.deps.routes.shardCount);
     if (shard === null) return;
@@ -405,20 +406,9 @@ export class Gateway implements Actor<GatewayMsg> {
     ctx: ActorContext<GatewayMsg>,
   ): void {
     const again = (index: number) => this.routeSubmit(state, jobs[index]!, this.submitShard(state, jobs[index]!, ctx), ctx, finish(index));
-    const call: RoutedCall = {
-      connId: state.conn.id,
-      tenant: state.conn.tenant,
-      shard: null,
-      localOnly: false,
-      deadlineMs: ctx.env.clock.monotonicMs() + ROUTE_DEADLINE_MS,
-      retryMs: ROUTE_RETRY_MS,
-      request: { t: 'submit_batch', rid: 0, jobs: indices.map((i) => jobs[i]!) },
-      repeatable: false,
-      forwarded: (to) => state.forwardedTo.add(to),
-      toOwner: () => {
-        throw new Error('gateway: a batch forward has no owner of its own');
-      },
-      finish: (answer) => {
+    const request: ForwardedRequest = { t: 'submit_batch', rid: 0, jobs: indices.map((i) => jobs[i]!) };
+    this.sendForward(state.conn.id, state.conn.tenant, node, request, ctx, {
+      answered: (answer) => {
         if (answer.t === 'submitted_batch' && answer.results.length === indices.length) {
           return answer.results.forEach((result, k) => {
             const index = indices[k]!;
@@ -428,12 +418,17 @@ export class Gateway implements Actor<GatewayMsg> {
         }
         const refusedWhole = answer.t === 'error' && answer.code === 'unavailable';
         for (const index of indices) {
-          if (refusedWhole || jobs[index]!.idempotencyKey !== undefined) again(index);
+          if (refusedWhole) again(index);
           else finish(index)(answer.t === 'error' ? answer : errorReply(0, refusal('internal', `the node answered a batch with ${answer.t}`)));
         }
       },
-    };
-    this.sendForward(call, node, ctx);
+      lost: () => {
+        for (const index of indices) {
+          if (jobs[index]!.idempotencyKey !== undefined) again(index);
+          else finish(index)(errorReply(0, outcomeUnknown()));
+        }
+      },
+    });
   }
 
   private batchItem(connId: string, batch: BatchState, index: number, outcome: SubmitOutcome): void {
@@ -489,36 +484,43 @@ export class Gateway implements Actor<GatewayMsg> {
       localOnly,
       deadlineMs: ctx.env.clock.monotonicMs() + (localOnly ? 0 : patience.deadlineMs),
       retryMs: patience.retryMs,
-      forwarded: (node) => state.forwardedTo.add(node),
       ...how,
     };
   }
 
   /** Sends a routed call to the owner of its shard: here, or on the node the ring names. */
   private attempt(call: RoutedCall, ctx: ActorContext<GatewayMsg>): void {
-    const shard = call.shard;
-    if (shard === null) throw new Error('gateway: a batch forward is never routed again whole');
-    const owner = this.deps.routes.ownerOf(shard);
+    const owner = this.deps.routes.ownerOf(call.shard);
     if (owner !== undefined) {
       const self = ctx.self;
       return call.toOwner(owner, (answer) => self.tell({ kind: 'answer', call, answer }));
     }
-    const node = this.ownerElsewhere(call.localOnly, shard, ctx);
-    if (node === null) return this.settle(call, errorReply(call.request.rid, unavailable(shard)), ctx);
-    this.sendForward(call, node, ctx);
+    const node = this.ownerElsewhere(call.localOnly, call.shard, ctx);
+    if (node === null) return this.settle(call, errorReply(call.request.rid, unavailable(call.shard)), ctx);
+    this.sendForward(call.connId, call.tenant, node, call.request, ctx, {
+      answered: (answer) => this.settle(call, answer, ctx),
+      // Asked again where that is safe, else answered "unknown".
+      lost: () => {
+        if (!call.repeatable) call.finish(errorReply(call.request.rid, outcomeUnknown()));
+        else if (ctx.env.clock.monotonicMs() < call.deadlineMs) this.attempt(call, ctx);
+        else call.finish(errorReply(call.request.rid, unavailable(call.shard)));
+      },
+    });
   }
 
-  private sendForward(call: RoutedCall, node: string, ctx: ActorContext<GatewayMsg>): void {
-    const fid = this.forwards.add(call, node, ctx.env.clock.monotonicMs());
-    call.forwarded(node);
-    ctx.env.network.send(node, { t: 'forward', fid, conn: call.connId, tenant: call.tenant, request: { ...call.request, rid: fid } });
+  /** Sends `request` of connection `connId` to `node`; the connection remembers the node, which
+   * must hear when it closes. */
+  private sendForward(connId: string, tenant: string, node: string, request: ForwardedRequest, ctx: ActorContext<GatewayMsg>, handlers: ForwardHandlers): void {
+    const fid = this.forwards.add(node, ctx.env.clock.monotonicMs(), handlers);
+    this.conns.get(connId)?.forwardedTo.add(node);
+    ctx.env.network.send(node, { t: 'forward', fid, conn: connId, tenant, request: { ...request, rid: fid } });
     if (!ctx.hasTimer('sweep')) ctx.startTimer('sweep', SWEEP_EVERY_MS, { kind: 'sweep' });
   }
 
   /** An answer: final, or `unavailable` with time left to try again. */
   private settle(call: RoutedCall, answer: Answer, ctx: ActorContext<GatewayMsg>): void {
     const unavailableNow = answer.t === 'error' && answer.code === 'unavailable';
-    if (unavailableNow && call.shard !== null && ctx.env.clock.monotonicMs() + call.retryMs < call.deadlineMs) {
+    if (unavailableNow && ctx.env.clock.monotonicMs() + call.retryMs < call.deadlineMs) {
       return ctx.startTimer(`retry-${++this.retries}`, call.retryMs, { kind: 'retry', call });
     }
     call.finish(answer);
@@ -532,14 +534,9 @@ export class Gateway implements Actor<GatewayMsg> {
     state.conn.send('rid' in answer ? ({ ...answer, rid } as Answer) : answer);
   }
 
-  /** Forwards whose answer is lost: asked again where that is safe, else answered "unknown". */
+  /** Forwards whose answer is lost. */
   private sweep(ctx: ActorContext<GatewayMsg>): void {
-    const now = ctx.env.clock.monotonicMs();
-    for (const call of this.forwards.lost(now, FORWARD_TIMEOUT_MS, this.ring)) {
-      if (call.shard !== null && call.repeatable && now < call.deadlineMs) this.attempt(call, ctx);
-      else if (call.shard !== null && call.repeatable) call.finish(errorReply(call.request.rid, unavailable(call.shard)));
-      else call.finish(errorReply(call.request.rid, refusal('internal', 'no answer from the owner: the submission may or may not have been accepted')));
-    }
+    for (const forward of this.forwards.lost(ctx.env.clock.monotonicMs(), FORWARD_TIMEOUT_MS, this.ring)) forward.lost();
     if (this.forwards.size > 0) ctx.startTimer('sweep', SWEEP_EVERY_MS, { kind: 'sweep' });
   }
 
@@ -549,15 +546,14 @@ export class Gateway implements Actor<GatewayMsg> {
         const id = `${from}/${message.conn}`;
         let state = this.conns.get(id);
         if (state === undefined || state.conn.tenant !== message.tenant) {
-          state = newConnState(this.virtualConn(id, from, message.conn, message.tenant, ctx), from);
+          state = newConnState(this.virtualConn(id, from, message.conn, message.tenant, ctx), { node: from, conn: message.conn });
           state.greeted = true;
           this.conns.set(id, state);
         }
         return this.request(state, message.request, ctx);
       }
       case 'forward_reply': {
-        const call = this.forwards.take(message.fid, from);
-        if (call !== null) this.settle(call, message.reply, ctx);
+        this.forwards.take(message.fid, from)?.answered(message.reply);
         return;
       }
       case 'forward_push': {
@@ -571,11 +567,12 @@ export class Gateway implements Actor<GatewayMsg> {
       case 'subscription_moved':
         return this.resubscribe(message.conn, message.jobId, ctx);
       case 'owner_relay': {
-        const connId = message.worker.slice(message.worker.indexOf('/') + 1);
-        const state = this.conns.get(connId);
-        if (state?.workerId === message.worker) state.conn.send(message.message);
+        const state = this.conns.get(connOfWorker(message.worker));
+        // A lease for a worker whose connection closed runs out at its owner.
+        if (state === undefined || state.workerId !== message.worker) return;
+        state.conn.send(message.message);
         if (message.message.t === 'lease') {
-          this.deps.dispatcher.tell({ kind: 'remote_leased', node: from, workerId: message.worker, lane: laneOf(state?.conn.tenant ?? '', message.message.queue) });
+          this.deps.dispatcher.tell({ kind: 'remote_leased', node: from, workerId: message.worker, lane: laneOf(state.conn.tenant, message.message.queue) });
         }
         return;
       }
@@ -675,7 +672,7 @@ export class Gateway implements Actor<GatewayMsg> {
   }
 }
 
-function newConnState(conn: ClientConnection, forwardedBy: string | null): ConnState {
+function newConnState(conn: ClientConnection, forwardedBy: ConnState['forwardedBy']): ConnState {
   return { conn, greeted: false, badFrames: 0, inflight: 0, subscriptions: new Set(), workerId: null, forwardedBy, forwardedTo: new Set() };
 }
 
@@ -716,6 +713,11 @@ function submitOutcomeOf(answer: Answer): SubmitOutcome {
 function readRefusal(error: unknown): ErrorBody {
   if (error instanceof RangeError) return { ...refusal('bad_request', 'after: not a cursor this node made'), field: 'after' };
   return refusal('unavailable', 'store unavailable', RETRY_UNAVAILABLE_MS);
+}
+
+/** A forward's answer was lost: the request may or may not have been applied. */
+function outcomeUnknown(): ErrorBody {
+  return refusal('internal', 'no answer from the owner: the submission may or may not have been accepted');
 }
 
 function unavailable(shard: number): ErrorBody {

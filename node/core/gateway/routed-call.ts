@@ -16,9 +16,7 @@ export interface RoutedCall {
   /** The client's connection and tenant, which a forward carries. */
   readonly connId: string;
   readonly tenant: string;
-  /** Null for a batch forwarded whole to one node: it is answered, never tried again, and its
-   * `finish` routes its items again where that is due. */
-  readonly shard: number | null;
+  readonly shard: number;
   readonly deadlineMs: number;
   /** Pause between tries while the shard is between owners. */
   readonly retryMs: number;
@@ -30,16 +28,21 @@ export interface RoutedCall {
   /** Whether the request may be sent again when an answer is lost: false for a submission
    * without an idempotency key, which could then run twice. */
   readonly repeatable: boolean;
-  /** Notes a node the call was forwarded to (it must hear when the connection closes). */
-  forwarded(node: string): void;
   /** Asks an owner on this node; `answer` is called on the owner's turn. */
   toOwner(owner: ActorRef<OwnerMsg>, answer: (a: Answer) => void): void;
   /** The final answer, on the gateway's turn. */
   finish(answer: Answer): void;
 }
 
-interface Pending {
-  call: RoutedCall;
+/** A forward in flight: what to do with its answer, or without one. */
+export interface ForwardHandlers {
+  answered(reply: Answer): void;
+  /** No answer in time, or the node left the ring: the request may or may not have been
+   * applied. */
+  lost(): void;
+}
+
+interface Pending extends ForwardHandlers {
   node: string;
   sentAtMs: number;
 }
@@ -49,28 +52,28 @@ export class ForwardTable {
   private readonly pending = new Map<number, Pending>();
   private nextFid = 1;
 
-  add(call: RoutedCall, node: string, nowMs: number): number {
+  add(node: string, nowMs: number, handlers: ForwardHandlers): number {
     const fid = this.nextFid;
     this.nextFid = this.nextFid >= 0xffff_fff0 ? 1 : this.nextFid + 1;
-    this.pending.set(fid, { call, node, sentAtMs: nowMs });
+    this.pending.set(fid, { ...handlers, node, sentAtMs: nowMs });
     return fid;
   }
 
-  take(fid: number, from: string): RoutedCall | null {
+  take(fid: number, from: string): ForwardHandlers | null {
     const p = this.pending.get(fid);
     // Only the node it was sent to may answer a forward.
     if (p === undefined || p.node !== from) return null;
     this.pending.delete(fid);
-    return p.call;
+    return p;
   }
 
-  /** Removes and returns the calls whose answer is overdue or whose node left the ring. */
-  lost(nowMs: number, timeoutMs: number, ring: ReadonlySet<string>): RoutedCall[] {
-    const out: RoutedCall[] = [];
+  /** Removes and returns the forwards whose answer is overdue or whose node left the ring. */
+  lost(nowMs: number, timeoutMs: number, ring: ReadonlySet<string>): ForwardHandlers[] {
+    const out: ForwardHandlers[] = [];
     for (const [fid, p] of this.pending) {
       if (nowMs - p.sentAtMs >= timeoutMs || !ring.has(p.node)) {
         this.pending.delete(fid);
-        out.push(p.call);
+        out.push(p);
       }
     }
     return out;

@@ -23,8 +23,8 @@ export type AckOutcome = { ok: true } | { ok: false; error: ErrorBody };
 /** A heartbeat's answer: how long the lease lasts from now. */
 export type HeartbeatOutcome = { ok: true; leaseMs: number } | { ok: false; error: ErrorBody };
 
-/** Where leases and revocations for one worker go: a client connection on this node, or (from
- * the cluster issue on) a relay to another node. */
+/** Where leases and revocations for one worker go: a client connection on this node, or a
+ * relay to the node the worker is attached to. */
 export interface WorkerLink {
   readonly id: string;
   lease(job: Job, token: LeaseToken, leaseMs: number): void;

@@ -4,8 +4,8 @@
 // its lease can lapse by this node's own monotonic clock. An owner that was deposed or failed
 // is replaced by acquiring the shard again at a new epoch.
 //
-// Which shards the node should own is policy, given from outside: all of them for a single
-// node; the cluster's consistent-hash ring later.
+// Which shards the node should own is policy, given from outside: all of them for a node
+// alone; in a cluster, those the consistent-hash ring gives it (node.ts).
 
 import type { Actor, ActorContext, ActorRef } from '../actor/runtime.ts';
 import type { OwnerMsg } from '../owner/owner-messages.ts';
