@@ -102,6 +102,7 @@ export async function runSimulation(options: SimOptions): Promise<SimResult> {
     owner: { ...DEFAULT_NODE_CONFIG.owner, leaseMs: 3_000, leaseCheckMs: 250, memoryJobsMax: 64, uncommittedMax: plan.uncommittedMax },
     shards: { shardLeaseMs: SHARD_LEASE_MS, safetyMarginMs: 1_500, renewEveryMs: 1_000, acquireRetryMs: 500 },
     gateway: {
+      ...DEFAULT_NODE_CONFIG.gateway,
       connInflightMax: plan.connInflightMax,
       rateLimit: plan.ratePerSecond === null ? null : { perSecond: plan.ratePerSecond, burst: plan.ratePerSecond },
     },

@@ -76,6 +76,7 @@ export async function startCommand(argv: string[]): Promise<void> {
       shardCount,
       owner: { ...DEFAULT_OWNER_CONFIG, leaseMs, leaseCheckMs: Math.min(DEFAULT_OWNER_CONFIG.leaseCheckMs, leaseMs / 4) },
       gateway: {
+        ...DEFAULT_GATEWAY_CONFIG,
         connInflightMax: intOption(values['inflight-max'] ?? env.KAIROS_INFLIGHT_MAX, '--inflight-max', DEFAULT_GATEWAY_CONFIG.connInflightMax, 1),
         rateLimit: rateLimitOption(values['rate-limit'] ?? env.KAIROS_RATE_LIMIT),
       },

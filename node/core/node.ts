@@ -78,7 +78,7 @@ export function createNode(env: Env, config: NodeConfig): KairosNode {
   const system = new ActorSystem(env);
   const routes = new RoutingTable(config.shardCount);
   const committer = system.spawn<CommitterMsg>('committer', new Committer(config.committer));
-  const dispatcherActor = new Dispatcher(cluster === null ? null : remoteCredit(env.network, () => membership?.tell({ kind: 'load_changed' })));
+  const dispatcherActor = new Dispatcher(cluster === null ? null : remoteCredit(env.network, () => membership?.tell({ kind: 'load_changed' })), () => routes.localOwners());
   const dispatcher = system.spawn<DispatcherMsg>('dispatcher', dispatcherActor);
   const shardManager = system.spawn<ShardManagerMsg>(
     'shards',

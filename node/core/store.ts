@@ -110,6 +110,8 @@ export interface Store {
 
   /** A page of a shard's jobs in one live state, ordered by (run_at, id), after `after`. */
   loadShardJobs(shard: number, state: 'pending' | 'running', after: JobCursor | null, limit: number): Promise<Job[]>;
+  /** One job. With `listJobs`, what clients read: an implementation serves these apart from
+   * the write path and shard leases, so that no flood of reads can delay them. */
   getJob(id: string): Promise<Job | null>;
   /** The job an idempotency key names, if any. */
   findByIdempotencyKey(tenant: string, key: string): Promise<string | null>;

@@ -50,6 +50,7 @@ export const MUTABLE_COLUMNS: readonly Column[] = [
   column('retry_jitter', 'float8', (j) => j.retry.jitter),
   column('lease_epoch', 'bigint', (j) => j.leaseEpoch),
   column('lease_expires_at', 'ts', (j) => j.leaseExpiresAtMs),
+  column('lease_worker', 'text', (j) => j.leaseWorker),
   column('last_error', 'text', (j) => j.lastError),
   column('result', 'bytea', (j) => j.result),
   column('updated_at', 'ts', (j) => j.updatedAtMs),
@@ -99,6 +100,7 @@ export interface JobRow {
   /** bigint: node-postgres returns it as a string. */
   lease_epoch: string | null;
   lease_expires_at: number | null;
+  lease_worker: string | null;
   version: number;
   last_error: string | null;
   result: Buffer | null;
@@ -127,6 +129,7 @@ export function jobFromRow(row: JobRow): Job {
     },
     idempotencyKey: row.idempotency_key,
     leaseEpoch: row.lease_epoch === null ? null : Number(row.lease_epoch),
+    leaseWorker: row.lease_worker,
     leaseExpiresAtMs: row.lease_expires_at,
     version: row.version,
     lastError: row.last_error,

@@ -1,6 +1,11 @@
-// The PostgreSQL store: the Store contract (node/core/store.ts) on a pg Pool. Shard leases and
+// The PostgreSQL store: the Store contract (node/core/store.ts) on pg Pools. Shard leases and
 // job reads live here; the fenced write path is pg-commit.ts, retention pg-retention.ts, the
 // row mapping pg-rows.ts.
+//
+// Three pools, so that no kind of work waits in a queue behind another: shard leases (a
+// renewal that waits too long costs the node its shards), the write path (commits, loads,
+// paging), and reads of single jobs and pages, which clients drive and can flood (200,000
+// pipelined `get`s once starved renewals until the node gave up every shard).
 //
 // Leases run on the database's clock (now()), never the node's: nodes' clocks may disagree,
 // and safety must not depend on them. A node still stops serving by its own monotonic clock
@@ -21,8 +26,10 @@ import { query } from './pg-tx.ts';
 
 export interface PgStoreOptions {
   connectionString: string;
-  /** Connections in the pool: the number of batches that can be in flight at once. */
+  /** Connections of the write path: the number of batches that can be in flight at once. */
   poolSize?: number;
+  /** Connections serving reads of jobs (`getJob`, `listJobs`). */
+  readPoolSize?: number;
   /** The cluster's shard count; checked against the one recorded at cluster creation. */
   shardCount: number;
 }
@@ -79,24 +86,14 @@ const FIND_KEY_SQL = 'SELECT job_id FROM idempotency WHERE tenant = $1 AND key =
 export async function createPgStore(options: PgStoreOptions): Promise<Store> {
   const { connectionString, shardCount } = options;
   await migrate(connectionString);
-  const pool = new pg.Pool({
-    connectionString,
-    max: options.poolSize ?? 10,
-    connectionTimeoutMillis: 10_000,
-    keepAlive: true,
-    application_name: 'kairos',
-    // A hung statement or a node stalled inside a transaction would hold shard-row locks and
-    // block the next owner's acquisition; the server cuts both off.
-    statement_timeout: 30_000,
-    idle_in_transaction_session_timeout: 30_000,
-  });
-  // An idle connection that dies is dropped by the pool; the next checkout opens a new one.
-  // Without a listener, the pool's 'error' event would crash the process.
-  pool.on('error', () => {});
+  const pool = newPool(connectionString, options.poolSize ?? 10, 'kairos');
+  const leasePool = newPool(connectionString, SHARD_LEASE_CONNECTIONS, 'kairos-leases');
+  const reads = newPool(connectionString, options.readPoolSize ?? 4, 'kairos-reads');
+  const closeAll = async () => void (await Promise.all([pool.end(), leasePool.end(), reads.end()]));
   try {
     await ensureCluster(pool, shardCount);
   } catch (error) {
-    await pool.end();
+    await closeAll();
     throw error;
   }
 
@@ -109,13 +106,13 @@ export async function createPgStore(options: PgStoreOptions): Promise<Store> {
   return {
     async acquireShards(owner, shards, leaseMs) {
       checkShards(shards);
-      const rows = await query<{ id: number; epoch: string }>(pool, 'acquireShards', ACQUIRE_SQL, [shards, owner, leaseMs]);
+      const rows = await query<{ id: number; epoch: string }>(leasePool, 'acquireShards', ACQUIRE_SQL, [shards, owner, leaseMs]);
       return rows.map((row) => ({ shard: row.id, epoch: Number(row.epoch) })).sort((a, b) => a.shard - b.shard);
     },
 
     async renewShards(owner, leases, leaseMs) {
       const sorted = byShard(leases);
-      const rows = await query<{ id: number }>(pool, 'renewShards', RENEW_SQL, [
+      const rows = await query<{ id: number }>(leasePool, 'renewShards', RENEW_SQL, [
         owner,
         sorted.map((l) => l.shard),
         sorted.map((l) => l.epoch),
@@ -126,12 +123,12 @@ export async function createPgStore(options: PgStoreOptions): Promise<Store> {
 
     async releaseShards(owner, leases) {
       const sorted = byShard(leases);
-      await query(pool, 'releaseShards', RELEASE_SQL, [owner, sorted.map((l) => l.shard), sorted.map((l) => l.epoch)]);
+      await query(leasePool, 'releaseShards', RELEASE_SQL, [owner, sorted.map((l) => l.shard), sorted.map((l) => l.epoch)]);
     },
 
     async listShards(): Promise<ShardRow[]> {
       const rows = await query<{ id: number; owner: string | null; epoch: string; lease_until: number | null }>(
-        pool,
+        leasePool,
         'listShards',
         LIST_SHARDS_SQL,
         [],
@@ -153,7 +150,7 @@ export async function createPgStore(options: PgStoreOptions): Promise<Store> {
     async getJob(id) {
       const parts = parseJobId(id);
       if (parts === null) return null;
-      const rows = await query<JobRow>(pool, 'getJob', GET_JOB_SQL, [id, parts.scheduledAtMs]);
+      const rows = await query<JobRow>(reads, 'getJob', GET_JOB_SQL, [id, parts.scheduledAtMs]);
       return rows.length === 0 ? null : jobFromRow(rows[0]!);
     },
 
@@ -162,12 +159,33 @@ export async function createPgStore(options: PgStoreOptions): Promise<Store> {
       return rows[0]?.job_id ?? null;
     },
 
-    listJobs: (tenant, filter) => listJobs(pool, tenant, filter),
+    listJobs: (tenant, filter) => listJobs(reads, tenant, filter),
 
     retention: (nowMs, retentionOptions) => runRetention(pool, shardCount, nowMs, retentionOptions),
 
-    close: () => pool.end(),
+    close: closeAll,
   };
+}
+
+/** Shard leases: acquisition and renewal, never more than one of each at a time per node. */
+const SHARD_LEASE_CONNECTIONS = 2;
+
+function newPool(connectionString: string, max: number, applicationName: string): pg.Pool {
+  const pool = new pg.Pool({
+    connectionString,
+    max,
+    connectionTimeoutMillis: 10_000,
+    keepAlive: true,
+    application_name: applicationName,
+    // A hung statement or a node stalled inside a transaction would hold shard-row locks and
+    // block the next owner's acquisition; the server cuts both off.
+    statement_timeout: 30_000,
+    idle_in_transaction_session_timeout: 30_000,
+  });
+  // An idle connection that dies is dropped by the pool; the next checkout opens a new one.
+  // Without a listener, the pool's 'error' event would crash the process.
+  pool.on('error', () => {});
+  return pool;
 }
 
 /* A tenant's jobs newest first, optionally in one state and/or queue, after a cursor.

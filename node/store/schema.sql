@@ -46,6 +46,7 @@ CREATE TABLE jobs (
   created_at timestamp with time zone NOT NULL,
   updated_at timestamp with time zone NOT NULL,
   finished_at timestamp with time zone,
+  lease_worker text,
   CONSTRAINT jobs_pkey PRIMARY KEY (id, scheduled_at),
   CONSTRAINT jobs_status_check CHECK ((status = ANY (ARRAY['pending'::text, 'running'::text, 'succeeded'::text, 'dead'::text, 'cancelled'::text])))
 ) PARTITION BY RANGE (scheduled_at);

@@ -62,7 +62,7 @@ export function step(job: Job, event: JobEvent, nowMs: number = job.updatedAtMs 
 
 /** Shorthands for the common events. */
 export const lease = (job: Job, epoch: number, nowMs?: number): Step =>
-  step(job, { kind: 'lease', epoch, expiresAtMs: (nowMs ?? job.updatedAtMs + 1) + 30_000 }, nowMs);
+  step(job, { kind: 'lease', epoch, worker: 'n1/c1', expiresAtMs: (nowMs ?? job.updatedAtMs + 1) + 30_000 }, nowMs);
 
 export const complete = (job: Job, result: Uint8Array | null = null): Step =>
   step(job, { kind: 'complete', token: leaseTokenOf(job)!, result });

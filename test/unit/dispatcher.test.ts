@@ -27,14 +27,24 @@ function setup() {
     giveBack: (worker, _lane, slots) => void givenBack.push([worker, slots]),
     backlogAppeared: () => {},
   };
-  const dispatcher = system.spawn<DispatcherMsg>('dispatcher', new Dispatcher(remote));
+  const owners: ActorRef<OwnerMsg>[] = [];
+  const dispatcher = system.spawn<DispatcherMsg>('dispatcher', new Dispatcher(remote, () => owners));
   const grants: Array<[worker: string, slots: number]> = [];
+  /** What the owner heard, in order: grants and lost workers. */
+  const heard: string[] = [];
   const owner = system.spawn<OwnerMsg>('owner-0', {
-    receive: (msg) => void (msg.kind === 'grant' && grants.push([msg.worker.id, msg.slots])),
+    receive: (msg) => {
+      if (msg.kind === 'grant') {
+        grants.push([msg.worker.id, msg.slots]);
+        heard.push(`grant ${msg.worker.id}`);
+      }
+      if (msg.kind === 'worker_gone') heard.push(`gone ${msg.workerId}`);
+    },
   }) as ActorRef<OwnerMsg>;
+  owners.push(owner);
   const worker = (id: string): WorkerLink => ({ id, lease() {}, revoke() {} });
   const run = (ms: number) => runUntil(queue, () => false, queue.nowMs + ms);
-  return { dispatcher, owner, offers, givenBack, grants, worker, run };
+  return { dispatcher, owner, offers, givenBack, grants, heard, worker, run };
 }
 
 describe('dispatcher across nodes', () => {
@@ -86,5 +96,18 @@ describe('dispatcher across nodes', () => {
     t.dispatcher.tell({ kind: 'credit_returned', workerId: 'b/c9', lane: LANE, slots: 2 });
     await t.run(10);
     expect(t.givenBack).toEqual([['b/c9', 7], ['b/c9', 2]]);
+  });
+
+  it('tells every owner here that a worker left, after the grants to it already made', async () => {
+    const t = setup();
+    t.dispatcher.tell({ kind: 'backlog', shard: 0, owner: t.owner, counts: [[LANE, 3, 0]] });
+    // Another node's worker is granted here, then its connection closes there.
+    t.dispatcher.tell({ kind: 'remote_credit', worker: t.worker('b/c9'), lane: LANE, slots: 2 });
+    t.dispatcher.tell({ kind: 'worker_left', workerId: 'b/c9' });
+    t.dispatcher.tell({ kind: 'worker_joined', worker: t.worker('a/c1') });
+    t.dispatcher.tell({ kind: 'worker_left', workerId: 'a/c1' });
+    t.dispatcher.tell({ kind: 'credit', workerId: 'a/c1', lane: LANE, slots: 5 });
+    await t.run(10);
+    expect(t.heard).toEqual(['grant b/c9', 'gone b/c9', 'gone a/c1']);
   });
 });

@@ -24,7 +24,7 @@ function tokenOf(job: Job): LeaseToken {
 function eventOf(kind: JobEventKind, job: Job): JobEvent {
   const token = tokenOf(job);
   switch (kind) {
-    case 'lease': return { kind, epoch: 3, expiresAtMs: T0 + 30_000 };
+    case 'lease': return { kind, epoch: 3, expiresAtMs: T0 + 30_000, worker: 'n1/c1' };
     case 'complete': return { kind, token, result: null };
     case 'retry': return { kind, token, runAtMs: T0 + 1_000, error: 'boom' };
     case 'release': return { kind, token, runAtMs: T0 };
@@ -70,7 +70,7 @@ describe('transition: every state × event', () => {
 
 describe('transition: details', () => {
   it('lease starts the next attempt under the granting epoch', () => {
-    const r = transition(jobIn('pending'), { kind: 'lease', epoch: 9, expiresAtMs: T0 + 10 }, T0);
+    const r = transition(jobIn('pending'), { kind: 'lease', epoch: 9, expiresAtMs: T0 + 10, worker: 'n1/c1' }, T0);
     expect(r.ok && r.job).toMatchObject({ state: 'running', attempts: 1, leaseEpoch: 9, leaseExpiresAtMs: T0 + 10 });
   });
 

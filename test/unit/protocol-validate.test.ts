@@ -249,6 +249,7 @@ describe('toJobView', () => {
       retry: { ...DEFAULT_RETRY_POLICY, attemptsMax: 7 },
       idempotencyKey: null,
       leaseEpoch: 5,
+      leaseWorker: 'n1/c1',
       leaseExpiresAtMs: 40,
       version: 4,
       lastError: 'boom',

@@ -92,12 +92,12 @@ describe('shard owner on virtual time', () => {
     // The lease travels with its write; a verdict waits until the write has committed.
     await ctx.run(() => ctx.backing.jobs.get(jobId)?.state === 'running');
 
-    const done = tellOwner<AckOutcome>(ctx.node, 1, (reply) => ({ kind: 'complete', token, result: new Uint8Array([9]), reply }));
+    const done = tellOwner<AckOutcome>(ctx.node, 1, (reply) => ({ kind: 'complete', token, holder: { tenant: 't1', worker: 'w1' }, result: new Uint8Array([9]), reply }));
     await ctx.run(() => done.outcome !== undefined);
     expect(done.outcome).toEqual({ ok: true });
     expect(ctx.backing.jobs.get(jobId)).toMatchObject({ state: 'succeeded', attempts: 1, result: new Uint8Array([9]) });
 
-    const again = tellOwner<AckOutcome>(ctx.node, 1, (reply) => ({ kind: 'complete', token, result: null, reply }));
+    const again = tellOwner<AckOutcome>(ctx.node, 1, (reply) => ({ kind: 'complete', token, holder: { tenant: 't1', worker: 'w1' }, result: null, reply }));
     await ctx.run(() => again.outcome !== undefined);
     expect(again.outcome).toMatchObject({ ok: false, error: { code: 'stale_lease' } });
   });
@@ -117,7 +117,7 @@ describe('shard owner on virtual time', () => {
     expect(ctx.backing.commits - commitsBefore).toBe(1);
     expect(ctx.backing.jobs.get(jobId)).toMatchObject({ state: 'running', attempts: 1, version: 2 });
     expect(worker.leases.map((l) => l.token)).toEqual([{ jobId, attempt: 1, epoch: ctx.backing.shards[1]!.epoch }]);
-    const done = tellOwner<AckOutcome>(ctx.node, 1, (reply) => ({ kind: 'complete', token: worker.leases[0]!.token, result: null, reply }));
+    const done = tellOwner<AckOutcome>(ctx.node, 1, (reply) => ({ kind: 'complete', token: worker.leases[0]!.token, holder: { tenant: 't1', worker: 'w1' }, result: null, reply }));
     await ctx.run(() => done.outcome !== undefined);
     expect(ctx.backing.jobs.get(jobId)?.state).toBe('succeeded');
 
@@ -151,7 +151,7 @@ describe('shard owner on virtual time', () => {
       const leases = worker.leases.splice(0);
       for (const { token } of leases) {
         tellOwner<AckOutcome>(ctx.node, parseInt(token.jobId.slice(0, 3), 16), (reply) => ({
-          kind: 'complete', token, result: null, reply: (o) => { expect(o.ok).toBe(true); completed++; reply(o); },
+          kind: 'complete', token, holder: { tenant: 't1', worker: 'w1' }, result: null, reply: (o) => { expect(o.ok).toBe(true); completed++; reply(o); },
         }));
       }
       ctx.node.dispatcher.tell({ kind: 'credit', workerId: 'w1', lane: laneOf('t1', 'q'), slots: leases.length });
@@ -181,7 +181,7 @@ describe('shard owner on virtual time', () => {
       const { token } = worker.leases.shift()!;
       startedAt.push(ctx.queue.nowMs);
       expect(token.attempt).toBe(attempt);
-      const f = tellOwner<AckOutcome>(ctx.node, 0, (reply) => ({ kind: 'fail', token, error: `boom ${attempt}`, retryable: true, reply }));
+      const f = tellOwner<AckOutcome>(ctx.node, 0, (reply) => ({ kind: 'fail', token, holder: { tenant: 't1', worker: 'w1' }, error: `boom ${attempt}`, retryable: true, reply }));
       await ctx.run(() => f.outcome !== undefined);
       expect(f.outcome).toEqual({ ok: true });
       ctx.node.dispatcher.tell({ kind: 'credit', workerId: 'w1', lane: laneOf('t1', 'q'), slots: 1 });
@@ -194,7 +194,7 @@ describe('shard owner on virtual time', () => {
     ctx.node.dispatcher.tell({ kind: 'credit', workerId: 'w1', lane: laneOf('t1', 'other'), slots: 1 });
     await ctx.run(() => worker.leases.length > 0);
     const { token } = worker.leases.shift()!;
-    const f = tellOwner<AckOutcome>(ctx.node, 0, (reply) => ({ kind: 'fail', token, error: 'bad input', retryable: false, reply }));
+    const f = tellOwner<AckOutcome>(ctx.node, 0, (reply) => ({ kind: 'fail', token, holder: { tenant: 't1', worker: 'w1' }, error: 'bad input', retryable: false, reply }));
     await ctx.run(() => f.outcome !== undefined);
     expect(ctx.backing.jobs.get(token.jobId)).toMatchObject({ state: 'dead', attempts: 1 });
 
@@ -224,10 +224,10 @@ describe('shard owner on virtual time', () => {
     await ctx.run(() => healthy.leases.length === 1);
     expect(ctx.queue.nowMs - t0).toBeGreaterThanOrEqual(5_000);
     expect(hung.revoked).toEqual([{ token: zombieToken, reason: 'lease_lost' }]);
-    const late = tellOwner<AckOutcome>(ctx.node, 2, (reply) => ({ kind: 'complete', token: zombieToken, result: null, reply }));
+    const late = tellOwner<AckOutcome>(ctx.node, 2, (reply) => ({ kind: 'complete', token: zombieToken, holder: { tenant: 't1', worker: 'hung' }, result: null, reply }));
     await ctx.run(() => late.outcome !== undefined);
     expect(late.outcome).toMatchObject({ ok: false, error: { code: 'stale_lease' } });
-    const good = tellOwner<AckOutcome>(ctx.node, 2, (reply) => ({ kind: 'complete', token: healthy.leases[0]!.token, result: null, reply }));
+    const good = tellOwner<AckOutcome>(ctx.node, 2, (reply) => ({ kind: 'complete', token: healthy.leases[0]!.token, holder: { tenant: 't1', worker: 'ok' }, result: null, reply }));
     await ctx.run(() => good.outcome !== undefined);
     expect(ctx.backing.jobs.get(zombieToken.jobId)).toMatchObject({ state: 'succeeded', attempts: 2 });
   });
@@ -244,7 +244,7 @@ describe('shard owner on virtual time', () => {
     const { token } = w.leases[0]!;
     for (let i = 0; i < 6; i++) {
       await ctx.run(() => false, 3_000);
-      const hb = tellOwner<AckOutcome>(ctx.node, 3, (reply) => ({ kind: 'heartbeat', token, reply }));
+      const hb = tellOwner<AckOutcome>(ctx.node, 3, (reply) => ({ kind: 'heartbeat', token, holder: { tenant: 't1', worker: 'w' }, reply }));
       await ctx.run(() => hb.outcome !== undefined);
       expect(hb.outcome).toEqual({ ok: true, leaseMs: 5_000 });
     }
@@ -364,4 +364,89 @@ describe('shard owner on virtual time', () => {
     await ctx.run(() => w.leases.length === 400);
     expect(new Set(w.leases.map((l) => l.token.jobId)).size).toBe(400);
   });
+
+  it('lets only the connection a lease was granted to settle it, and answers everyone else alike', async () => {
+    const ctx = setup();
+    await started(ctx);
+    const s = submit(ctx.node, 1, submission());
+    await ctx.run(() => s.outcome !== undefined);
+    const w = new TestWorker('n1/c1');
+    ctx.node.dispatcher.tell({ kind: 'worker_joined', worker: w });
+    ctx.node.dispatcher.tell({ kind: 'credit', workerId: w.id, lane: laneOf('t1', 'q'), slots: 1 });
+    await ctx.run(() => w.leases.length === 1);
+    const { token } = w.leases[0]!;
+    const refusals: unknown[] = [];
+    const strangers = [
+      { token, holder: { tenant: 't2', worker: 'n1/c9' } }, // another tenant
+      { token, holder: { tenant: 't1', worker: 'n1/c2' } }, // another connection of the tenant
+      { token, holder: { tenant: 't2', worker: w.id } }, // the holder's id under another tenant
+      { token: { ...token, jobId: `${token.jobId.slice(0, -1)}z` }, holder: { tenant: 't1', worker: w.id } }, // no such job
+    ];
+    for (const stranger of strangers) {
+      for (const kind of ['complete', 'fail', 'return', 'heartbeat'] as const) {
+        const box = tellOwner<AckOutcome>(ctx.node, 1, (reply) =>
+          kind === 'fail' ? { kind, ...stranger, error: 'x', retryable: false, reply } : kind === 'complete' ? { kind, ...stranger, result: null, reply } : { kind, ...stranger, reply },
+        );
+        await ctx.run(() => box.outcome !== undefined);
+        refusals.push(box.outcome);
+      }
+    }
+    expect(new Set(refusals.map((r) => JSON.stringify(r).replace(/lease [^ ]+ is/, 'lease … is'))).size).toBe(1);
+    expect(refusals[0]).toMatchObject({ ok: false, error: { code: 'stale_lease', message: expect.stringContaining('not held by this connection') } });
+    expect(ctx.backing.jobs.get(token.jobId)).toMatchObject({ state: 'running', attempts: 1 });
+    const mine = tellOwner<AckOutcome>(ctx.node, 1, (reply) => ({ kind: 'complete', token, holder: { tenant: 't1', worker: w.id }, result: null, reply }));
+    await ctx.run(() => mine.outcome !== undefined);
+    expect(mine.outcome).toEqual({ ok: true });
+  });
+
+  it('puts a closed worker connection\'s leases back at once, spending the attempt, and refuses its late verdicts', async () => {
+    const ctx = setup({ leaseMs: 30_000 });
+    await started(ctx);
+    const boxes = [submit(ctx.node, 2, submission()), submit(ctx.node, 2, submission())];
+    await ctx.run(() => boxes.every((b) => b.outcome !== undefined));
+    const dead = new TestWorker('n1/c1');
+    ctx.node.dispatcher.tell({ kind: 'worker_joined', worker: dead });
+    ctx.node.dispatcher.tell({ kind: 'credit', workerId: dead.id, lane: laneOf('t1', 'q'), slots: 2 });
+    // Both leases are granted; the connection closes while their writes may still be in flight.
+    await ctx.run(() => dead.leases.length === 2, 0);
+    ctx.node.dispatcher.tell({ kind: 'worker_left', workerId: dead.id });
+    const alive = new TestWorker('n1/c2');
+    ctx.node.dispatcher.tell({ kind: 'worker_joined', worker: alive });
+    ctx.node.dispatcher.tell({ kind: 'credit', workerId: alive.id, lane: laneOf('t1', 'q'), slots: 2 });
+    const t0 = ctx.queue.nowMs;
+    await ctx.run(() => alive.leases.length === 2);
+    expect(ctx.queue.nowMs - t0).toBeLessThan(1_000);
+    expect(alive.leases.map((l) => l.token.attempt)).toEqual([2, 2]);
+    const late = tellOwner<AckOutcome>(ctx.node, 2, (reply) => ({ kind: 'complete', token: dead.leases[0]!.token, holder: { tenant: 't1', worker: dead.id }, result: null, reply }));
+    await ctx.run(() => late.outcome !== undefined);
+    expect(late.outcome).toMatchObject({ ok: false, error: { code: 'stale_lease' } });
+    const job = ctx.backing.jobs.get(dead.leases[0]!.token.jobId)!;
+    expect(job).toMatchObject({ state: 'running', attempts: 2, leaseWorker: alive.id, lastError: expect.stringContaining('closed') });
+  });
+
+  it('remembers the lease holder across a restart: only that connection settles the lease afterwards', async () => {
+    const ctx = setup();
+    await started(ctx);
+    const s = submit(ctx.node, 3, submission());
+    await ctx.run(() => s.outcome !== undefined);
+    const w = new TestWorker('n1/c1');
+    ctx.node.dispatcher.tell({ kind: 'worker_joined', worker: w });
+    ctx.node.dispatcher.tell({ kind: 'credit', workerId: w.id, lane: laneOf('t1', 'q'), slots: 1 });
+    await ctx.run(() => w.leases.length === 1 && ctx.backing.jobs.get(w.leases[0]!.token.jobId)?.state === 'running');
+    let down = false;
+    void ctx.node.shutdown().then(() => (down = true));
+    await ctx.run(() => down);
+    const env2 = simEnv({ nodeId: 'n1', queue: ctx.queue, random: new SeededRandom(8), store: ctx.store });
+    const node2 = createNode(env2, { ...DEFAULT_NODE_CONFIG, shardCount: SHARDS });
+    node2.start();
+    await runUntil(ctx.queue, () => node2.routes.served === SHARDS, ctx.queue.nowMs + 10_000);
+    const { token } = w.leases[0]!;
+    const other = tellOwner<AckOutcome>(node2, 3, (reply) => ({ kind: 'complete', token, holder: { tenant: 't1', worker: 'n1/c2' }, result: null, reply }));
+    await runUntil(ctx.queue, () => other.outcome !== undefined, ctx.queue.nowMs + 10_000);
+    expect(other.outcome).toMatchObject({ ok: false, error: { code: 'stale_lease' } });
+    const mine = tellOwner<AckOutcome>(node2, 3, (reply) => ({ kind: 'complete', token, holder: { tenant: 't1', worker: w.id }, result: null, reply }));
+    await runUntil(ctx.queue, () => mine.outcome !== undefined, ctx.queue.nowMs + 10_000);
+    expect(mine.outcome).toEqual({ ok: true });
+  });
 });
+

@@ -6,7 +6,9 @@ import type { OwnerMsg, WorkerLink } from '../owner/owner-messages.ts';
 
 export type DispatcherMsg =
   | { kind: 'worker_joined'; worker: WorkerLink }
-  /** The worker's connection closed: its credit is gone (its leases run out on their own). */
+  /** A worker's connection closed, here or (told by its node) on another node: its credit is
+   * gone, and every owner here puts the jobs it leased back in the queue. Through the
+   * dispatcher, so that grants to the worker already on their way reach each owner first. */
   | { kind: 'worker_left'; workerId: string }
   /** The worker has `slots` more free slots for `lane`. */
   | { kind: 'credit'; workerId: string; lane: string; slots: number }

@@ -89,8 +89,11 @@ export class Dispatcher implements Actor<DispatcherMsg> {
   /** The clock, read once per message, for the bookkeeping of offers deep in a dispatch. */
   private nowMs = 0;
 
-  /** `remote` is null for a node alone. */
-  constructor(private readonly remote: RemoteCredit | null) {}
+  /** `remote` is null for a node alone; `localOwners` lists the owners serving shards here. */
+  constructor(
+    private readonly remote: RemoteCredit | null,
+    private readonly localOwners: () => Iterable<ActorRef<OwnerMsg>>,
+  ) {}
 
   receive(msg: DispatcherMsg, ctx: ActorContext<DispatcherMsg>): void {
     this.nowMs = ctx.env.clock.monotonicMs();
@@ -106,6 +109,7 @@ export class Dispatcher implements Actor<DispatcherMsg> {
       case 'worker_left':
         this.workers.delete(msg.workerId);
         for (const state of this.queues.values()) state.credit.delete(msg.workerId);
+        for (const owner of this.localOwners()) owner.tell({ kind: 'worker_gone', workerId: msg.workerId });
         return;
       case 'credit':
         return this.credit(msg.workerId, msg.lane, msg.slots);

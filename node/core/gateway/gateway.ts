@@ -22,7 +22,7 @@ import { connOfWorker, homeOfWorker, workerIdOf } from '../dispatch/dispatcher.t
 import type { Job, JobState, LeaseToken } from '../job/job.ts';
 import { shardForSubmission, shardOfJobId } from '../job/job-id.ts';
 import { laneOf } from '../job/lane.ts';
-import type { AckOutcome, HeartbeatOutcome, JobOutcome, OwnerMsg, SubmitOutcome, Subscriber, WorkerLink } from '../owner/owner-messages.ts';
+import type { AckOutcome, HeartbeatOutcome, JobOutcome, LeaseHolder, OwnerMsg, SubmitOutcome, Subscriber, WorkerLink } from '../owner/owner-messages.ts';
 import { refusal } from '../refusal.ts';
 import type { RoutingTable } from '../shards/routing-table.ts';
 import { ForwardTable, type Answer, type ForwardHandlers, type RoutedCall } from './routed-call.ts';
@@ -54,28 +54,47 @@ export type GatewayMsg =
   | { kind: 'sweep' }
   /** From another node's gateway or owners (node.ts passes them on). */
   | { kind: 'peer'; from: string; message: PeerMessage }
+  /** A connection's time to send `hello` is up. */
+  | { kind: 'hello_deadline'; connId: string }
   /** The members shards are placed on changed. */
   | { kind: 'ring'; members: readonly string[] }
   /** The owner holding a subscription of the connection stopped before the job finished. */
   | { kind: 'resubscribe'; connId: string; jobId: string };
 
 export interface GatewayConfig {
-  /** Requests (jobs, for a batch) in flight per connection past which submissions are refused. */
+  /** Requests of every kind (jobs, for a batch) in flight per connection past which requests
+   * are refused as overloaded. */
   connInflightMax: number;
+  /** Store reads (`get`, `list`, `dlq_list`) per connection running at once; the connection's
+   * further reads wait their turn here, so one connection's flood takes no more than this
+   * share of the read connections. */
+  connReadsMax: number;
+  /** How long a new connection may take to send `hello` before it is closed. */
+  helloDeadlineMs: number;
+  /** Refusals a connection may earn for its own mistakes (undecodable frames, bad requests,
+   * requests over its bounds) in a burst, and per second after that, before it is closed. */
+  refusals: RateLimit;
   /** Per-tenant submission rate; null for none. */
   rateLimit: RateLimit | null;
 }
 
 export const DEFAULT_GATEWAY_CONFIG: GatewayConfig = {
   connInflightMax: 20_000,
+  connReadsMax: 16,
+  helloDeadlineMs: 10_000,
+  refusals: { perSecond: 100, burst: 1_000 },
   rateLimit: null,
 };
 
 interface ConnState {
   conn: ClientConnection;
   greeted: boolean;
-  badFrames: number;
+  /** What the connection may still be refused for its own mistakes before it is closed. */
+  refusals: TokenBuckets;
   inflight: number;
+  /** Store reads running, and those waiting for one of the connection's read slots. */
+  reads: number;
+  readsWaiting: Array<() => void>;
   subscriptions: Set<string>;
   workerId: string | null;
   /** For a virtual connection, the node whose gateway forwards its requests, and the client's
@@ -91,8 +110,6 @@ interface BatchState {
   remaining: number;
 }
 
-/** Bad frames a connection may send before it is closed as abusive. */
-const BAD_FRAMES_MAX = 100;
 const RETRY_UNAVAILABLE_MS = 500;
 const RETRY_OVERLOADED_MS = 100;
 /** How long a routed call keeps trying while its shard is between owners: a graceful hand-off
@@ -137,21 +154,28 @@ export class Gateway implements Actor<GatewayMsg> {
   receive(msg: GatewayMsg, ctx: ActorContext<GatewayMsg>): void {
     switch (msg.kind) {
       case 'opened':
-        this.conns.set(msg.conn.id, newConnState(msg.conn, null));
+        this.conns.set(msg.conn.id, this.newConnState(msg.conn, null));
+        ctx.startTimer(`hello-${msg.conn.id}`, this.deps.config.helloDeadlineMs, { kind: 'hello_deadline', connId: msg.conn.id });
         return;
+      case 'hello_deadline': {
+        const state = this.conns.get(msg.connId);
+        if (state !== undefined && !state.greeted) state.conn.close(`no hello within ${this.deps.config.helloDeadlineMs} ms`);
+        return;
+      }
       case 'closed':
+        ctx.cancelTimer(`hello-${msg.connId}`);
         return this.closed(msg.connId, ctx);
       case 'bad_frame': {
         const state = this.conns.get(msg.connId);
         if (state === undefined) return;
-        state.conn.send(errorReply(msg.rid, msg.error));
-        if (++state.badFrames === BAD_FRAMES_MAX) state.conn.close('too many bad frames');
-        return;
+        return this.refuse(state, msg.rid, msg.error, ctx);
       }
       case 'reply': {
         const state = this.conns.get(msg.connId);
         if (state === undefined) return;
         state.inflight -= msg.slots;
+        state.reads--;
+        state.readsWaiting.shift()?.();
         state.conn.send(msg.reply);
         return;
       }
@@ -178,11 +202,11 @@ export class Gateway implements Actor<GatewayMsg> {
       case 'request': {
         const state = this.conns.get(msg.connId);
         if (state === undefined) return;
-        if (msg.msg.t === 'hello') return this.hello(state, msg.msg.versions, ctx);
-        if (!state.greeted) {
-          state.conn.send(errorReply(ridOf(msg.msg), refusal('illegal_state', 'send hello first')));
-          return;
+        if (msg.msg.t === 'hello') {
+          if (state.greeted) return this.refuse(state, null, refusal('illegal_state', 'hello was already answered on this connection'), ctx);
+          return this.hello(state, msg.msg.versions, ctx);
         }
+        if (!state.greeted) return this.refuse(state, ridOf(msg.msg), refusal('illegal_state', 'send hello first'), ctx);
         return this.request(state, msg.msg, ctx);
       }
     }
@@ -197,6 +221,7 @@ export class Gateway implements Actor<GatewayMsg> {
       return;
     }
     state.greeted = true;
+    ctx.cancelTimer(`hello-${state.conn.id}`);
     state.conn.send({ t: 'welcome', version, node: ctx.env.nodeId, shardCount: this.deps.routes.shardCount, limits: { ...ADVERTISED_LIMITS } });
   }
 
@@ -207,14 +232,14 @@ export class Gateway implements Actor<GatewayMsg> {
         return state.conn.send(this.deps.clusterView(msg.rid));
       case 'submit': {
         const refused = this.admit(state, 1, ctx);
-        if (refused !== null) return state.conn.send(errorReply(msg.rid, refused));
+        if (refused !== null) return this.refuse(state, msg.rid, refused, ctx);
         state.inflight++;
         const connId = state.conn.id;
         return this.routeSubmit(state, msg.job, this.submitShard(state, msg.job, ctx), ctx, (answer) => this.finishRequest(connId, answer, msg.rid));
       }
       case 'submit_batch': {
-        const refused = this.admit(state, msg.jobs.length, ctx);
-        if (refused !== null) return state.conn.send(errorReply(msg.rid, refused));
+        const refused = this.tooBig(msg.jobs.length) ?? this.admit(state, msg.jobs.length, ctx);
+        if (refused !== null) return this.refuse(state, msg.rid, refused, ctx);
         if (msg.jobs.length === 0) return state.conn.send({ t: 'submitted_batch', rid: msg.rid, results: [] });
         const batch: BatchState = { rid: msg.rid, results: new Array(msg.jobs.length), remaining: msg.jobs.length };
         const connId = state.conn.id;
@@ -282,16 +307,24 @@ export class Gateway implements Actor<GatewayMsg> {
           this.deps.dispatcher.tell({ kind: 'drain', workerId: state.workerId, lane: msg.queue === undefined ? null : laneOf(tenant, msg.queue) });
         }
         return;
-      case 'heartbeat':
-        return this.toOwner<HeartbeatOutcome>(state, msg, msg.token.jobId, ctx, (reply) => ({ kind: 'heartbeat', token: msg.token, reply }),
+      case 'heartbeat': {
+        const holder = holderOf(state, ctx);
+        return this.toOwner<HeartbeatOutcome>(state, msg, msg.token.jobId, ctx, (reply) => ({ kind: 'heartbeat', token: msg.token, holder, reply }),
           (o) => (o.ok ? { t: 'lease_extended', rid: msg.rid, token: msg.token, leaseMs: o.leaseMs } : errorReply(msg.rid, o.error)));
-      case 'complete':
-        return this.toOwner<AckOutcome>(state, msg, msg.token.jobId, ctx, (reply) => ({ kind: 'complete', token: msg.token, result: msg.result ?? null, reply }), ackOf(msg.rid));
-      case 'fail':
+      }
+      case 'complete': {
+        const holder = holderOf(state, ctx);
+        return this.toOwner<AckOutcome>(state, msg, msg.token.jobId, ctx, (reply) => ({ kind: 'complete', token: msg.token, holder, result: msg.result ?? null, reply }), ackOf(msg.rid));
+      }
+      case 'fail': {
+        const holder = holderOf(state, ctx);
         return this.toOwner<AckOutcome>(state, msg, msg.token.jobId, ctx,
-          (reply) => ({ kind: 'fail', token: msg.token, error: msg.error, retryable: msg.retryable, reply }), ackOf(msg.rid));
-      case 'return':
-        return this.toOwner<AckOutcome>(state, msg, msg.token.jobId, ctx, (reply) => ({ kind: 'return', token: msg.token, reply }), ackOf(msg.rid));
+          (reply) => ({ kind: 'fail', token: msg.token, holder, error: msg.error, retryable: msg.retryable, reply }), ackOf(msg.rid));
+      }
+      case 'return': {
+        const holder = holderOf(state, ctx);
+        return this.toOwner<AckOutcome>(state, msg, msg.token.jobId, ctx, (reply) => ({ kind: 'return', token: msg.token, holder, reply }), ackOf(msg.rid));
+      }
     }
   }
 
@@ -348,16 +381,36 @@ export class Gateway implements Actor<GatewayMsg> {
     }
   }
 
+  /** A batch that no wait would let through: the caller must split it. */
+  private tooBig(jobs: number): ErrorBody | null {
+    const { connInflightMax, rateLimit } = this.deps.config;
+    const max = Math.min(connInflightMax, rateLimit?.burst ?? Infinity);
+    if (jobs <= max) return null;
+    const why = max === connInflightMax ? `the connection's in-flight bound (inflightMax in welcome)` : `the tenant's rate-limit burst`;
+    return { ...refusal('bad_request', `a batch of ${jobs} jobs is more than ${why}, ${max}: split it`), field: 'jobs' };
+  }
+
   /** Backpressure, then the tenant's rate. A refusal here happens before anything is routed, so
    * it leaves nothing behind. A forwarded request was admitted by the gateway that took it. */
   private admit(state: ConnState, jobs: number, ctx: ActorContext<GatewayMsg>): ErrorBody | null {
-    if (state.forwardedBy !== null) return null;
-    if (state.inflight + jobs > this.deps.config.connInflightMax) {
-      return refusal('overloaded', `connection has ${state.inflight} requests in flight`, RETRY_OVERLOADED_MS);
-    }
-    const waitMs = this.buckets?.take(state.conn.tenant, jobs, ctx.env.clock.monotonicMs()) ?? 0;
+    const full = this.full(state, jobs);
+    if (full !== null) return full;
+    const waitMs = state.forwardedBy !== null ? 0 : this.buckets?.take(state.conn.tenant, jobs, ctx.env.clock.monotonicMs()) ?? 0;
     if (waitMs > 0) return refusal('rate_limited', `tenant ${state.conn.tenant} is over its submission rate`, waitMs);
     return null;
+  }
+
+  /** The connection's in-flight bound, for requests of every kind. */
+  private full(state: ConnState, requests: number): ErrorBody | null {
+    if (state.forwardedBy !== null || state.inflight + requests <= this.deps.config.connInflightMax) return null;
+    return refusal('overloaded', `connection has ${state.inflight} requests in flight`, RETRY_OVERLOADED_MS);
+  }
+
+  /** A refusal the connection earned by its own doing. Past its allowance it is closed: a client
+   * that ignores refusals must not cost the node a reply per frame forever. */
+  private refuse(state: ConnState, rid: number | null, error: ErrorBody, ctx: ActorContext<GatewayMsg>): void {
+    state.conn.send(errorReply(rid, error));
+    if (state.refusals.take('', 1, ctx.env.clock.monotonicMs()) > 0) state.conn.close('too many refused requests: honour retryAfterMs and the limits in welcome');
   }
 
   /** A keyed submission's shard follows from its key; a keyless one goes to a shard served here. */
@@ -374,23 +427,23 @@ export class Gateway implements Actor<GatewayMsg> {
     return node === undefined || node === ctx.env.nodeId ? null : node;
   }
 
-  private routeSubmit(state: ConnState, spec: SubmitSpec, shard: number, ctx: ActorContext<GatewayMsg>, finish: (answer: Answer) => void): void {
+  /** `unknown`: an earlier try's answer was lost (see RoutedCall.unknown). */
+  private routeSubmit(state: ConnState, spec: SubmitSpec, shard: number, ctx: ActorContext<GatewayMsg>, finish: (answer: Answer) => void, unknown = false): void {
     const submission = submissionOf(spec);
     const { tenant } = state.conn;
-    this.attempt(
-      this.call(state, shard, { t: 'submit', rid: 0, job: spec }, ctx, {
-        repeatable: submission.idempotencyKey !== null,
-        toOwner: (owner, answer) =>
-          owner.tell({
-            kind: 'submit',
-            tenant,
-            submission,
-            reply: (o) => answer(o.ok ? { t: 'submitted', rid: 0, jobId: o.jobId, duplicate: o.duplicate } : errorReply(0, o.error)),
-          }),
-        finish,
-      }),
-      ctx,
-    );
+    const call = this.call(state, shard, { t: 'submit', rid: 0, job: spec }, ctx, {
+      repeatable: submission.idempotencyKey !== null,
+      toOwner: (owner, answer) =>
+        owner.tell({
+          kind: 'submit',
+          tenant,
+          submission,
+          reply: (o) => answer(o.ok ? { t: 'submitted', rid: 0, jobId: o.jobId, duplicate: o.duplicate } : errorReply(0, o.error)),
+        }),
+      finish,
+    });
+    call.unknown = unknown;
+    this.attempt(call, ctx);
   }
 
   /** Items of a batch whose owners are on `node`, in one forward. Items it answers
@@ -405,26 +458,27 @@ export class Gateway implements Actor<GatewayMsg> {
     finish: (index: number) => (answer: Answer) => void,
     ctx: ActorContext<GatewayMsg>,
   ): void {
-    const again = (index: number) => this.routeSubmit(state, jobs[index]!, this.submitShard(state, jobs[index]!, ctx), ctx, finish(index));
+    const again = (index: number, unknown: boolean) =>
+      this.routeSubmit(state, jobs[index]!, this.submitShard(state, jobs[index]!, ctx), ctx, finish(index), unknown);
     const request: ForwardedRequest = { t: 'submit_batch', rid: 0, jobs: indices.map((i) => jobs[i]!) };
     this.sendForward(state.conn.id, state.conn.tenant, node, request, ctx, {
       answered: (answer) => {
         if (answer.t === 'submitted_batch' && answer.results.length === indices.length) {
           return answer.results.forEach((result, k) => {
             const index = indices[k]!;
-            if ('error' in result && result.error.code === 'unavailable') return again(index);
+            if ('error' in result && result.error.code === 'unavailable') return again(index, false);
             finish(index)('error' in result ? errorReply(0, result.error) : { t: 'submitted', rid: 0, jobId: result.jobId, duplicate: result.duplicate });
           });
         }
         const refusedWhole = answer.t === 'error' && answer.code === 'unavailable';
         for (const index of indices) {
-          if (refusedWhole) again(index);
+          if (refusedWhole) again(index, false);
           else finish(index)(answer.t === 'error' ? answer : errorReply(0, refusal('internal', `the node answered a batch with ${answer.t}`)));
         }
       },
       lost: () => {
         for (const index of indices) {
-          if (jobs[index]!.idempotencyKey !== undefined) again(index);
+          if (jobs[index]!.idempotencyKey !== undefined) again(index, true);
           else finish(index)(errorReply(0, outcomeUnknown()));
         }
       },
@@ -453,6 +507,8 @@ export class Gateway implements Actor<GatewayMsg> {
     build: (reply: (o: T) => void) => OwnerMsg,
     toReply: (o: T) => NodeToClient | NodeToWorker,
   ): void {
+    const full = this.full(state, 1);
+    if (full !== null) return this.refuse(state, request.rid, full, ctx);
     const shard = shardOfJobId(jobId, this.deps.routes.shardCount);
     if (shard === null) return state.conn.send(errorReply(request.rid, refusal('not_found', `no job ${jobId}`)));
     state.inflight++;
@@ -484,6 +540,7 @@ export class Gateway implements Actor<GatewayMsg> {
       localOnly,
       deadlineMs: ctx.env.clock.monotonicMs() + (localOnly ? 0 : patience.deadlineMs),
       retryMs: patience.retryMs,
+      unknown: false,
       ...how,
     };
   }
@@ -501,9 +558,9 @@ export class Gateway implements Actor<GatewayMsg> {
       answered: (answer) => this.settle(call, answer, ctx),
       // Asked again where that is safe, else answered "unknown".
       lost: () => {
-        if (!call.repeatable) call.finish(errorReply(call.request.rid, outcomeUnknown()));
-        else if (ctx.env.clock.monotonicMs() < call.deadlineMs) this.attempt(call, ctx);
-        else call.finish(errorReply(call.request.rid, unavailable(call.shard)));
+        call.unknown = true;
+        if (call.repeatable && ctx.env.clock.monotonicMs() < call.deadlineMs) this.attempt(call, ctx);
+        else call.finish(errorReply(call.request.rid, outcomeUnknown()));
       },
     });
   }
@@ -517,13 +574,14 @@ export class Gateway implements Actor<GatewayMsg> {
     if (!ctx.hasTimer('sweep')) ctx.startTimer('sweep', SWEEP_EVERY_MS, { kind: 'sweep' });
   }
 
-  /** An answer: final, or `unavailable` with time left to try again. */
+  /** An answer: final, or `unavailable` with time left to try again. Out of time, a call whose
+   * earlier answer was lost is "outcome unknown": `unavailable` says nothing was applied. */
   private settle(call: RoutedCall, answer: Answer, ctx: ActorContext<GatewayMsg>): void {
     const unavailableNow = answer.t === 'error' && answer.code === 'unavailable';
     if (unavailableNow && ctx.env.clock.monotonicMs() + call.retryMs < call.deadlineMs) {
       return ctx.startTimer(`retry-${++this.retries}`, call.retryMs, { kind: 'retry', call });
     }
-    call.finish(answer);
+    call.finish(unavailableNow && call.unknown ? errorReply(call.request.rid, outcomeUnknown()) : answer);
   }
 
   /** A routed request's answer, with the client's rid, to its connection if still open. */
@@ -546,7 +604,7 @@ export class Gateway implements Actor<GatewayMsg> {
         const id = `${from}/${message.conn}`;
         let state = this.conns.get(id);
         if (state === undefined || state.conn.tenant !== message.tenant) {
-          state = newConnState(this.virtualConn(id, from, message.conn, message.tenant, ctx), { node: from, conn: message.conn });
+          state = this.newConnState(this.virtualConn(id, from, message.conn, message.tenant, ctx), { node: from, conn: message.conn });
           state.greeted = true;
           this.conns.set(id, state);
         }
@@ -563,6 +621,8 @@ export class Gateway implements Actor<GatewayMsg> {
         return;
       }
       case 'conn_closed':
+        // Any leases owners here granted to it, as a worker of that node, end now.
+        this.deps.dispatcher.tell({ kind: 'worker_left', workerId: workerIdOf(from, message.conn) });
         return this.closed(`${from}/${message.conn}`, ctx);
       case 'subscription_moved':
         return this.resubscribe(message.conn, message.jobId, ctx);
@@ -610,15 +670,23 @@ export class Gateway implements Actor<GatewayMsg> {
     };
   }
 
-  /** A read served by the store directly: everything acknowledged is committed there. */
+  /** A read served by the store directly: everything acknowledged is committed there. At most
+   * `connReadsMax` of a connection's reads run at once; the rest wait here, in order. */
   private read(state: ConnState, ctx: ActorContext<GatewayMsg>, rid: number, query: () => Promise<NodeToClient>): void {
+    const full = this.full(state, 1);
+    if (full !== null) return this.refuse(state, rid, full, ctx);
     const connId = state.conn.id;
     state.inflight++;
-    ctx.pipe(
-      query,
-      (reply) => ({ kind: 'reply', connId, reply, slots: 1 }),
-      (error) => ({ kind: 'reply', connId, reply: errorReply(rid, readRefusal(error)), slots: 1 }),
-    );
+    const run = () => {
+      state.reads++;
+      ctx.pipe(
+        query,
+        (reply) => ({ kind: 'reply', connId, reply, slots: 1 }),
+        (error) => ({ kind: 'reply', connId, reply: errorReply(rid, readRefusal(error)), slots: 1 }),
+      );
+    };
+    if (state.reads < this.deps.config.connReadsMax) run();
+    else state.readsWaiting.push(run);
   }
 
   private listPage(
@@ -659,22 +727,48 @@ export class Gateway implements Actor<GatewayMsg> {
     });
   }
 
+  private newConnState(conn: ClientConnection, forwardedBy: ConnState['forwardedBy']): ConnState {
+    return {
+      conn,
+      greeted: false,
+      refusals: new TokenBuckets(this.deps.config.refusals),
+      inflight: 0,
+      reads: 0,
+      readsWaiting: [],
+      subscriptions: new Set(),
+      workerId: null,
+      forwardedBy,
+      forwardedTo: new Set(),
+    };
+  }
+
   private closed(connId: string, ctx: ActorContext<GatewayMsg>): void {
     const state = this.conns.get(connId);
     if (state === undefined) return;
     this.conns.delete(connId);
-    if (state.workerId !== null) this.deps.dispatcher.tell({ kind: 'worker_left', workerId: state.workerId });
+    // A worker's leases may be held by owners on any node (granted through offers, or moved
+    // there by a hand-off): every member hears that it is gone.
+    const told = new Set(state.forwardedTo);
+    if (state.workerId !== null) {
+      this.deps.dispatcher.tell({ kind: 'worker_left', workerId: state.workerId });
+      for (const node of this.ring) if (node !== ctx.env.nodeId) told.add(node);
+    }
     for (const jobId of state.subscriptions) {
       const shard = shardOfJobId(jobId, this.deps.routes.shardCount);
       if (shard !== null) this.deps.routes.ownerOf(shard)?.tell({ kind: 'unsubscribe', jobId, subscriberId: connId });
     }
-    for (const node of state.forwardedTo) ctx.env.network.send(node, { t: 'conn_closed', conn: connId });
+    for (const node of told) ctx.env.network.send(node, { t: 'conn_closed', conn: connId });
   }
 }
 
-function newConnState(conn: ClientConnection, forwardedBy: ConnState['forwardedBy']): ConnState {
-  return { conn, greeted: false, badFrames: 0, inflight: 0, subscriptions: new Set(), workerId: null, forwardedBy, forwardedTo: new Set() };
+/** Who a lease request speaks for: the connection's tenant and its worker id as owners know
+ * it, `<node>/<connection>` of the node the worker is attached to (for a forwarded request,
+ * the node that forwarded it). */
+function holderOf(state: ConnState, ctx: ActorContext<GatewayMsg>): LeaseHolder {
+  const worker = state.forwardedBy === null ? workerIdOf(ctx.env.nodeId, state.conn.id) : workerIdOf(state.forwardedBy.node, state.forwardedBy.conn);
+  return { tenant: state.conn.tenant, worker };
 }
+
 
 /** A worker attached to another node, as owners here lease to it: through that node. */
 function remoteWorker(workerId: string, ctx: ActorContext<GatewayMsg>): WorkerLink {
@@ -717,7 +811,7 @@ function readRefusal(error: unknown): ErrorBody {
 
 /** A forward's answer was lost: the request may or may not have been applied. */
 function outcomeUnknown(): ErrorBody {
-  return refusal('internal', 'no answer from the owner: the submission may or may not have been accepted');
+  return refusal('internal', "no answer from the owner's node: the request may or may not have been applied; retry it with the same idempotency key");
 }
 
 function unavailable(shard: number): ErrorBody {

@@ -28,6 +28,9 @@ export interface RoutedCall {
   /** Whether the request may be sent again when an answer is lost: false for a submission
    * without an idempotency key, which could then run twice. */
   readonly repeatable: boolean;
+  /** An answer to this request was lost before: it may have been applied, so running out of
+   * time is "outcome unknown", never "not applied". */
+  unknown: boolean;
   /** Asks an owner on this node; `answer` is called on the owner's turn. */
   toOwner(owner: ActorRef<OwnerMsg>, answer: (a: Answer) => void): void;
   /** The final answer, on the gateway's turn. */

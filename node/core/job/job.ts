@@ -67,6 +67,10 @@ export interface Job {
   idempotencyKey: string | null;
   /** Epoch of the shard owner that granted the current (or last) lease; null before any. */
   leaseEpoch: number | null;
+  /** The worker connection the current (or last) lease was granted to (`<node>/<connection>`):
+   * only it may heartbeat, settle or return the lease. The token is a fence, not a credential:
+   * anyone who sees a job id can work it out. */
+  leaseWorker: string | null;
   /** Wall-clock expiry recorded when the lease was granted; heartbeats extend it in the
    * owner's memory only. */
   leaseExpiresAtMs: number | null;

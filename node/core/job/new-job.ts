@@ -35,6 +35,7 @@ export function newJob(spec: NewJob): Job {
     retry: spec.retry,
     idempotencyKey: spec.idempotencyKey,
     leaseEpoch: null,
+    leaseWorker: null,
     leaseExpiresAtMs: null,
     version: 1,
     lastError: null,

@@ -12,8 +12,8 @@ import type { Job, JobState, LeaseToken } from './job.ts';
 import { sameToken } from './job.ts';
 
 export type JobEvent =
-  /** An owner grants a lease for the next attempt. */
-  | { kind: 'lease'; epoch: number; expiresAtMs: number }
+  /** An owner grants a lease for the next attempt to the worker connection `worker`. */
+  | { kind: 'lease'; epoch: number; expiresAtMs: number; worker: string }
   /** The lease holder reports success. */
   | { kind: 'complete'; token: LeaseToken; result: Uint8Array | null }
   /** The attempt failed (or its lease expired) and the policy allows another. */
@@ -59,7 +59,7 @@ export function transition(job: Job, event: JobEvent, nowMs: number): Transition
   const base: Job = { ...job, state: to, version: job.version + 1, updatedAtMs: nowMs };
   switch (event.kind) {
     case 'lease':
-      return ok({ ...base, attempts: job.attempts + 1, leaseEpoch: event.epoch, leaseExpiresAtMs: event.expiresAtMs });
+      return ok({ ...base, attempts: job.attempts + 1, leaseEpoch: event.epoch, leaseWorker: event.worker, leaseExpiresAtMs: event.expiresAtMs });
     case 'complete':
       return ok({ ...base, result: event.result, leaseExpiresAtMs: null, finishedAtMs: nowMs });
     case 'retry':

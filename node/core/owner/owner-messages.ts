@@ -31,6 +31,13 @@ export interface WorkerLink {
   revoke(token: LeaseToken, reason: 'cancelled' | 'lease_lost'): void;
 }
 
+/** Who speaks for a lease: the tenant and the worker connection (`<node>/<connection>`) of the
+ * request. Only the connection a lease was granted to may heartbeat, settle or return it. */
+export interface LeaseHolder {
+  tenant: string;
+  worker: string;
+}
+
 /** A party watching one job's state changes. */
 export interface Subscriber {
   readonly id: string;
@@ -51,11 +58,14 @@ export type OwnerMsg =
   /** From the dispatcher: lease up to `slots` ready jobs of `lane` (a tenant's queue) to
    * `worker`. */
   | { kind: 'grant'; lane: string; worker: WorkerLink; slots: number }
-  | { kind: 'heartbeat'; token: LeaseToken; reply: (outcome: HeartbeatOutcome) => void }
-  | { kind: 'complete'; token: LeaseToken; result: Uint8Array | null; reply: (outcome: AckOutcome) => void }
-  | { kind: 'fail'; token: LeaseToken; error: string; retryable: boolean; reply: (outcome: AckOutcome) => void }
+  | { kind: 'heartbeat'; token: LeaseToken; holder: LeaseHolder; reply: (outcome: HeartbeatOutcome) => void }
+  | { kind: 'complete'; token: LeaseToken; holder: LeaseHolder; result: Uint8Array | null; reply: (outcome: AckOutcome) => void }
+  | { kind: 'fail'; token: LeaseToken; holder: LeaseHolder; error: string; retryable: boolean; reply: (outcome: AckOutcome) => void }
   /** The worker gives the lease back without a verdict (shutdown): the job runs again at once. */
-  | { kind: 'return'; token: LeaseToken; reply: (outcome: AckOutcome) => void }
+  | { kind: 'return'; token: LeaseToken; holder: LeaseHolder; reply: (outcome: AckOutcome) => void }
+  /** From the dispatcher: a worker's connection closed. Its leases here end now, each as a
+   * failed attempt, and their jobs are ready again at once. */
+  | { kind: 'worker_gone'; workerId: string }
   /** Hand-off or shutdown: stop taking work, let in-flight commits land, then call `done`. */
   | { kind: 'stop'; done: () => void }
   // Continuations of the owner's own effects.

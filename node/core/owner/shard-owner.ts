@@ -22,7 +22,7 @@ import { newJob } from '../job/new-job.ts';
 import { failureVerdict } from '../job/retry.ts';
 import { transition, type JobEvent } from '../job/transition.ts';
 import type { JobWrite, WriteOutcome } from '../store.ts';
-import type { AckOutcome, JobOutcome, OwnerMsg, Submission, SubmitOutcome, Subscriber, WorkerLink } from './owner-messages.ts';
+import type { AckOutcome, JobOutcome, LeaseHolder, OwnerMsg, Submission, SubmitOutcome, Subscriber, WorkerLink } from './owner-messages.ts';
 import { ReadyQueues, type Queued } from './ready-queue.ts';
 import { refusal } from '../refusal.ts';
 import { buggify, planted } from '../test-hooks.ts';
@@ -92,6 +92,9 @@ export class ShardOwner implements Actor<OwnerMsg> {
   private readonly entries = new Map<string, Entry>();
   private readonly queues = new ReadyQueues<Entry>();
   private readonly running = new Set<Entry>();
+  /** The jobs each worker connection holds a lease of, or is being granted one of (the write
+   * in flight): what ends when the connection closes. */
+  private readonly held = new Map<string, Set<Entry>>();
   /** `tenant\0key` → job id, or the replies waiting for an insert of that key in flight. */
   private readonly keys = new Map<string, string | Array<(outcome: SubmitOutcome) => void>>();
   private readonly fetching = new Map<string, Array<(entry: Entry | null | 'unavailable') => void>>();
@@ -198,20 +201,23 @@ export class ShardOwner implements Actor<OwnerMsg> {
       case 'grant':
         return this.grant(msg.lane, msg.worker, msg.slots, ctx);
       case 'heartbeat':
-        return this.withLease(msg.token, msg.reply, ctx, (entry) => {
+        return this.withLease(msg.token, msg.holder, msg.reply, ctx, (entry) => {
           entry.leaseDeadlineMs = ctx.env.clock.monotonicMs() + this.deps.config.leaseMs;
           msg.reply({ ok: true, leaseMs: this.deps.config.leaseMs });
         });
       case 'complete':
-        return this.withLease(msg.token, msg.reply, ctx, (entry, token) =>
+        return this.withLease(msg.token, msg.holder, msg.reply, ctx, (entry, token) =>
           this.apply(entry, { kind: 'complete', token, result: msg.result }, token, ctx, () => msg.reply({ ok: true }), msg.reply),
         );
       case 'fail':
-        return this.withLease(msg.token, msg.reply, ctx, (entry, token) => this.failAttempt(entry, token, msg.error, msg.retryable, ctx, msg.reply));
+        return this.withLease(msg.token, msg.holder, msg.reply, ctx, (entry, token) => this.failAttempt(entry, token, msg.error, msg.retryable, ctx, msg.reply));
       case 'return':
-        return this.withLease(msg.token, msg.reply, ctx, (entry, token) =>
+        return this.withLease(msg.token, msg.holder, msg.reply, ctx, (entry, token) =>
           this.apply(entry, { kind: 'release', token, runAtMs: ctx.env.clock.wallMs() }, token, ctx, () => msg.reply({ ok: true }), msg.reply),
         );
+      case 'worker_gone':
+        for (const entry of this.held.get(msg.workerId) ?? []) this.workerLost(entry, msg.workerId, ctx);
+        return;
       case 'stop':
         this.drainDone.push(msg.done);
         return this.drain('stopped', ctx);
@@ -250,6 +256,7 @@ export class ShardOwner implements Actor<OwnerMsg> {
       const entry = this.track(job);
       entry.leaseDeadlineMs = now + this.deps.config.leaseMs;
       this.running.add(entry);
+      if (job.leaseWorker !== null) this.hold(entry, job.leaseWorker);
     }
     // Before queueing: a job that does not fit spills and sets the flag again.
     this.spilled = pendingMore;
@@ -315,11 +322,12 @@ export class ShardOwner implements Actor<OwnerMsg> {
     // A job that can start now, with a worker waiting and nothing ahead of it in its queue, is
     // inserted already leased: one write instead of two, and one commit less before it runs.
     const worker = this.idleWorkerFor(created, nowMs);
-    const leased = worker === null ? null : transition(created, this.leaseEvent(nowMs), nowMs);
+    const leased = worker === null ? null : transition(created, this.leaseEvent(nowMs, worker.id), nowMs);
     const job = leased?.ok ? leased.job : created;
     const token = leaseTokenOf(job);
     const entry = this.track(job);
     entry.busy = true;
+    if (worker !== null && token !== null) this.hold(entry, worker.id);
     if (planted(ctx.env.testHooks, 'ack_before_commit')) {
       reply({ ok: true, jobId: job.id, duplicate: false });
       reply = () => {};
@@ -349,6 +357,7 @@ export class ShardOwner implements Actor<OwnerMsg> {
       }
       this.entries.delete(job.id);
       entry.neverInserted = true;
+      if (worker !== null) this.unhold(entry, worker.id);
       // Not inserted (a duplicate key, or the write failed): the slot goes back unused.
       if (worker !== null) this.deps.dispatcher.tell({ kind: 'credit_returned', workerId: worker.id, lane: jobLane(job), slots: 1 });
       if (outcome.reason === 'duplicate') {
@@ -464,11 +473,13 @@ export class ShardOwner implements Actor<OwnerMsg> {
         if (entry === undefined) break;
         this.backlogDirty.add(lane);
         let token: LeaseToken | null = null;
-        const leased = this.apply(entry, this.leaseEvent(wallMs), null, ctx, () => {
+        this.hold(entry, worker.id);
+        const leased = this.apply(entry, this.leaseEvent(wallMs, worker.id), null, ctx, () => {
           entry.worker = worker;
           entry.leaseDeadlineMs = ctx.env.clock.monotonicMs() + this.deps.config.leaseMs;
           this.running.add(entry);
         }, () => {
+          this.unhold(entry, worker.id);
           // A lease already sent is revoked, and the worker credits the slot again when it
           // stops the attempt; one never sent gives the slot straight back.
           if (token !== null) worker.revoke(token, 'lease_lost');
@@ -487,8 +498,34 @@ export class ShardOwner implements Actor<OwnerMsg> {
     if (used < slots) this.deps.dispatcher.tell({ kind: 'credit_returned', workerId: worker.id, lane, slots: slots - used });
   }
 
-  private leaseEvent(wallMs: number): JobEvent {
-    return { kind: 'lease', epoch: this.deps.epoch, expiresAtMs: wallMs + this.deps.config.leaseMs };
+  private leaseEvent(wallMs: number, worker: string): JobEvent {
+    return { kind: 'lease', epoch: this.deps.epoch, expiresAtMs: wallMs + this.deps.config.leaseMs, worker };
+  }
+
+  private hold(entry: Entry, worker: string): void {
+    let entries = this.held.get(worker);
+    if (entries === undefined) this.held.set(worker, (entries = new Set()));
+    entries.add(entry);
+  }
+
+  private unhold(entry: Entry, worker: string): void {
+    const entries = this.held.get(worker);
+    if (entries?.delete(entry) === true && entries.size === 0) this.held.delete(worker);
+  }
+
+  /** The connection of the worker holding `entry`'s lease closed: the attempt counts as failed
+   * (a job that kills its worker must reach the dead-letter queue), and the job is ready again
+   * at once, not after a backoff: nothing says its downstream is in trouble. */
+  private workerLost(entry: Entry, worker: string, ctx: ActorContext<OwnerMsg>): void {
+    if (this.phase !== 'serving') return;
+    if (entry.busy) return void entry.waiting.push(() => this.workerLost(entry, worker, ctx));
+    const token = leaseTokenOf(entry.job);
+    if (token === null || entry.job.leaseWorker !== worker) return;
+    const error = 'the worker connection holding the lease closed';
+    const verdict = failureVerdict(entry.job.retry, entry.job.attempts, true, ctx.env.random);
+    const event: JobEvent = verdict.kind === 'retry' ? { kind: 'retry', token, runAtMs: ctx.env.clock.wallMs(), error } : { kind: 'bury', token, error };
+    ctx.env.logger.log('info', 'owner.worker_lost', { shard: this.shard, jobId: entry.job.id, attempt: token.attempt, worker });
+    this.apply(entry, event, token, ctx, () => {});
   }
 
   /** A worker with a free slot for a new job, when the job may start at once and no job of
@@ -498,24 +535,35 @@ export class ShardOwner implements Actor<OwnerMsg> {
     return this.deps.takeIdleWorker(jobLane(job));
   }
 
-  /** Runs `op` if the token names the job's current lease; otherwise the caller is stale. */
-  private withLease(token: LeaseToken, reply: (o: { ok: false; error: ErrorBody }) => void, ctx: ActorContext<OwnerMsg>, op: (entry: Entry, token: LeaseToken) => void): void {
+  /** Runs `op` if the token names the job's current lease and `holder` is the connection it was
+   * granted to. Anything else (no such job, another tenant's, another connection's, an older
+   * attempt) gets one answer, so that a refusal tells nothing about jobs the caller does not
+   * hold. */
+  private withLease(
+    token: LeaseToken,
+    holder: LeaseHolder,
+    reply: (o: { ok: false; error: ErrorBody }) => void,
+    ctx: ActorContext<OwnerMsg>,
+    op: (entry: Entry, token: LeaseToken) => void,
+  ): void {
     if (this.phase !== 'serving') return reply({ ok: false, error: this.unavailable() });
+    const notHeld = () => reply({ ok: false, error: refusal('stale_lease', `lease ${token.jobId}/${token.attempt}/${token.epoch} is not held by this connection`) });
     const run = (entry: Entry) => {
       if (this.phase !== 'serving') return reply({ ok: false, error: this.unavailable() });
       if (entry.busy) return void entry.waiting.push(() => run(entry));
       // An entry whose insert failed meanwhile holds no lease at all.
       const current = entry.neverInserted ? null : leaseTokenOf(entry.job);
-      if (current === null || current.attempt !== token.attempt || current.epoch !== token.epoch) {
+      const mine = entry.job.tenant === holder.tenant && entry.job.leaseWorker === holder.worker;
+      if (current === null || current.attempt !== token.attempt || current.epoch !== token.epoch || !mine) {
         // The planted bug acts for the zombie under the current lease instead of refusing it.
         if (current !== null && planted(ctx.env.testHooks, 'accept_stale_lease')) return op(entry, current);
-        return reply({ ok: false, error: refusal('stale_lease', `lease ${token.jobId}/${token.attempt}/${token.epoch} is no longer held`) });
+        return notHeld();
       }
       op(entry, token);
     };
     const entry = this.entries.get(token.jobId);
-    // Every running job of the shard is in memory, so an unknown job means a stale lease.
-    if (entry === undefined) return reply({ ok: false, error: refusal('stale_lease', `no running job ${token.jobId}`) });
+    // Every running job of the shard is in memory, so an unknown job holds no lease.
+    if (entry === undefined) return notHeld();
     run(entry);
   }
 
@@ -595,6 +643,7 @@ export class ShardOwner implements Actor<OwnerMsg> {
       if (before === 'running' && next.state !== 'running') {
         this.running.delete(entry);
         entry.worker = null;
+        if (next.leaseWorker !== null) this.unhold(entry, next.leaseWorker);
       }
       onCommitted();
       this.notify(entry);

@@ -51,6 +51,11 @@ export class RoutingTable {
     return this.ownersByRing;
   }
 
+  /** The owner actors serving shards here. */
+  localOwners(): IterableIterator<ActorRef<OwnerMsg>> {
+    return this.owners.values();
+  }
+
   get served(): number {
     return this.owners.size;
   }
