@@ -21,7 +21,7 @@ import { startLibp2pNetwork } from './libp2p/libp2p-network.ts';
 import { loadOrCreatePeerKey } from './libp2p/peer-key.ts';
 import { jsonLogger, systemEnv } from './system-env.ts';
 import type { TokenTable } from './tokens.ts';
-import { startWsGateway } from './ws-gateway.ts';
+import { DEFAULT_CONNECTION_LIMITS, startWsGateway, type ConnectionLimits } from './ws-gateway.ts';
 
 export const DEFAULT_LISTEN = ['/ip4/127.0.0.1/tcp/0'];
 /** The node's libp2p private key, in its data dir (peer-key.ts). */
@@ -39,6 +39,8 @@ export interface NodeProcessOptions {
   /** Port of the embedded Postgres (ignored with DATABASE_URL). */
   pgPort: number;
   tokens: TokenTable;
+  /** Client connections the node accepts; default DEFAULT_CONNECTION_LIMITS. */
+  connectionLimits?: ConnectionLimits;
   logLevel: LogLevel;
   /** The cluster settings come from the options below. */
   config?: Partial<Omit<NodeConfig, 'cluster'>>;
@@ -126,6 +128,7 @@ export async function startNodeProcess(options: NodeProcessOptions): Promise<Nod
     host: options.host,
     port: options.port,
     tokens: options.tokens,
+    limits: options.connectionLimits ?? DEFAULT_CONNECTION_LIMITS,
     gateway: { tell: (msg) => node!.gateway.tell(msg) },
     logger,
   }).catch(unwind);

@@ -4,6 +4,7 @@ import { parseArgs } from 'node:util';
 import { loadClusterKey } from '../adapters/libp2p/cluster-key.ts';
 import { DEFAULT_LISTEN, startNodeProcess } from '../adapters/node-process.ts';
 import { loadTokens } from '../adapters/tokens.ts';
+import { DEFAULT_CONNECTION_LIMITS } from '../adapters/ws-gateway.ts';
 import type { LogLevel } from '../core/env.ts';
 import { DEFAULT_GATEWAY_CONFIG } from '../core/gateway/gateway.ts';
 import type { RateLimit } from '../core/gateway/token-bucket.ts';
@@ -31,6 +32,10 @@ export const START_HELP = `kairos start [options]
   --rate-limit R[:B] per-tenant submissions per second, burst B (env KAIROS_RATE_LIMIT; default none)
   --inflight-max N   requests in flight per connection before submissions are refused
                      as overloaded (env KAIROS_INFLIGHT_MAX, default 20000)
+  --connections-max N  open client connections per node; more are refused with HTTP 503
+                     (env KAIROS_CONNECTIONS_MAX, default ${DEFAULT_CONNECTION_LIMITS.connectionsMax})
+  --tenant-connections-max N  open client connections per tenant on this node; more are
+                     refused with HTTP 503 (env KAIROS_TENANT_CONNECTIONS_MAX, default ${DEFAULT_CONNECTION_LIMITS.tenantConnectionsMax})
   --tokens FILE      JSON {"token": "tenant"} (env KAIROS_TOKENS_FILE or KAIROS_TOKENS=token=tenant,...)
   --log-level LEVEL  debug|info|warn|error (env KAIROS_LOG_LEVEL, default info)
 Uses DATABASE_URL when set, else starts the embedded PostgreSQL.`;
@@ -52,6 +57,8 @@ export async function startCommand(argv: string[]): Promise<void> {
       'lease-ms': { type: 'string' },
       'rate-limit': { type: 'string' },
       'inflight-max': { type: 'string' },
+      'connections-max': { type: 'string' },
+      'tenant-connections-max': { type: 'string' },
       tokens: { type: 'string' },
       'log-level': { type: 'string' },
     },
@@ -71,6 +78,15 @@ export async function startCommand(argv: string[]): Promise<void> {
     clusterKey: await loadClusterKey({ file: values['cluster-key'], env }),
     insecureDevCluster: values['insecure-dev-cluster'] ?? env.KAIROS_INSECURE_DEV_CLUSTER === '1',
     tokens: loadTokens(env, values.tokens),
+    connectionLimits: {
+      connectionsMax: intOption(values['connections-max'] ?? env.KAIROS_CONNECTIONS_MAX, '--connections-max', DEFAULT_CONNECTION_LIMITS.connectionsMax, 1),
+      tenantConnectionsMax: intOption(
+        values['tenant-connections-max'] ?? env.KAIROS_TENANT_CONNECTIONS_MAX,
+        '--tenant-connections-max',
+        DEFAULT_CONNECTION_LIMITS.tenantConnectionsMax,
+        1,
+      ),
+    },
     logLevel: oneOfOption<LogLevel>(values['log-level'] ?? env.KAIROS_LOG_LEVEL, '--log-level', ['debug', 'info', 'warn', 'error'], 'info'),
     config: {
       shardCount,

@@ -1,8 +1,8 @@
 // The production link: a WebSocket from the `ws` package, authenticated with an
 // `Authorization: Bearer` header on the upgrade (never in the URL, where proxies and logs keep
 // it). Frames are binary msgpack; a text frame is not ours and is dropped. This is the one
-// Node-only file of the SDK: a browser binding would use the native WebSocket and the
-// `kairos.bearer.<token>` subprotocol instead (see PROTOCOL.md, Transport).
+// Node-only file of the SDK: a browser binding would use the native WebSocket and offer the
+// subprotocols `kairos` and `kairos.bearer.<token>` instead (see PROTOCOL.md, Transport).
 
 import { WebSocket } from 'ws';
 import { CODEC_LIMITS } from '../limits.ts';

@@ -34,8 +34,9 @@ export interface ClientConnection {
   readonly id: string;
   readonly tenant: string;
   send(message: NodeToClient | NodeToWorker): void;
-  /** Closes the connection (protocol abuse, version mismatch). */
-  close(reason: string): void;
+  /** Closes the connection (protocol abuse, version mismatch) with a WebSocket close code;
+   * the adapter's default is 1008 (policy violation). */
+  close(reason: string, code?: number): void;
 }
 
 export type GatewayMsg =
@@ -217,7 +218,7 @@ export class Gateway implements Actor<GatewayMsg> {
     const version = common.at(-1);
     if (version === undefined) {
       state.conn.send(errorReply(null, refusal('unsupported_version', `this node speaks versions ${SUPPORTED_VERSIONS.join(', ')}`)));
-      state.conn.close('unsupported version');
+      state.conn.close('unsupported version', 1002); // WebSocket "protocol error", as PROTOCOL.md says
       return;
     }
     state.greeted = true;
