@@ -10,14 +10,13 @@ import type { Dial, Link } from '../../protocol/sdk/transport.ts';
 import { decodeFromClient } from '../../protocol/validate.ts';
 import type { ClientConnection } from '../core/gateway/gateway.ts';
 import type { KairosNode } from '../core/node.ts';
-
-let nextLink = 0;
+import { newConnId } from './conn-ids.ts';
 
 /** A Dial whose links attach to `node`'s gateway as `tenant` (the URL and token are ignored:
  * code in the node's process is trusted with the tenant it names). */
 export function inProcessDial(node: KairosNode, tenant: string): Dial {
   return (_url, _token, listener) => {
-    const connId = `inproc${++nextLink}`;
+    const connId = newConnId('inproc');
     let open = true;
     const closed = (reason: string) => {
       if (!open) return;

@@ -14,6 +14,7 @@ import { decodeFromClient } from '../../protocol/validate.ts';
 import type { ActorRef } from '../core/actor/runtime.ts';
 import type { Logger } from '../core/env.ts';
 import type { ClientConnection, GatewayMsg } from '../core/gateway/gateway.ts';
+import { newConnId } from './conn-ids.ts';
 import type { TokenTable } from './tokens.ts';
 
 /** The subprotocol the node selects. A client authenticating by subprotocol offers it beside
@@ -72,7 +73,6 @@ export async function startWsGateway(options: WsGatewayOptions): Promise<WsGatew
     handleProtocols: (protocols) => (protocols.has(SUBPROTOCOL) ? SUBPROTOCOL : false),
   });
   const slots = new ConnectionSlots(options.limits);
-  let nextConn = 0;
 
   http.on('upgrade', (req: IncomingMessage, socket: Duplex, head: Buffer) => {
     const remote = req.socket.remoteAddress;
@@ -116,7 +116,7 @@ export async function startWsGateway(options: WsGatewayOptions): Promise<WsGatew
   pinger.unref();
 
   function accept(ws: WebSocket, tenant: string): void {
-    const id = `c${++nextConn}`;
+    const id = newConnId('c');
     alive.set(ws, true);
     ws.on('pong', () => alive.set(ws, true));
     const send = coalescedSender(ws);
@@ -128,6 +128,9 @@ export async function startWsGateway(options: WsGatewayOptions): Promise<WsGatew
     };
     gateway.tell({ kind: 'opened', conn });
     ws.on('message', (data, isBinary) => {
+      // Once the node has closed the connection (abuse, a text frame, a bad version), what the
+      // client still sends is not even decoded: a flood stops costing the node at its close.
+      if (ws.readyState !== ws.OPEN) return;
       if (!isBinary) {
         ws.close(CLOSE_UNSUPPORTED_DATA, 'frames are binary msgpack, not text');
         return;

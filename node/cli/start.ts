@@ -30,8 +30,14 @@ export const START_HELP = `kairos start [options]
   --shards N         shard count, fixed when the cluster is created (env KAIROS_SHARDS, default 256)
   --lease-ms N       worker lease time-to-live; heartbeats extend it (env KAIROS_LEASE_MS, default 30000)
   --rate-limit R[:B] per-tenant submissions per second, burst B (env KAIROS_RATE_LIMIT; default none)
-  --inflight-max N   requests in flight per connection before submissions are refused
-                     as overloaded (env KAIROS_INFLIGHT_MAX, default 20000)
+  --inflight-max N   requests of any kind in flight per connection (a batch counts its jobs)
+                     before requests are refused as overloaded (env KAIROS_INFLIGHT_MAX, default 20000)
+  --reads-max N      reads (get, list) per connection running at once; more wait in line
+                     (env KAIROS_READS_MAX, default ${DEFAULT_GATEWAY_CONFIG.connReadsMax})
+  --hello-deadline-ms N  a connection that sends no hello in this time is closed
+                     (env KAIROS_HELLO_DEADLINE_MS, default ${DEFAULT_GATEWAY_CONFIG.helloDeadlineMs})
+  --refusal-limit R[:B]  refusals a connection may earn by its own mistakes, per second and in a
+                     burst, before it is closed (env KAIROS_REFUSAL_LIMIT, default ${DEFAULT_GATEWAY_CONFIG.refusals.perSecond}:${DEFAULT_GATEWAY_CONFIG.refusals.burst})
   --connections-max N  open client connections per node; more are refused with HTTP 503
                      (env KAIROS_CONNECTIONS_MAX, default ${DEFAULT_CONNECTION_LIMITS.connectionsMax})
   --tenant-connections-max N  open client connections per tenant on this node; more are
@@ -57,6 +63,9 @@ export async function startCommand(argv: string[]): Promise<void> {
       'lease-ms': { type: 'string' },
       'rate-limit': { type: 'string' },
       'inflight-max': { type: 'string' },
+      'reads-max': { type: 'string' },
+      'hello-deadline-ms': { type: 'string' },
+      'refusal-limit': { type: 'string' },
       'connections-max': { type: 'string' },
       'tenant-connections-max': { type: 'string' },
       tokens: { type: 'string' },
@@ -94,7 +103,10 @@ export async function startCommand(argv: string[]): Promise<void> {
       gateway: {
         ...DEFAULT_GATEWAY_CONFIG,
         connInflightMax: intOption(values['inflight-max'] ?? env.KAIROS_INFLIGHT_MAX, '--inflight-max', DEFAULT_GATEWAY_CONFIG.connInflightMax, 1),
-        rateLimit: rateLimitOption(values['rate-limit'] ?? env.KAIROS_RATE_LIMIT),
+        connReadsMax: intOption(values['reads-max'] ?? env.KAIROS_READS_MAX, '--reads-max', DEFAULT_GATEWAY_CONFIG.connReadsMax, 1),
+        helloDeadlineMs: intOption(values['hello-deadline-ms'] ?? env.KAIROS_HELLO_DEADLINE_MS, '--hello-deadline-ms', DEFAULT_GATEWAY_CONFIG.helloDeadlineMs, 1),
+        refusals: rateLimitOption(values['refusal-limit'] ?? env.KAIROS_REFUSAL_LIMIT, '--refusal-limit') ?? DEFAULT_GATEWAY_CONFIG.refusals,
+        rateLimit: rateLimitOption(values['rate-limit'] ?? env.KAIROS_RATE_LIMIT, '--rate-limit'),
       },
     },
     onProgress: progress,
@@ -114,11 +126,11 @@ export async function startCommand(argv: string[]): Promise<void> {
   process.stdout.write('kairos: stopped\n');
 }
 
-/** `R` or `R:B`: R submissions a second per tenant, bursts of B (default R). */
-function rateLimitOption(text: string | undefined): RateLimit | null {
+/** `R` or `R:B`: R a second, bursts of B (default R). */
+function rateLimitOption(text: string | undefined, name: string): RateLimit | null {
   if (text === undefined || text === '') return null;
   const match = /^(\d+)(?::(\d+))?$/.exec(text);
-  if (match === null || Number(match[1]) === 0) throw new UsageError(`--rate-limit takes R or R:B (positive integers), got '${text}'`);
+  if (match === null || Number(match[1]) === 0) throw new UsageError(`${name} takes R or R:B (positive integers), got '${text}'`);
   const perSecond = Number(match[1]);
   return { perSecond, burst: match[2] === undefined ? perSecond : Number(match[2]) };
 }

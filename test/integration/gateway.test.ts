@@ -33,7 +33,7 @@ describe('authentication', () => {
   });
 
   it('accepts the token as a subprotocol', async () => {
-    const client = await RawClient.open(node.url, {}, [`kairos.bearer.${TEST_TOKEN}`]);
+    const client = await RawClient.open(node.url, {}, ['kairos', `kairos.bearer.${TEST_TOKEN}`]);
     client.send({ t: 'hello', versions: [...SUPPORTED_VERSIONS] });
     expect(await client.until((r) => r.t === 'welcome')).toMatchObject({ t: 'welcome', version: 1 });
     client.close();
