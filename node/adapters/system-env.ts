@@ -12,17 +12,29 @@ export const systemClock: Clock = {
   wallMs: () => Date.now(),
 };
 
+/** The longest delay setTimeout holds. Node clamps a longer one to 1 ms (with a
+ * TimeoutOverflowWarning), and a job may be due up to 100 years ahead (DELAY_MS_MAX): a shard
+ * owner whose next job was 25 days away re-armed its wake every millisecond. */
+const TIMEOUT_MS_MAX = 2 ** 31 - 1;
+
 export function systemTimers(): Timers {
+  /** The step each timer is waiting on now, so cancelTimer cancels whichever one it is. */
   const handles = new Map<TimerId, NodeJS.Timeout>();
   let nextId = 1;
+  // A delay past TIMEOUT_MS_MAX is waited out in steps of at most that; only the last fires.
+  const wait = (id: TimerId, delayMs: number, fire: () => void): void => {
+    const stepMs = Math.min(delayMs, TIMEOUT_MS_MAX);
+    const handle = setTimeout(() => {
+      if (stepMs < delayMs) return wait(id, delayMs - stepMs, fire);
+      handles.delete(id);
+      fire();
+    }, stepMs);
+    handles.set(id, handle);
+  };
   return {
     setTimer(delayMs, fire) {
       const id = nextId++;
-      const handle = setTimeout(() => {
-        handles.delete(id);
-        fire();
-      }, delayMs);
-      handles.set(id, handle);
+      wait(id, delayMs, fire);
       return id;
     },
     cancelTimer(id) {

@@ -9,7 +9,8 @@
 //
 // Leases run on the database's clock (now()), never the node's: nodes' clocks may disagree,
 // and safety must not depend on them. A node still stops serving by its own monotonic clock
-// before its lease lapses (DESIGN.md); the store only decides who may acquire.
+// before its lease lapses (docs/DESIGN.md, "Ownership and fencing"); the store only decides
+// who may acquire.
 
 import assert from 'node:assert/strict';
 import pg from 'pg';

@@ -10,7 +10,8 @@
 // Submissions arrive faster than they commit, so the producer, like an owner's committer,
 // keeps PRODUCER_IN_FLIGHT batches in flight. Workers finish instantly: the figure is the
 // store's ceiling, not a handler's. --lease-on-insert inserts each job already leased, as an
-// owner does when a worker is waiting (DESIGN.md: such a job need not be written twice).
+// owner does when a worker is waiting (docs/DESIGN.md, "Throughput": such a job need not be
+// written twice).
 // Then each transition kind is measured alone ("phases").
 //
 // CPU time is reported beside the rates: this machine is shared, and µs of CPU per job is the

@@ -2,7 +2,7 @@
 // the requests of all shards into one fenced store transaction and sends it as soon as a
 // connection is free. Under load requests pile up while batches are in flight, so batches grow
 // and round trips per job fall; when idle a request goes out at once, so latency stays low.
-// There is no fixed wait (DESIGN.md, "Throughput").
+// There is no fixed wait (docs/DESIGN.md, "Throughput").
 
 import type { Actor, ActorContext } from '../actor/runtime.ts';
 import type { CommitResult, JobWrite, ShardLease, WriteOutcome } from '../store.ts';

@@ -10,7 +10,8 @@
 // changes, `ringChanged` gets the new member list (this node included while it is alive).
 //
 // Safety does not depend on any of this being right: two nodes that disagree may both want a
-// shard, and the store's epoch decides (DESIGN.md). Membership decides liveness only.
+// shard, and the store's epoch decides (docs/DESIGN.md, "Ownership and fencing"). Membership
+// decides liveness only.
 
 import type { MemberHeartbeat } from '../../../protocol/peer-messages.ts';
 import type { Actor, ActorContext } from '../actor/runtime.ts';
