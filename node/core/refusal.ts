@@ -1,4 +1,5 @@
-// Expected refusals are values, not exceptions (STYLE.md, "Errors, three kinds").
+// Expected refusals are values, not exceptions: a caller's mistake or the system's state is an
+// answer to give, not a crash to catch.
 
 import type { ErrorBody, ErrorCode } from '../../protocol/errors.ts';
 

@@ -89,7 +89,8 @@ function serverPids(): number[] {
   return [...tree];
 }
 
-function processCpuMs(pid: number): number | null {
+/** User plus system CPU time of a process so far, all threads; null once it is gone. */
+export function processCpuMs(pid: number): number | null {
   const fields = statFields(pid);
   return fields === null ? null : (Number(fields[11]) + Number(fields[12])) * TICK_MS;
 }

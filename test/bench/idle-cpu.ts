@@ -21,10 +21,10 @@ import { startChildNode, type ChildNode } from '../../node/cli/child-node.ts';
 import { writeClusterKeyFile } from '../../node/adapters/libp2p/cluster-key.ts';
 import { freePort } from '../../node/store/embedded.ts';
 import { connect } from '../../protocol/sdk/index.ts';
+import { processCpuMs } from './cpu-usage.ts';
 
 const TOKEN = 'bench-token-0001';
 const DELAY_MS = 30 * 86_400_000;
-const TICK_MS = 10; // USER_HZ is 100 on Linux
 
 const { values } = parseArgs({
   options: {
@@ -87,11 +87,8 @@ try {
   rmSync(tempDir, { recursive: true, force: true });
 }
 
-/** The process's user and system CPU time so far, all threads, from /proc/<pid>/stat. */
 function cpuMs(node: ChildNode): number {
-  const text = readFileSync(`/proc/${node.child.pid}/stat`, 'utf8');
-  const fields = text.slice(text.lastIndexOf(')') + 2).split(' ');
-  return (Number(fields[11]) + Number(fields[12])) * TICK_MS;
+  return processCpuMs(node.child.pid!) ?? Number.NaN;
 }
 
 function overflowWarnings(node: ChildNode): number {

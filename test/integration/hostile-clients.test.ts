@@ -9,6 +9,7 @@ import { encodeMessage } from '../../protocol/codec.ts';
 import { SUPPORTED_VERSIONS } from '../../protocol/limits.ts';
 import { decodeFromNode } from '../../protocol/validate.ts';
 import type { Lease } from '../../protocol/worker-messages.ts';
+import { processCpuMs } from '../bench/cpu-usage.ts';
 import { createTestDatabase, type TestDatabase } from '../support/db.ts';
 import { pollUntil } from '../support/poll.ts';
 import { RawClient } from '../support/raw-client.ts';
@@ -180,11 +181,8 @@ describe('far-future jobs', () => {
   });
 });
 
-/** User plus system CPU time of a process so far, from /proc. */
 function cpuMs(pid: number): number {
-  const fields = readFileSync(`/proc/${pid}/stat`, 'utf8').split(') ')[1]!.split(' ');
-  const ticks = Number(fields[11]) + Number(fields[12]);
-  return (ticks * 1000) / 100;
+  return processCpuMs(pid) ?? Number.NaN;
 }
 
 function rssKb(pid: number): number {

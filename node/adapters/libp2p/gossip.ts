@@ -1,6 +1,6 @@
 // Gossip settings and the envelope around each gossip message.
 //
-// Messages are unsigned (StrictNoSign): signing was 2.5-4x slower (STACK.md), and it buys
+// Messages are unsigned (StrictNoSign): signing was 2.5-4x slower (docs/STACK.md), and it buys
 // nothing inside a private network whose members all hold the cluster key. Unsigned gossip
 // names no author, so a message's sender is only the neighbour that relayed it, and any member
 // can publish anything; what a message claims about its author (`member_heartbeat.node`) is
@@ -19,7 +19,7 @@ import { randomBytes } from 'node:crypto';
 
 const HEADER_BYTES = 16;
 
-/** Small-cluster mesh settings measured in STACK.md: the mesh forms in about 0.4 s. */
+/** Small-cluster mesh settings measured in docs/STACK.md: the mesh forms in about 0.4 s. */
 const GOSSIP_OPTIONS: Partial<GossipsubOpts> = {
   D: 2,
   Dlo: 1,

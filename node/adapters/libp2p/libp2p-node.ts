@@ -32,7 +32,7 @@ export function createLibp2pNode(options: Libp2pNodeOptions) {
     connectionEncrypters: [noise()],
     streamMuxers: [yamux()],
     // A hung peer keeps its TCP connection open; with the default 10 s ping it is noticed after
-    // about 14.5 s, with a 1 s ping and a 0.5-2 s timeout after 0.5-1.1 s (STACK.md). The
+    // about 14.5 s, with a 1 s ping and a 0.5-2 s timeout after 0.5-1.1 s (docs/STACK.md). The
     // timeout's floor is 1 s here, not 0.5 s: on loopback the adaptive timeout sits at its floor,
     // and a node whose event loop stalled for half a second (CPU contention, a long GC) lost its
     // healthy connections and the frames in flight on them (the transport test failed 6-10 runs

@@ -2,7 +2,7 @@
 // length-prefixed frames, opened on the first send and reopened after it fails.
 //
 // Frames sent within one tick go out as one write. Written one by one, each small frame costs
-// a yamux frame, a noise seal and a syscall; coalesced, throughput was about 10x (STACK.md).
+// a yamux frame, a noise seal and a syscall; coalesced, throughput was about 10x (docs/STACK.md).
 // The writer waits one `setImmediate` after it is woken, so every send made in the current
 // turn of the event loop (the actor runtime drains mailboxes in `setImmediate` callbacks)
 // joins the write. While a write is held back by the stream, frames keep accumulating and
