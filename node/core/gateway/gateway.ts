@@ -197,7 +197,7 @@ export class Gateway implements Actor<GatewayMsg> {
       return;
     }
     state.greeted = true;
-    state.conn.send({ t: 'welcome', version, node: ctx.env.nodeId, shardCount: this.deps.routes.shardCount, limits: { ...ADVERTISED_LIMITS } });
+    state.conn.send({ t: 'welcome', version, node: ctx.env.nodeId, shardCount: this.deps.routes.shardCount, limits: { ...ADVERTISED_LIMITS, inflightMax: this.deps.config.connInflightMax } });
   }
 
   private request(state: ConnState, msg: Exclude<ClientToNode, { t: 'hello' }> | WorkerToNode, ctx: ActorContext<GatewayMsg>): void {
