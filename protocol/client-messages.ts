@@ -30,6 +30,7 @@ import {
   RID_MAX,
   SHARD_COUNT_MAX,
   URL_CHARS_MAX,
+  type AdvertisedLimits,
 } from './limits.ts';
 import { joinKey } from './msgpack-read.ts';
 import {
@@ -220,7 +221,7 @@ export interface Welcome {
   /** Id of the node the client is connected to. */
   node: string;
   shardCount: number;
-  limits: { frameBytesMax: number; payloadBytesMax: number; resultBytesMax: number; batchMax: number };
+  limits: AdvertisedLimits;
 }
 
 /** One node of the cluster in a `cluster_view`. */
@@ -444,6 +445,7 @@ export const NODE_TO_CLIENT: SchemaTable<NodeToClient> = {
       payloadBytesMax: positiveSchema,
       resultBytesMax: positiveSchema,
       batchMax: positiveSchema,
+      inflightMax: positiveSchema,
     }),
   }),
   cluster_view: obj({

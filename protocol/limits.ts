@@ -41,14 +41,25 @@ export const CODEC_LIMITS: CodecLimits = {
 /** Jobs in one `submit_batch`. */
 export const BATCH_MAX = 1000;
 
-/** What `welcome` advertises. In this version these are fixed; a client must stay within
- * them (and a batch must also fit in one frame). */
+/** What `welcome` advertises; a client must stay within it. */
+export interface AdvertisedLimits {
+  frameBytesMax: number;
+  payloadBytesMax: number;
+  resultBytesMax: number;
+  /** Jobs in one `submit_batch`, which must also fit in one frame. */
+  batchMax: number;
+  /** Requests in flight on one connection (a batch counts each of its jobs) past which the
+   * node refuses a submission with `overloaded`. Set by each node's configuration. */
+  inflightMax: number;
+}
+
+/** The advertised limits fixed in this version; the node adds `inflightMax` from its config. */
 export const ADVERTISED_LIMITS = {
   frameBytesMax: CODEC_LIMITS.frameBytesMax,
   payloadBytesMax: PAYLOAD_BYTES_MAX,
   resultBytesMax: RESULT_BYTES_MAX,
   batchMax: BATCH_MAX,
-} as const;
+} as const satisfies Omit<AdvertisedLimits, 'inflightMax'>;
 
 /** Request ids and forward ids are uint32: every language has one. */
 export const RID_MAX = 0xffff_ffff;

@@ -3,7 +3,10 @@
 //
 // What happens to a request whose link drops before the answer (the connection re-sends it):
 // - submit, submit_batch: every job carries an idempotency key (one is generated when the
-//   caller gave none), so a second copy maps to the job the first created.
+//   caller gave none), so a second copy maps to the job the first created. For the same
+//   reason a submission whose outcome is unknown (`internal`, or no answer in time) is sent
+//   again (retry.ts) until the retry deadline, and one still unknown then is reported as
+//   OutcomeUnknownError with its key, never as a plain failure: the job may exist.
 // - get, list, dlq_list, subscribe: reads; asking twice changes nothing.
 // - cancel: cancelling is idempotent in effect. If the first copy committed, the second is
 //   refused with `illegal_state` (the job is finished); the client then reads the job and
@@ -18,7 +21,7 @@ import type { MemberView, SubmitSpec, Welcome } from '../client-messages.ts';
 import type { JobView } from '../job-view.ts';
 import type { Lease } from '../worker-messages.ts';
 import { Connection, type ConnectionSettings } from './connection.ts';
-import { ConnectionClosedError, KairosError } from './errors.ts';
+import { ConnectionClosedError, KairosError, mayHaveApplied, OutcomeUnknownError } from './errors.ts';
 import type { Answerer, Push, ReplyTo, Request } from './messages.ts';
 import { requestRetrying, type AutoRetryPolicy } from './retry.ts';
 import type { SdkRuntime } from './runtime.ts';
@@ -118,23 +121,28 @@ export class KairosClient {
     return this.conn.welcome.shardCount;
   }
 
-  /** What the node accepts: frame size, payload and result size, jobs per batch. */
+  /** What the node accepts: frame size, payload and result size, jobs per batch, requests in
+   * flight on this connection. */
   get limits(): Welcome['limits'] {
     return this.conn.welcome.limits;
   }
 
   // ---- Jobs ----------------------------------------------------------------------------
 
-  /** Submits one job. Resolves once it is committed: an acknowledged job is durable. */
+  /** Submits one job. Resolves once it is committed: an acknowledged job is durable. Rejects
+   * with OutcomeUnknownError when, at the retry deadline, the job may or may not exist. */
   async submit(spec: SubmitSpec): Promise<SubmitResult> {
     const generated = spec.idempotencyKey === undefined;
     const job = generated ? { ...spec, idempotencyKey: this.runtime.uuid() } : spec;
-    const reply = await this.call({ t: 'submit', rid: 0, job });
+    const reply = await this.call({ t: 'submit', rid: 0, job }).catch((error: Error) => {
+      throw mayHaveApplied(error) ? new OutcomeUnknownError(job.idempotencyKey!, error) : error;
+    });
     return { jobId: reply.jobId, duplicate: !generated && reply.duplicate };
   }
 
-  /** Submits many jobs in as few frames as the limits allow, all batches in flight at once.
-   * Resolves with one result per job, in order; a refused job does not fail the others. */
+  /** Submits many jobs in as few frames as the limits allow, all batches handed to the
+   * connection at once (it sends them as the connection's `inflightMax` allows). Resolves with
+   * one result per job, in order; a refused job does not fail the others. */
   async submitMany(specs: readonly SubmitSpec[]): Promise<SubmitManyResult[]> {
     this.assertOpen();
     this.inflight.started();

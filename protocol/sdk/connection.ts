@@ -1,8 +1,17 @@
 // One logical connection to the cluster over a series of links: the handshake, request/reply
-// matching by rid, request timeouts, and reconnection with backoff. Requests outlive links:
-// when a link drops, every request not yet answered stays pending (unless it asked to be
-// abandoned) and goes out again, with the same bytes, as soon as a new link has been welcomed.
-// Whether re-sending is safe is the caller's business (client.ts and worker.ts say why it is).
+// matching by rid, request timeouts, the node's bound on requests in flight, and reconnection
+// with backoff. Requests outlive links: when a link drops, every request not yet answered stays
+// pending (unless it asked to be abandoned) and goes out again, with the same bytes, as soon as
+// a new link has been welcomed. Whether re-sending is safe is the caller's business (client.ts
+// and worker.ts say why it is).
+//
+// The node counts every request in flight on a connection (a batch: each of its jobs) and
+// refuses a request that would take the count past `inflightMax` with `overloaded`, except a
+// worker's heartbeats and outcomes. So a submission goes out only when it fits, and waits in
+// order otherwise; other requests go out at once (holding back a heartbeat or an outcome behind
+// submissions could cost a lease), and a read that meets a full window is retried after its
+// `retryAfterMs` like any `overloaded`. A request this client stopped waiting for (timed out) still counts until
+// the node answers it or the link drops, because the node counts it until then.
 
 import type { Welcome } from '../client-messages.ts';
 import { encodeMessage } from '../codec.ts';
@@ -43,6 +52,12 @@ export interface ConnectionEvents {
 class Exchange {
   /** Times sent; more than once means a link dropped while it was unanswered. */
   sends = 0;
+  /** Sent on the current link and not answered: counted in `Connection.inflight`. */
+  onLink = false;
+  /** What the node counts it as in flight: a batch counts each of its jobs. */
+  readonly slots: number;
+  /** A submission: refused past `inflightMax`, so it waits for room. */
+  readonly bounded: boolean;
 
   constructor(
     readonly rid: number,
@@ -52,7 +67,10 @@ class Exchange {
     readonly deadlineMs: number,
     readonly abandonOnDrop: boolean,
     readonly answerer: Answerer<Reply>,
-  ) {}
+  ) {
+    this.slots = request.t === 'submit_batch' ? request.jobs.length : 1;
+    this.bounded = request.t === 'submit' || request.t === 'submit_batch';
+  }
 }
 
 type State = 'connecting' | 'open' | 'waiting' | 'closing' | 'closed';
@@ -70,6 +88,14 @@ export class Connection {
   private nextRid = 0;
   /** In send order; since every request has the same timeout, also in deadline order. */
   private readonly pending = new Map<number, Exchange>();
+  /** Slots the node counts in flight on the current link: requests sent on it and not yet
+   * answered, those timed out here included. */
+  private inflight = 0;
+  /** Submissions that did not fit under `inflightMax`, in the order they were made. */
+  private readonly waiting = new Set<Exchange>();
+  /** Requests timed out here but sent on the current link: rid → slots, freed when the node
+   * answers them after all. */
+  private readonly orphans = new Map<number, number>();
   private timeoutTimer: unknown = null;
   private linkTimer: unknown = null;
   private started: { resolve: () => void; reject: (error: Error) => void } | null = null;
@@ -122,7 +148,7 @@ export class Connection {
     const exchange = new Exchange(rid, request, bytes, version, deadlineMs, abandonOnDrop, answerer as Answerer<Reply>);
     this.pending.set(rid, exchange);
     if (this.timeoutTimer === null) this.armTimeouts(deadlineMs);
-    if (this.state === 'open') this.transmit(exchange);
+    if (this.state === 'open') this.dispatch(exchange);
   }
 
   /** Sends a message that has no reply. Returns false when no link is up: such messages
@@ -139,7 +165,7 @@ export class Connection {
     if (this.state === 'closed' || this.state === 'closing') return;
     this.state = 'closing';
     this.cancelTimers();
-    this.answerAll(() => new ConnectionClosedError('client closed'));
+    this.answerAll((exchange) => new ConnectionClosedError('client closed', { sent: exchange.sends > 0 }));
     const link = this.link;
     if (link === null) {
       this.state = 'closed';
@@ -152,10 +178,24 @@ export class Connection {
   }
 
   private allocateRid(): number {
-    // Wrap within uint32 and skip rids still waiting: a long-lived client reuses them.
+    // Wrap within uint32 and skip rids still waiting (for an answer here, or at the node): a
+    // long-lived client reuses them.
     do this.nextRid = this.nextRid === RID_MAX ? 0 : this.nextRid + 1;
-    while (this.pending.has(this.nextRid));
+    while (this.pending.has(this.nextRid) || this.orphans.has(this.nextRid));
     return this.nextRid;
+  }
+
+  /** Sends on the open link, or queues a submission that does not fit: behind any already
+   * waiting, so that submissions keep their order and a large batch is not passed over. */
+  private dispatch(exchange: Exchange): void {
+    if (exchange.bounded && (this.waiting.size > 0 || !this.fits(exchange))) this.waiting.add(exchange);
+    else this.transmit(exchange);
+  }
+
+  private fits(exchange: Exchange): boolean {
+    // Alone, a submission goes out whatever its size: a batch cut for a node with a higher
+    // bound before a reconnect would otherwise wait for ever (the node refuses it instead).
+    return this.inflight === 0 || this.inflight + exchange.slots <= this.latestWelcome!.limits.inflightMax;
   }
 
   private transmit(exchange: Exchange): void {
@@ -165,7 +205,32 @@ export class Connection {
       exchange.bytesVersion = version;
     }
     exchange.sends++;
+    exchange.onLink = true;
+    this.inflight += exchange.slots;
     this.link!.send(exchange.bytes);
+  }
+
+  /** The node answered `slots` worth of requests. */
+  private free(slots: number): void {
+    this.inflight -= slots;
+    this.pump();
+  }
+
+  /** Sends the waiting submissions that fit now, in order. */
+  private pump(): void {
+    for (const exchange of this.waiting) {
+      if (!this.fits(exchange)) return;
+      this.waiting.delete(exchange);
+      this.transmit(exchange);
+    }
+  }
+
+  /** The node forgets a connection's requests with it. */
+  private forgetLink(): void {
+    this.inflight = 0;
+    this.waiting.clear();
+    this.orphans.clear();
+    for (const exchange of this.pending.values()) exchange.onLink = false;
   }
 
   // ---- Links ---------------------------------------------------------------------------
@@ -207,6 +272,7 @@ export class Connection {
   private linkLost(reason: string, httpStatus: number | undefined): void {
     this.link = null;
     this.cancelLinkTimer();
+    this.forgetLink();
     if (this.state === 'closing') return this.finishClose();
     if (httpStatus === 401 || httpStatus === 403) {
       return this.fail(new KairosError({ code: 'unauthorized', message: `the node refused the token (${reason})` }));
@@ -218,7 +284,7 @@ export class Connection {
       for (const exchange of this.pending.values()) {
         if (!exchange.abandonOnDrop) continue;
         this.pending.delete(exchange.rid);
-        exchange.answerer.answered(new ConnectionClosedError(`connection lost before ${exchange.request.t} was answered: ${reason}`), false);
+        exchange.answerer.answered(new ConnectionClosedError(`connection lost before ${exchange.request.t} was answered: ${reason}`, { sent: exchange.sends > 0 }), false);
       }
     }
     this.failures++;
@@ -251,8 +317,7 @@ export class Connection {
     this.cancelTimers();
     this.link?.terminate();
     this.link = null;
-    const cause = error instanceof ConnectionClosedError ? error : new ConnectionClosedError(error.message, { cause: error });
-    this.answerAll(() => cause);
+    this.answerAll((exchange) => new ConnectionClosedError(error.message, { cause: error, sent: exchange.sends > 0 }));
     if (this.started !== null) {
       this.started.reject(error);
       this.started = null;
@@ -292,9 +357,15 @@ export class Connection {
 
   private settle(rid: number, outcome: Reply | Error): void {
     const exchange = this.pending.get(rid);
-    // Unknown rids were answered already: by a timeout.
-    if (exchange === undefined) return;
+    if (exchange === undefined) {
+      // Answered already, by a timeout; the node no longer counts it.
+      const slots = this.orphans.get(rid);
+      if (slots === undefined) return;
+      this.orphans.delete(rid);
+      return this.free(slots);
+    }
     this.pending.delete(rid);
+    if (exchange.onLink) this.free(exchange.slots);
     if (!(outcome instanceof Error) && outcome.t !== REPLY_TYPE[exchange.request.t]) {
       outcome = new KairosError({ code: 'internal', message: `the node answered ${exchange.request.t} with ${outcome.t}` });
     }
@@ -309,7 +380,7 @@ export class Connection {
     this.failures = 0;
     const reconnected = this.everOpened;
     this.everOpened = true;
-    for (const exchange of this.pending.values()) this.transmit(exchange);
+    for (const exchange of this.pending.values()) this.dispatch(exchange);
     if (this.started !== null) {
       this.started.resolve();
       this.started = null;
@@ -319,31 +390,53 @@ export class Connection {
 
   // ---- Timeouts ------------------------------------------------------------------------
 
+  /** One timer for all requests: it fires at the oldest deadline (deadlineReached), answers
+   * every request past its deadline (expire), and re-arms for the next one. */
   private armTimeouts(atMs: number): void {
     const delayMs = Math.max(0, atMs - this.settings.runtime.clock.monotonicMs());
-    this.timeoutTimer = this.settings.runtime.timers.setTimer(delayMs, () => this.expire());
+    this.timeoutTimer = this.settings.runtime.timers.setTimer(delayMs, this.deadlineReached);
   }
 
-  /** One timer for all requests: it fires at the oldest deadline, answers every request
-   * past its deadline, and re-arms for the next one. */
-  private expire(): void {
-    this.timeoutTimer = null;
-    const { requestTimeoutMs, runtime } = this.settings;
-    const nowMs = runtime.clock.monotonicMs();
+  /** Not yet a timeout. When this process was stopped (SIGSTOP, a long GC pause, a suspended
+   * laptop), replies that came meanwhile are still unread in the socket, and timers that fell
+   * due run before it is read. So the requests due now get one more turn of the event loop
+   * (a timer of 0 ms set from a timer runs after the I/O that is waiting): a reply read in it
+   * settles its request, and only what is still unanswered after it times out. */
+  private readonly deadlineReached = (): void => {
+    const nowMs = this.settings.runtime.clock.monotonicMs();
+    this.timeoutTimer = this.settings.runtime.timers.setTimer(0, () => this.expire(nowMs));
+  };
+
+  /** Answers every request whose deadline had passed at `dueMs`. */
+  private expire(dueMs: number): void {
+    const expired: Exchange[] = [];
     for (const exchange of this.pending.values()) {
-      if (exchange.deadlineMs > nowMs) {
-        this.armTimeouts(exchange.deadlineMs);
-        break;
-      }
+      if (exchange.deadlineMs > dueMs) break;
+      expired.push(exchange);
+    }
+    for (const exchange of expired) {
       this.pending.delete(exchange.rid);
-      exchange.answerer.answered(new RequestTimeoutError(exchange.request.t, requestTimeoutMs), exchange.sends > 1);
+      this.waiting.delete(exchange);
+      if (exchange.onLink) this.orphans.set(exchange.rid, exchange.slots);
+    }
+    // A large batch that timed out waiting no longer holds back the smaller ones behind it.
+    this.pump();
+    // Re-armed before anyone is answered: an answer may make a request, which arms the timer
+    // itself when none is set.
+    const next = this.pending.values().next();
+    this.timeoutTimer = null;
+    if (!next.done) this.armTimeouts(next.value.deadlineMs);
+    const { requestTimeoutMs } = this.settings;
+    for (const exchange of expired) {
+      exchange.answerer.answered(new RequestTimeoutError(exchange.request.t, requestTimeoutMs, exchange.sends > 0), exchange.sends > 1);
     }
   }
 
-  private answerAll(error: () => Error): void {
+  private answerAll(error: (exchange: Exchange) => Error): void {
     const exchanges = [...this.pending.values()];
     this.pending.clear();
-    for (const exchange of exchanges) exchange.answerer.answered(error(), exchange.sends > 1);
+    this.waiting.clear();
+    for (const exchange of exchanges) exchange.answerer.answered(error(exchange), exchange.sends > 1);
   }
 
   private cancelLinkTimer(): void {

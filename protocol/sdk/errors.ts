@@ -1,7 +1,9 @@
 // The errors the SDK throws. Refusals from the node keep their protocol code (KairosError);
 // the two ways a request can end without an answer have classes of their own, because a
-// caller handles them differently: a timeout leaves the outcome unknown, a closed client
-// means no answer will ever come. NonRetryableError goes the other way: a handler throws it.
+// caller handles them differently: a timeout may be worth another try, a closed client will
+// never answer. A submission whose outcome stays unknown ends in OutcomeUnknownError, which
+// says what the caller can do about it. NonRetryableError goes the other way: a handler throws
+// it.
 
 import { ERROR_CODES, type ErrorBody, type ErrorCode } from '../errors.ts';
 
@@ -31,22 +33,50 @@ export class KairosError extends Error {
  * request was answered. */
 export class ConnectionClosedError extends Error {
   override readonly name = 'ConnectionClosedError';
+  /** The request had gone out on a link before the client closed, so it may have been
+   * applied. False: it never left this client. */
+  readonly sent: boolean;
 
-  constructor(message: string, options?: { cause?: unknown }) {
+  constructor(message: string, options?: { cause?: unknown; sent?: boolean }) {
     super(message, options);
+    this.sent = options?.sent ?? false;
   }
 }
 
-/** No answer came within the request timeout. The outcome is unknown: a submission may have
- * been committed. Submitting again with the same idempotency key is safe. */
+/** No answer came within the request timeout. If the request had been sent (`sent`), its
+ * outcome is unknown; if not (no link was up, or it waited for room under the connection's
+ * `inflightMax`), nothing was applied. */
 export class RequestTimeoutError extends Error {
   override readonly name = 'RequestTimeoutError';
   readonly timeoutMs: number;
+  readonly sent: boolean;
 
-  constructor(request: string, timeoutMs: number) {
-    super(`no answer to ${request} within ${timeoutMs} ms`);
+  constructor(request: string, timeoutMs: number, sent: boolean) {
+    super(`no answer to ${request} within ${timeoutMs} ms${sent ? '' : '; it was never sent'}`);
     this.timeoutMs = timeoutMs;
+    this.sent = sent;
   }
+}
+
+/** A submission was tried (until its retry deadline, unless retry is off) and it is still
+ * unknown whether it was committed: the node answered `internal`, or no answer came to a copy
+ * that had been sent. The job may or may not exist. Submitting again under `idempotencyKey` settles it: the job is
+ * created if it does not exist, and returned (`duplicate: true`) if it does. */
+export class OutcomeUnknownError extends Error {
+  override readonly name = 'OutcomeUnknownError';
+  /** The key the submission carried: the caller's own, or the one the SDK generated. */
+  readonly idempotencyKey: string;
+
+  constructor(idempotencyKey: string, cause: Error) {
+    super(`the job may or may not exist (${cause.message}); submit it again under idempotency key ${idempotencyKey} to find out`, { cause });
+    this.idempotencyKey = idempotencyKey;
+  }
+}
+
+/** Whether a request that ended in `error` may have been applied all the same. */
+export function mayHaveApplied(error: unknown): boolean {
+  if (error instanceof KairosError) return error.code === 'internal';
+  return (error instanceof RequestTimeoutError || error instanceof ConnectionClosedError) && error.sent;
 }
 
 /** Thrown by a handler: the attempt failed and must not be retried (the job goes to the

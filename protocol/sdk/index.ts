@@ -19,14 +19,19 @@ export interface ConnectOptions {
   client?: string;
   /** More nodes, tried in turn after `url` when connecting and reconnecting. */
   urls?: string[];
-  /** How long a request may wait for its answer, reconnections included; default 30 s. */
+  /** How long a request may wait for its answer, reconnections and waiting for room under
+   * the node's `inflightMax` included; default 30 s. */
   requestTimeoutMs?: number;
   /** Reconnection after a dropped link, with exponential backoff and jitter; `false` closes
    * the client instead. Defaults: 100 ms doubling to 5 s, forever. */
   reconnect?: { initialDelayMs?: number; maxDelayMs?: number; maxAttempts?: number } | false;
-  /** Automatic retry of refusals that applied nothing (`overloaded`, `rate_limited`,
-   * `unavailable`), after `retryAfterMs` or with backoff, until `deadlineMs` after the first
-   * try; `false` hands them to the caller at once. Default deadline 30 s. */
+  /** Automatic retry, after `retryAfterMs` or with backoff, until `deadlineMs` after the first
+   * try: of refusals that applied nothing (`overloaded`, `rate_limited`, `unavailable`), and
+   * of submissions and worker outcomes whose outcome is unknown (`internal`, or no answer
+   * within `requestTimeoutMs`), under the same idempotency key or lease token. A submission
+   * still unknown at the deadline rejects with OutcomeUnknownError. `false` hands everything
+   * to the caller at once (an unknown submission, too, as OutcomeUnknownError). Default
+   * deadline 30 s. */
   retry?: { deadlineMs?: number; initialDelayMs?: number; maxDelayMs?: number } | false;
   /** Things worth a log line that concern no caller: a dropped link, an undecodable frame.
    * Default: console.warn. */
@@ -67,7 +72,7 @@ export type { SubmitManyResult, SubmitResult } from './submit-many.ts';
 export type { Subscription, OnChange } from './subscriptions.ts';
 export type { Handler, Worker, WorkerOptions } from './worker.ts';
 export type { JobContext } from './attempt.ts';
-export { ConnectionClosedError, KairosError, NonRetryableError, RequestTimeoutError } from './errors.ts';
+export { ConnectionClosedError, KairosError, NonRetryableError, OutcomeUnknownError, RequestTimeoutError } from './errors.ts';
 export type { Dial, Link, LinkListener } from './transport.ts';
 export { webSocketDialer, type WebSocketOptions } from './ws-transport.ts';
 export type { SdkRuntime } from './runtime.ts';

@@ -61,7 +61,8 @@ export type Push = JobChanged | Lease | Revoke;
 
 /** Learns how a request ends: its reply, or why there is none (KairosError,
  * RequestTimeoutError, ConnectionClosedError). `resent` says the request went out again after
- * a dropped connection, so an earlier copy may have been applied. An object rather than a
+ * a dropped connection, or was retried after an unknown outcome (retry.ts), so an earlier copy
+ * may have been applied. An object rather than a
  * callback so that hot paths (a worker's outcomes, retries) pass one they already have
  * instead of allocating a closure per request. */
 export interface Answerer<R> {

@@ -1,12 +1,15 @@
 // submitMany: cutting a list of jobs into `submit_batch` frames and settling every job.
-// Batches hold at most batchMax jobs and stay within the frame limit by an upper bound of each
-// job's encoded size (encoding twice to measure would cost more than the slack). All batches
-// are in flight at once; a job refused with a retryable code is tried again, in a smaller
-// batch of what is left, until the retry deadline.
+// Batches hold at most min(batchMax, inflightMax) jobs (a larger one the node would refuse
+// whole) and stay within the frame limit by an upper bound of each job's encoded size
+// (encoding twice to measure would cost more than the slack). All batches are handed to the
+// connection at once, which sends them as the node's `inflightMax` allows. A job refused with
+// a retryable code, or whose outcome is unknown (`internal`), is tried again under the same
+// idempotency key, in a smaller batch of what is left, until the retry deadline; one still
+// unknown then is reported as OutcomeUnknownError.
 
 import type { SubmitSpec, SubmittedBatch, Welcome } from '../client-messages.ts';
 import type { ConnectionClosedError, RequestTimeoutError } from './errors.ts';
-import { KairosError } from './errors.ts';
+import { KairosError, mayHaveApplied, OutcomeUnknownError } from './errors.ts';
 import { retryDelayMs, type AutoRetryPolicy } from './retry.ts';
 import type { SdkRuntime } from './runtime.ts';
 
@@ -18,13 +21,14 @@ export interface SubmitResult {
 }
 
 /** One job's outcome in `submitMany`. */
-export type SubmitManyResult = SubmitResult | KairosError | RequestTimeoutError | ConnectionClosedError;
+export type SubmitManyResult = SubmitResult | KairosError | OutcomeUnknownError | RequestTimeoutError | ConnectionClosedError;
 
 export interface SubmitManyDeps {
   limits: Welcome['limits'];
   runtime: SdkRuntime;
   retry: AutoRetryPolicy | null;
-  /** Sends one `submit_batch` (retrying whole-frame refusals until `deadlineMs`). */
+  /** Sends one `submit_batch`, retrying whole-frame refusals and unknown outcomes until
+   * `deadlineMs`; a rejection for which mayHaveApplied holds is an unknown outcome. */
   submitBatch(jobs: SubmitSpec[], deadlineMs: number): Promise<SubmittedBatch>;
 }
 
@@ -41,7 +45,8 @@ export async function submitMany(specs: readonly SubmitSpec[], deps: SubmitManyD
   const keyed = specs.map((spec, i) => (generated[i] ? { ...spec, idempotencyKey: runtime.uuid() } : spec));
   const results = new Array<SubmitManyResult>(specs.length);
   const deadlineMs = runtime.clock.monotonicMs() + (deps.retry?.deadlineMs ?? 0);
-  const batches = batchIndices(keyed, deps.limits.batchMax, deps.limits.frameBytesMax);
+  const { batchMax, inflightMax, frameBytesMax } = deps.limits;
+  const batches = batchIndices(keyed, Math.min(batchMax, inflightMax), frameBytesMax);
   await Promise.all(batches.map((batch) => settleBatch(keyed, generated, batch, results, deadlineMs, deps)));
   return results;
 }
@@ -82,6 +87,13 @@ async function settleBatch(
   deps: SubmitManyDeps,
 ): Promise<void> {
   const { runtime, retry } = deps;
+  /** Jobs a try of which may have been applied, with that try's outcome. */
+  const unknown = new Map<number, Error>();
+  /** A job's final error: unknown if any try may have been applied, whatever the last said. */
+  const fail = (i: number, error: Error): void => {
+    const cause = mayHaveApplied(error) ? error : unknown.get(i);
+    results[i] = cause === undefined ? (error as SubmitManyResult) : new OutcomeUnknownError(specs[i]!.idempotencyKey!, cause);
+  };
   for (let tries = 0; batch.length > 0; tries++) {
     let reply: SubmittedBatch;
     try {
@@ -89,17 +101,17 @@ async function settleBatch(
     } catch (error) {
       const culprit = culpritOf(error, batch.length);
       if (culprit === null) {
-        for (const i of batch) results[i] = error as SubmitManyResult;
+        for (const i of batch) fail(i, error as Error);
         return;
       }
       // One invalid job refuses the whole frame; the others were not looked at.
-      results[batch[culprit.index]!] = culprit.error;
+      fail(batch[culprit.index]!, culprit.error);
       batch = batch.filter((_, k) => k !== culprit.index);
       continue;
     }
     if (reply.results.length !== batch.length) {
       const error = new KairosError({ code: 'internal', message: `the node answered ${batch.length} jobs with ${reply.results.length} results` });
-      for (const i of batch) results[i] = error;
+      for (const i of batch) fail(i, error);
       return;
     }
     const again: number[] = [];
@@ -112,8 +124,9 @@ async function settleBatch(
         continue;
       }
       const error = new KairosError(result.error);
-      results[i] = error;
-      const delayMs = retry === null ? null : retryDelayMs(error, retry, tries, runtime);
+      if (mayHaveApplied(error)) unknown.set(i, error);
+      fail(i, error);
+      const delayMs = retry === null ? null : retryDelayMs(error, retry, tries, runtime, true);
       if (delayMs === null) continue;
       again.push(i);
       waitMs = Math.max(waitMs, delayMs);

@@ -9,6 +9,12 @@
 // - Outcomes (complete, fail, return) are re-sent after a reconnect. The token fences them:
 //   a second copy of an outcome already committed is refused with `stale_lease`, which is
 //   then reported to onError and never thrown at a handler.
+// - An outcome answered `internal`, or not answered in time, is sent again under the same
+//   token until the retry deadline (retry.ts): an `ack` then records it for certain. If the
+//   copies keep failing, or one is refused with `stale_lease` (already recorded by the
+//   unknown one, or the lease was lost: the node cannot say which), onError gets the unknown
+//   outcome itself, not the refusal, because the verdict may or may not have been recorded.
+//   Nothing is lost either way: an attempt not recorded runs again once its lease lapses.
 // - After a reconnect the node has forgotten this worker's credit (credit is per connection),
 //   so the worker announces what is free again, and heartbeats every lease at once because
 //   revocations sent while the link was down were lost.

@@ -1,8 +1,10 @@
 // A small fake node for the SDK tests: a real `ws` WebSocketServer on 127.0.0.1 that checks
 // the bearer token on the upgrade, decodes every frame with the protocol's own validator and
 // answers like a node would, from an in-memory job table. It pushes leases by credit, so a
-// worker test runs the real flow. Tests steer it with `intercept` (answer, drop or ignore a
-// message instead) and wait for what it received with `waitFor`, never by sleeping.
+// worker test runs the real flow, and like the node's gateway it counts each connection's
+// requests in flight and refuses a submission past `inflightMax`. Tests steer it with
+// `intercept` (answer, drop or ignore a message instead) and wait for what it received with
+// `waitFor`, never by sleeping.
 
 import type { AddressInfo } from 'node:net';
 import { WebSocketServer, type WebSocket } from 'ws';
@@ -13,6 +15,7 @@ import type { JobView } from '../../protocol/job-view.ts';
 import { ADVERTISED_LIMITS } from '../../protocol/limits.ts';
 import { decodeFromClient } from '../../protocol/validate.ts';
 import type { NodeToWorker, WorkerToNode } from '../../protocol/worker-messages.ts';
+import { DEFAULT_GATEWAY_CONFIG } from '../../node/core/gateway/gateway.ts';
 import { formatJobId } from '../../node/core/job/job-id.ts';
 import { isTerminal } from '../../node/core/job/job.ts';
 
@@ -29,6 +32,10 @@ export class FakeConnection {
   readonly credit = new Map<string, number>();
   readonly subscriptions = new Set<string>();
   closed = false;
+  /** Requests received and not yet answered, rid → slots (a batch counts each job). */
+  readonly inflight = new Map<number, number>();
+  /** The most `inflight` ever held, in slots. */
+  inflightPeak = 0;
 
   constructor(
     readonly index: number,
@@ -36,7 +43,14 @@ export class FakeConnection {
   ) {}
 
   send(message: Outbound): void {
+    if ('rid' in message && message.rid !== null) this.inflight.delete(message.rid);
     if (this.ws.readyState === this.ws.OPEN) this.ws.send(encodeMessage(message));
+  }
+
+  get inflightSlots(): number {
+    let slots = 0;
+    for (const n of this.inflight.values()) slots += n;
+    return slots;
   }
 
   /** Sends in one socket write, so the client reads the frames in one chunk (as it would
@@ -101,7 +115,8 @@ export class FakeNode {
     });
     await new Promise<void>((resolve) => wss.once('listening', () => resolve()));
     const { port } = wss.address() as AddressInfo;
-    const node = new FakeNode(wss, `ws://127.0.0.1:${port}`, { ...ADVERTISED_LIMITS, ...options.limits }, options);
+    const limits = { ...ADVERTISED_LIMITS, inflightMax: DEFAULT_GATEWAY_CONFIG.connInflightMax, ...options.limits };
+    const node = new FakeNode(wss, `ws://127.0.0.1:${port}`, limits, options);
     wss.on('connection', (ws) => node.accept(ws));
     return node;
   }
@@ -203,8 +218,10 @@ export class FakeNode {
     ws.on('message', (data) => {
       const decoded = decodeFromClient(data as Buffer);
       if (!decoded.ok) return conn.send({ t: 'error', rid: decoded.rid, ...decoded.error });
-      this.received.push({ conn, msg: decoded.msg });
-      if (this.intercept?.(decoded.msg, conn) !== true) this.answer(decoded.msg, conn);
+      const msg = decoded.msg;
+      this.received.push({ conn, msg });
+      if ('rid' in msg && !this.admit(msg, conn)) return;
+      if (this.intercept?.(msg, conn) !== true) this.answer(msg, conn);
       for (const waiter of [...this.waiters]) waiter();
     });
   }
@@ -213,6 +230,14 @@ export class FakeNode {
     switch (msg.t) {
       case 'hello':
         return conn.send({ t: 'welcome', version: 1, node: 'fake-1', shardCount: 16, limits: this.limits });
+      case 'cluster':
+        return conn.send({
+          t: 'cluster_view',
+          rid: msg.rid,
+          node: 'fake-1',
+          members: [{ node: 'fake-1', status: 'alive', incarnation: 1, clientUrl: this.url, inRing: true, shards: 16 }],
+          owners: new Uint8Array(32),
+        });
       case 'submit': {
         const { jobId, duplicate } = this.submit(msg.job);
         return conn.send({ t: 'submitted', rid: msg.rid, jobId, duplicate });
@@ -274,6 +299,18 @@ export class FakeNode {
           conn.send({ t: 'ack', rid: msg.rid });
         });
     }
+  }
+
+  /** Counts a request in flight; refuses a submission past `inflightMax` as the gateway does. */
+  private admit(msg: Extract<Inbound, { rid: number }>, conn: FakeConnection): boolean {
+    const slots = msg.t === 'submit_batch' ? msg.jobs.length : 1;
+    if ((msg.t === 'submit' || msg.t === 'submit_batch') && conn.inflightSlots + slots > this.limits.inflightMax) {
+      conn.send(refusal(msg.rid, { code: 'overloaded', message: `connection has ${conn.inflightSlots} requests in flight`, retryAfterMs: 20 }));
+      return false;
+    }
+    conn.inflight.set(msg.rid, slots);
+    conn.inflightPeak = Math.max(conn.inflightPeak, conn.inflightSlots);
+    return true;
   }
 
   private submit(spec: SubmitSpec): { jobId: string; duplicate: boolean } {

@@ -10,6 +10,7 @@ import { existsSync, mkdirSync, readdirSync, readFileSync, writeFileSync } from 
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { describe, expect, it } from 'vitest';
+import { DEFAULT_GATEWAY_CONFIG } from '../../node/core/gateway/gateway.ts';
 import { CLIENT_TO_NODE, NODE_TO_CLIENT, type Welcome } from '../../protocol/client-messages.ts';
 import { encodeMessage } from '../../protocol/codec.ts';
 import { ERROR_CODE_NAMES } from '../../protocol/errors.ts';
@@ -76,9 +77,9 @@ describe('golden fixtures', () => {
     expect(ERROR_CODE_NAMES.filter((code) => !doc.includes(`| \`${code}\` |`))).toEqual([]);
   });
 
-  it('welcome advertises the limits the code enforces', () => {
+  it('welcome advertises the limits the code enforces (inflightMax: the default config)', () => {
     const welcome = SAMPLES.find((s) => s.message.t === 'welcome')!.message as Welcome;
-    expect(welcome.limits).toEqual(ADVERTISED_LIMITS);
+    expect(welcome.limits).toEqual({ ...ADVERTISED_LIMITS, inflightMax: DEFAULT_GATEWAY_CONFIG.connInflightMax });
     expect(ADVERTISED_LIMITS.frameBytesMax).toBe(CODEC_LIMITS.frameBytesMax);
   });
 

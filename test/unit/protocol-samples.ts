@@ -162,7 +162,7 @@ export const SAMPLES: readonly Sample[] = [
       version: 1,
       node: 'node-a',
       shardCount: 256,
-      limits: { frameBytesMax: 1_048_576, payloadBytesMax: 262_144, resultBytesMax: 262_144, batchMax: 1000 },
+      limits: { frameBytesMax: 1_048_576, payloadBytesMax: 262_144, resultBytesMax: 262_144, batchMax: 1000, inflightMax: 20_000 },
     },
   },
   { name: 'submitted', from: 'from-node', message: { t: 'submitted', rid: 1, jobId: JOB_ID, duplicate: false } },

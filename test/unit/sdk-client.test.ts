@@ -1,8 +1,10 @@
 // The SDK's producer side against a fake node over real sockets: the handshake, each request
-// and its reply, typed errors, automatic retry, batching and subscriptions.
+// and its reply, typed errors, automatic retry, unknown outcomes, batching, the connection's
+// in-flight bound and subscriptions.
 
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
-import { connect, KairosClient, KairosError, RequestTimeoutError, type ConnectOptions, type JobView } from '../../protocol/sdk/index.ts';
+import { connect, KairosClient, KairosError, OutcomeUnknownError, RequestTimeoutError, type ConnectOptions, type JobView } from '../../protocol/sdk/index.ts';
+import type { Submit } from '../../protocol/client-messages.ts';
 import { FakeNode } from '../support/sdk-fake-node.ts';
 
 const bytes = (text: string) => new TextEncoder().encode(text);
@@ -34,6 +36,7 @@ describe('handshake', () => {
     expect(c.node).toBe('fake-1');
     expect(c.shardCount).toBe(16);
     expect(c.limits.batchMax).toBe(1000);
+    expect(c.limits.inflightMax).toBe(20_000);
   });
 
   it('rejects a refused token with an unauthorized KairosError', async () => {
@@ -177,6 +180,119 @@ describe('automatic retry', () => {
   });
 });
 
+describe('unknown outcomes', () => {
+  it('sends a submission answered internal again under the same key, and reports the job it created', async () => {
+    const c = await open();
+    let committed: JobView | null = null;
+    fake.intercept = (msg, conn) => {
+      if (msg.t !== 'submit' || committed !== null) return false;
+      committed = fake.addJob(msg.job); // committed, but the node cannot tell
+      conn.send({ t: 'error', rid: msg.rid, code: 'internal', message: 'outcome unknown' });
+      return true;
+    };
+    const result = await c.submit({ queue: 'q', payload: bytes('x') });
+    const submits = fake.messages('submit');
+    expect(submits).toHaveLength(2);
+    expect(submits[1]!.job.idempotencyKey).toBe(submits[0]!.job.idempotencyKey);
+    expect(result).toEqual({ jobId: committed!.id, duplicate: false });
+    expect(fake.jobs.size).toBe(1);
+  });
+
+  it('sends a submission that timed out again under the same key', async () => {
+    const c = await open({ requestTimeoutMs: 150 });
+    fake.intercept = (msg) => msg.t === 'submit' && fake.messages('submit').length === 1;
+    const { jobId } = await c.submit({ queue: 'q', payload: bytes('x') });
+    const submits = fake.messages('submit');
+    expect(submits).toHaveLength(2);
+    expect(submits[1]!.job.idempotencyKey).toBe(submits[0]!.job.idempotencyKey);
+    expect(fake.jobs.has(jobId)).toBe(true);
+  });
+
+  it('reports a submission still unknown at the deadline as OutcomeUnknownError carrying its key', async () => {
+    const c = await open({ retry: { deadlineMs: 300 } });
+    fake.intercept = (msg, conn) => {
+      if (msg.t !== 'submit') return false;
+      conn.send({ t: 'error', rid: msg.rid, code: 'internal', message: 'outcome unknown' });
+      return true;
+    };
+    const generated = await c.submit({ queue: 'q', payload: bytes('x') }).catch((e: unknown) => e);
+    expect(generated).toBeInstanceOf(OutcomeUnknownError);
+    const submits = fake.messages('submit');
+    expect(submits.length).toBeGreaterThan(1);
+    expect(new Set(submits.map((s) => s.job.idempotencyKey))).toEqual(new Set([(generated as OutcomeUnknownError).idempotencyKey]));
+    expect((generated as Error).message).toMatch(/may or may not exist/);
+    expect((generated as Error).cause).toMatchObject({ code: 'internal' });
+
+    const own = await c.submit({ queue: 'q', payload: bytes('x'), idempotencyKey: 'order-7' }).catch((e: unknown) => e);
+    expect(own).toMatchObject({ name: 'OutcomeUnknownError', idempotencyKey: 'order-7' });
+  });
+
+  it('reports an unknown outcome as unknown though a later try was refused', async () => {
+    const c = await open({ retry: { deadlineMs: 300 } });
+    fake.intercept = (msg, conn) => {
+      if (msg.t !== 'submit') return false;
+      const first = fake.messages('submit').length === 1;
+      conn.send({ t: 'error', rid: msg.rid, ...(first ? { code: 'internal', message: 'outcome unknown' } : { code: 'overloaded', message: 'full', retryAfterMs: 100 }) });
+      return true;
+    };
+    const error = await c.submit({ queue: 'q', payload: bytes('x') }).catch((e: unknown) => e);
+    expect(error).toBeInstanceOf(OutcomeUnknownError);
+    expect(fake.messages('submit').length).toBeGreaterThan(2);
+  });
+
+  it('hands an unknown submission to the caller at once when retry is off, still as OutcomeUnknownError', async () => {
+    const c = await open({ retry: false });
+    fake.intercept = (msg, conn) => {
+      if (msg.t !== 'submit') return false;
+      conn.send({ t: 'error', rid: msg.rid, code: 'internal', message: 'outcome unknown' });
+      return true;
+    };
+    await expect(c.submit({ queue: 'q', payload: bytes('x') })).rejects.toBeInstanceOf(OutcomeUnknownError);
+    expect(fake.messages('submit')).toHaveLength(1);
+  });
+
+  it('sends a batch answered internal again, whole, under the same keys', async () => {
+    const c = await open();
+    fake.intercept = (msg, conn) => {
+      if (msg.t !== 'submit_batch' || fake.messages('submit_batch').length > 1) return false;
+      conn.send({ t: 'error', rid: msg.rid, code: 'internal', message: 'outcome unknown' });
+      return true;
+    };
+    const results = await c.submitMany([
+      { queue: 'q', payload: bytes('a') },
+      { queue: 'q', payload: bytes('b') },
+    ]);
+    expect(results.every((r) => 'jobId' in r)).toBe(true);
+    const batches = fake.messages('submit_batch');
+    expect(batches).toHaveLength(2);
+    expect(batches[1]!.jobs.map((j) => j.idempotencyKey)).toEqual(batches[0]!.jobs.map((j) => j.idempotencyKey));
+  });
+
+  it('sends the jobs of a batch answered internal again, and reports those still unknown with their own keys', async () => {
+    const c = await open({ retry: { deadlineMs: 300 } });
+    fake.intercept = (msg, conn) => {
+      if (msg.t !== 'submit_batch') return false;
+      const results = msg.jobs.map((spec) =>
+        spec.queue === 'lost' ? { error: { code: 'internal' as const, message: 'outcome unknown' } } : { jobId: fake.addJob(spec).id, duplicate: false },
+      );
+      conn.send({ t: 'submitted_batch', rid: msg.rid, results });
+      return true;
+    };
+    const results = await c.submitMany([
+      { queue: 'q', payload: bytes('a') },
+      { queue: 'lost', payload: bytes('b') },
+      { queue: 'lost', payload: bytes('c'), idempotencyKey: 'order-9' },
+    ]);
+    const [first, ...later] = fake.messages('submit_batch');
+    expect(later.length).toBeGreaterThan(0);
+    for (const batch of later) expect(batch.jobs.map((j) => j.idempotencyKey)).toEqual(first!.jobs.slice(1).map((j) => j.idempotencyKey));
+    expect('jobId' in results[0]!).toBe(true);
+    expect(results[1]).toBeInstanceOf(OutcomeUnknownError);
+    expect(results[1]).toMatchObject({ idempotencyKey: first!.jobs[1]!.idempotencyKey });
+    expect(results[2]).toMatchObject({ name: 'OutcomeUnknownError', idempotencyKey: 'order-9' });
+  });
+});
+
 describe('submitMany', () => {
   it('splits by batchMax and returns one result per job, in order', async () => {
     await fake.close();
@@ -224,6 +340,16 @@ describe('submitMany', () => {
     expect(batches[1]!.jobs[0]!.idempotencyKey).toBe(batches[0]!.jobs[1]!.idempotencyKey);
   });
 
+  it('cuts batches to inflightMax when that is below batchMax', async () => {
+    await fake.close();
+    fake = await FakeNode.start({ limits: { inflightMax: 3 } });
+    const c = await open();
+    const results = await c.submitMany(Array.from({ length: 7 }, (_, i) => ({ queue: 'q', payload: bytes(String(i)) })));
+    expect(results.every((r) => 'jobId' in r)).toBe(true);
+    expect(fake.messages('submit_batch').map((b) => b.jobs.length)).toEqual([3, 3, 1]);
+    expect(fake.live!.inflightPeak).toBeLessThanOrEqual(3);
+  });
+
   it('pins a frame refusal on the job it names and submits the rest', async () => {
     const c = await open();
     const results = await c.submitMany([
@@ -234,6 +360,52 @@ describe('submitMany', () => {
     expect('jobId' in results[0]!).toBe(true);
     expect(results[1]).toMatchObject({ name: 'KairosError', code: 'bad_request', field: 'queue' });
     expect('jobId' in results[2]!).toBe(true);
+  });
+});
+
+describe('the in-flight bound', () => {
+  /** Submissions the fake node holds unanswered, with their connection. */
+  function holdSubmissions(): Array<{ msg: Submit; answer(): void }> {
+    const held: Array<{ msg: Submit; answer(): void }> = [];
+    fake.intercept = (msg, conn) => {
+      if (msg.t !== 'submit') return false;
+      held.push({ msg, answer: () => conn.send({ t: 'submitted', rid: msg.rid, jobId: fake.addJob(msg.job).id, duplicate: false }) });
+      return true;
+    };
+    return held;
+  }
+
+  it('keeps submissions in flight at or below inflightMax, sending the rest as answers come', async () => {
+    await fake.close();
+    fake = await FakeNode.start({ limits: { inflightMax: 2 } });
+    const c = await open();
+    const held = holdSubmissions();
+    const submitted = Promise.all(Array.from({ length: 5 }, (_, i) => c.submit({ queue: 'q', payload: bytes(String(i)) })));
+    await expect.poll(() => held.length).toBe(2);
+    await c.get('03f-mjuohs00-5-16').catch(() => {}); // a round trip: a third submission would have come first
+    expect(fake.messages('submit')).toHaveLength(2);
+    held[0]!.answer();
+    await expect.poll(() => held.length).toBe(3);
+    fake.intercept = null;
+    for (const h of held.slice(1)) h.answer();
+    await expect(submitted).resolves.toHaveLength(5);
+    // None was refused and sent again.
+    expect(fake.messages('submit')).toHaveLength(5);
+  });
+
+  it('counts a timed-out submission until the node answers it, as the node does', async () => {
+    await fake.close();
+    fake = await FakeNode.start({ limits: { inflightMax: 1 } });
+    const c = await open({ requestTimeoutMs: 150, retry: false });
+    const held = holdSubmissions();
+    await expect(c.submit({ queue: 'q', payload: bytes('a') })).rejects.toMatchObject({ name: 'OutcomeUnknownError', cause: { name: 'RequestTimeoutError', sent: true } });
+    fake.intercept = null;
+    const second = c.submit({ queue: 'q', payload: bytes('b') });
+    await c.get('03f-mjuohs00-5-16').catch(() => {});
+    expect(fake.messages('submit')).toHaveLength(1);
+    held[0]!.answer(); // late, but it frees the slot
+    await expect(second).resolves.toMatchObject({ duplicate: false });
+    expect(fake.messages('submit')).toHaveLength(2);
   });
 });
 

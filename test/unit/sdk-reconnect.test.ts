@@ -1,5 +1,6 @@
 // What the SDK does when the link drops: it reconnects with backoff and re-sends what was
-// not answered, so a dropped connection neither loses nor duplicates a submission.
+// not answered, so a dropped connection neither loses nor duplicates a submission. And what it
+// does when its own process stalls: replies that arrived meanwhile still count.
 
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import {
@@ -156,9 +157,42 @@ describe('reconnection', () => {
     fake = await FakeNode.start(); // for afterEach
   });
 
+  it('reports a submission sent before the client closed for good as OutcomeUnknownError', async () => {
+    const c = await open({ reconnect: false });
+    fake.intercept = (msg, conn) => {
+      if (msg.t !== 'submit') return false;
+      conn.drop();
+      return true;
+    };
+    const error = await c.submit({ queue: 'q', payload: bytes('x') }).catch((e: unknown) => e);
+    expect(error).toMatchObject({ name: 'OutcomeUnknownError', idempotencyKey: fake.messages('submit')[0]!.job.idempotencyKey });
+    expect((error as Error).cause).toBeInstanceOf(ConnectionClosedError);
+    await expect(c.submit({ queue: 'q', payload: bytes('y') })).rejects.toBeInstanceOf(ConnectionClosedError);
+  });
+
   it('closes on a dropped link when reconnection is off', async () => {
     const c = await open({ reconnect: false });
     fake.live!.drop();
     await expect.poll(async () => (await c.get('03f-mjuohs00-5-16').catch((e: unknown) => e)) instanceof ConnectionClosedError).toBe(true);
+  });
+});
+
+describe('a stalled process', () => {
+  it('reads the replies that arrived while it was stopped before timing their requests out', async () => {
+    const c = await open({ requestTimeoutMs: 200, retry: false });
+    const count = 20;
+    fake.intercept = (msg, conn) => {
+      if (msg.t !== 'submit') return false;
+      if (fake.messages('submit').length < count) return true;
+      conn.sendTogether(fake.messages('submit').map((m) => ({ t: 'submitted', rid: m.rid, jobId: fake.addJob(m.job).id, duplicate: false })));
+      // The whole process stops (as under SIGSTOP) past the requests' deadline, with the
+      // replies waiting in the client's socket.
+      const until = performance.now() + 400;
+      while (performance.now() < until);
+      return true;
+    };
+    const results = await Promise.all(Array.from({ length: count }, (_, i) => c.submit({ queue: 'q', payload: bytes(String(i)) }).catch((e: unknown) => e)));
+    expect(results.filter((r) => r instanceof Error)).toEqual([]);
+    expect(fake.messages('submit')).toHaveLength(count);
   });
 });

@@ -232,6 +232,40 @@ describe('heartbeats and revocation', () => {
   });
 });
 
+describe('outcomes answered internal', () => {
+  it('sends the outcome again under the same token, and its ack records it', async () => {
+    const c = await open();
+    const errors: Error[] = [];
+    fake.intercept = (msg, conn) => {
+      if (msg.t !== 'complete' || fake.messages('complete').length > 1) return false;
+      conn.send({ t: 'error', rid: msg.rid, code: 'internal', message: 'outcome unknown' });
+      return true;
+    };
+    c.worker('q', () => bytes('r'), { onError: (error) => errors.push(error) });
+    const job = fake.addJob({ queue: 'q', payload: bytes('x') });
+    await expect.poll(() => fake.jobs.get(job.id)!.state).toBe('succeeded');
+    const [first, second] = fake.messages('complete');
+    expect(second!.token).toEqual(first!.token);
+    expect(errors).toEqual([]);
+  });
+
+  it('reports an outcome refused as stale after an unknown one as unknown, not as unrecorded', async () => {
+    const c = await open();
+    const errors: Error[] = [];
+    fake.intercept = (msg, conn) => {
+      if (msg.t !== 'complete' || fake.messages('complete').length > 1) return false;
+      fake.update(msg.token.jobId, { state: 'succeeded' }); // committed, but the node cannot tell
+      conn.send({ t: 'error', rid: msg.rid, code: 'internal', message: 'outcome unknown' });
+      return true;
+    };
+    c.worker('q', () => bytes('r'), { onError: (error) => errors.push(error) });
+    fake.addJob({ queue: 'q', payload: bytes('x') });
+    await expect.poll(() => errors.length).toBe(1);
+    expect(fake.messages('complete')).toHaveLength(2);
+    expect(errors[0]).toMatchObject({ code: 'internal' });
+  });
+});
+
 describe('graceful close', () => {
   it('drains, lets running handlers finish within the deadline, returns the rest', async () => {
     const c = await open();

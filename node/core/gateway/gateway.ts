@@ -223,7 +223,7 @@ export class Gateway implements Actor<GatewayMsg> {
     }
     state.greeted = true;
     ctx.cancelTimer(`hello-${state.conn.id}`);
-    state.conn.send({ t: 'welcome', version, node: ctx.env.nodeId, shardCount: this.deps.routes.shardCount, limits: { ...ADVERTISED_LIMITS } });
+    state.conn.send({ t: 'welcome', version, node: ctx.env.nodeId, shardCount: this.deps.routes.shardCount, limits: { ...ADVERTISED_LIMITS, inflightMax: this.deps.config.connInflightMax } });
   }
 
   private request(state: ConnState, msg: Exclude<ClientToNode, { t: 'hello' }> | WorkerToNode, ctx: ActorContext<GatewayMsg>): void {
@@ -508,7 +508,10 @@ export class Gateway implements Actor<GatewayMsg> {
     build: (reply: (o: T) => void) => OwnerMsg,
     toReply: (o: T) => NodeToClient | NodeToWorker,
   ): void {
-    const full = this.full(state, 1);
+    // A worker's word about its lease is never refused for the bound (holding back a heartbeat
+    // or an outcome could cost the lease); it counts, and is answered at once when the
+    // connection holds no such lease, so a flood of them cannot pile up.
+    const full = isLeaseMessage(request) ? null : this.full(state, 1);
     if (full !== null) return this.refuse(state, request.rid, full, ctx);
     const shard = shardOfJobId(jobId, this.deps.routes.shardCount);
     if (shard === null) return state.conn.send(errorReply(request.rid, refusal('not_found', `no job ${jobId}`)));
@@ -821,6 +824,10 @@ function unavailable(shard: number): ErrorBody {
 
 function ackOf(rid: number): (o: AckOutcome) => NodeToWorker {
   return (o) => (o.ok ? { t: 'ack', rid } : errorReply(rid, o.error));
+}
+
+function isLeaseMessage(request: ForwardedRequest): boolean {
+  return request.t === 'heartbeat' || request.t === 'complete' || request.t === 'fail' || request.t === 'return';
 }
 
 function ridOf(msg: ClientToNode | WorkerToNode): number | null {
