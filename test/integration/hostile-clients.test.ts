@@ -197,6 +197,11 @@ function cpuMs(pid: number): number {
   return processCpuMs(pid) ?? Number.NaN;
 }
 
+/** Resident memory of a process in KiB; NaN once it is gone. */
 function rssKb(pid: number): number {
-  return Number(/VmRSS:\s+(\d+)/.exec(readFileSync(`/proc/${pid}/status`, 'utf8'))![1]);
+  try {
+    return Number(/VmRSS:\s+(\d+)/.exec(readFileSync(`/proc/${pid}/status`, 'utf8'))![1]);
+  } catch {
+    return Number.NaN;
+  }
 }

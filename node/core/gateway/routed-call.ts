@@ -3,6 +3,9 @@
 // message), and tries again while the answer is `unavailable` (the shard is between owners)
 // until the call's deadline. Answers are reply messages either way: a local owner's outcome is
 // turned into the reply the client would get, and a forwarded one comes back as that reply.
+//
+// This file holds what a call is and the table of forwards in flight; router.ts does the
+// trying, forwarding and settling.
 
 import type { NodeToClient } from '../../../protocol/client-messages.ts';
 import type { ForwardedRequest } from '../../../protocol/peer-messages.ts';

@@ -1,0 +1,112 @@
+// A greeted connection's requests, each handed to the part that serves it: reads to reads.ts,
+// subscriptions to subscriptions.ts, worker verbs to workers.ts. What is left is served here:
+// `cluster`, which the node answers itself, `cancel` and `dlq_requeue`, each one call to the
+// job's owner, and submissions, which are admitted here (the connection's bounds and the
+// tenant's rate) and routed by router.ts; a batch's answers are gathered here into its one
+// reply. A forwarded request (peer-side.ts) comes in here too, on its virtual connection.
+
+import type { ClientRequest, SubmitBatch } from '../../../protocol/client-messages.ts';
+import { errorReply } from '../../../protocol/client-messages.ts';
+import { toJobView } from '../../../protocol/job-view.ts';
+import { REQUEUE_ATTEMPTS_DEFAULT } from '../../../protocol/limits.ts';
+import type { WorkerToNode } from '../../../protocol/worker-messages.ts';
+import type { ActorContext } from '../actor/runtime.ts';
+import type { JobOutcome, SubmitOutcome } from '../owner/owner-messages.ts';
+import { refusal } from '../refusal.ts';
+import type { Connections, ConnState } from './connections.ts';
+import type { GatewayMsg, GatewayState } from './gateway.ts';
+import type { Reads } from './reads.ts';
+import type { Answer } from './routed-call.ts';
+import type { Router } from './router.ts';
+import type { Subscriptions } from './subscriptions.ts';
+import type { Workers } from './workers.ts';
+
+interface BatchState {
+  rid: number;
+  results: Array<SubmitOutcome | undefined>;
+  remaining: number;
+}
+
+export class Requests {
+  constructor(
+    private readonly g: GatewayState,
+    private readonly connections: Connections,
+    private readonly router: Router,
+    private readonly reads: Reads,
+    private readonly subscriptions: Subscriptions,
+    private readonly workers: Workers,
+  ) {}
+
+  request(state: ConnState, msg: ClientRequest | WorkerToNode, ctx: ActorContext<GatewayMsg>): void {
+    const { tenant } = state.conn;
+    switch (msg.t) {
+      case 'cluster':
+        return state.conn.send(this.g.deps.clusterView(msg.rid));
+      case 'submit': {
+        const refused = this.connections.admit(state, 1, ctx);
+        if (refused !== null) return this.connections.refuse(state, msg.rid, refused, ctx);
+        state.inflight++;
+        const connId = state.conn.id;
+        return this.router.submit(state, msg.job, ctx, (answer) => this.router.finishRequest(connId, answer, msg.rid));
+      }
+      case 'submit_batch':
+        return this.submitBatch(state, msg, ctx);
+      case 'get':
+      case 'list':
+      case 'dlq_list':
+        return this.reads.request(state, msg, ctx);
+      case 'cancel':
+        return this.router.toOwner<JobOutcome>(state, msg, msg.jobId, ctx,
+          (reply) => ({ kind: 'cancel', tenant, jobId: msg.jobId, reply }),
+          (o) => (o.ok ? { t: 'cancelled', rid: msg.rid, job: toJobView(o.job) } : errorReply(msg.rid, o.error)));
+      case 'dlq_requeue':
+        return this.router.toOwner<JobOutcome>(state, msg, msg.jobId, ctx,
+          (reply) => ({ kind: 'requeue', tenant, jobId: msg.jobId, attemptsMore: msg.attempts ?? REQUEUE_ATTEMPTS_DEFAULT, reply }),
+          (o) => (o.ok ? { t: 'requeued', rid: msg.rid, job: toJobView(o.job) } : errorReply(msg.rid, o.error)));
+      case 'subscribe':
+        return this.subscriptions.subscribe(state, msg, ctx);
+      case 'unsubscribe':
+        return this.subscriptions.unsubscribe(state, msg, ctx);
+      case 'credit':
+      case 'drain':
+      case 'heartbeat':
+      case 'complete':
+      case 'fail':
+      case 'return':
+        return this.workers.request(state, msg, ctx);
+    }
+  }
+
+  private submitBatch(state: ConnState, msg: SubmitBatch, ctx: ActorContext<GatewayMsg>): void {
+    const refused = this.connections.tooBig(msg.jobs.length) ?? this.connections.admit(state, msg.jobs.length, ctx);
+    if (refused !== null) return this.connections.refuse(state, msg.rid, refused, ctx);
+    if (msg.jobs.length === 0) return state.conn.send({ t: 'submitted_batch', rid: msg.rid, results: [] });
+    const batch: BatchState = { rid: msg.rid, results: new Array(msg.jobs.length), remaining: msg.jobs.length };
+    const connId = state.conn.id;
+    state.inflight += msg.jobs.length;
+    const finish = (index: number) => (answer: Answer) => this.batchItem(connId, batch, index, submitOutcomeOf(answer));
+    this.router.submitBatch(state, msg.jobs, ctx, finish);
+  }
+
+  private batchItem(connId: string, batch: BatchState, index: number, outcome: SubmitOutcome): void {
+    batch.results[index] = outcome;
+    if (--batch.remaining > 0) return;
+    const state = this.g.conns.get(connId);
+    if (state === undefined) return;
+    state.inflight -= batch.results.length;
+    state.conn.send({
+      t: 'submitted_batch',
+      rid: batch.rid,
+      results: batch.results.map((o) => (o!.ok ? { jobId: o!.jobId, duplicate: o!.duplicate } : { error: o!.error })),
+    });
+  }
+}
+
+function submitOutcomeOf(answer: Answer): SubmitOutcome {
+  if (answer.t === 'submitted') return { ok: true, jobId: answer.jobId, duplicate: answer.duplicate };
+  if (answer.t === 'error') {
+    const { t: _t, rid: _rid, ...error } = answer;
+    return { ok: false, error };
+  }
+  return { ok: false, error: refusal('internal', `the owner answered a submission with ${answer.t}`) };
+}
