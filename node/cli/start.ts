@@ -32,8 +32,8 @@ export const START_HELP = `kairos start [options]
   --rate-limit R[:B] per-tenant submissions per second, burst B (env KAIROS_RATE_LIMIT; default none)
   --inflight-max N   requests of any kind in flight per connection (a batch counts its jobs)
                      before requests are refused as overloaded (env KAIROS_INFLIGHT_MAX, default 20000)
-  --reads-max N      reads (get, list) per connection running at once; more wait in line
-                     (env KAIROS_READS_MAX, default ${DEFAULT_GATEWAY_CONFIG.connReadsMax})
+  --reads-max N      reads (get, list) in flight per connection before reads are refused as
+                     overloaded; 8 run at once (env KAIROS_READS_MAX, default ${DEFAULT_GATEWAY_CONFIG.connReadsMax})
   --hello-deadline-ms N  a connection that sends no hello in this time is closed
                      (env KAIROS_HELLO_DEADLINE_MS, default ${DEFAULT_GATEWAY_CONFIG.helloDeadlineMs})
   --refusal-limit R[:B]  refusals a connection may earn by its own mistakes, per second and in a

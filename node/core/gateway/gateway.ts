@@ -79,9 +79,10 @@ export interface GatewayConfig {
   /** Requests of every kind (jobs, for a batch) in flight per connection past which requests
    * are refused as overloaded. */
   connInflightMax: number;
-  /** Store reads (`get`, `list`, `dlq_list`) per connection running at once; the connection's
-   * further reads wait their turn here, so one connection's flood takes no more than this
-   * share of the read connections. */
+  /** Store reads (`get`, `list`, `dlq_list`) in flight per connection, running or waiting their
+   * turn (connections.ts runs a few at once); past it a read is refused as overloaded. Reads are
+   * far dearer than submissions (a query each, where submissions share a commit), so they get a
+   * bound of their own, well below `connInflightMax`. */
   connReadsMax: number;
   /** How long a new connection may take to send `hello` before it is closed. */
   helloDeadlineMs: number;
@@ -94,7 +95,7 @@ export interface GatewayConfig {
 
 export const DEFAULT_GATEWAY_CONFIG: GatewayConfig = {
   connInflightMax: 20_000,
-  connReadsMax: 16,
+  connReadsMax: 256,
   helloDeadlineMs: 10_000,
   refusals: { perSecond: 100, burst: 1_000 },
   rateLimit: null,
@@ -147,7 +148,7 @@ export class Gateway implements Actor<GatewayMsg> {
         return this.connections.transportClosed(msg.connId, ctx);
       case 'bad_frame': {
         const state = this.state.conns.get(msg.connId);
-        if (state === undefined) return;
+        if (state === undefined || state.closing) return;
         return this.connections.refuse(state, msg.rid, msg.error, ctx);
       }
       case 'reply':
@@ -169,7 +170,8 @@ export class Gateway implements Actor<GatewayMsg> {
         return this.router.sweep(ctx);
       case 'request': {
         const state = this.state.conns.get(msg.connId);
-        if (state === undefined) return;
+        // What a connection the node is closing still sends is dropped unread.
+        if (state === undefined || state.closing) return;
         if (msg.msg.t === 'hello') {
           if (state.greeted) return this.connections.refuse(state, null, refusal('illegal_state', 'hello was already answered on this connection'), ctx);
           return this.connections.hello(state, msg.msg.versions, ctx);

@@ -53,10 +53,10 @@ export class Reads {
     state.conn.send(reply);
   }
 
-  /** A read served by the store directly: everything acknowledged is committed there. At most
-   * `connReadsMax` of a connection's reads run at once; the rest wait here, in order. */
+  /** A read served by the store directly: everything acknowledged is committed there. A
+   * connection has at most `connReadsMax` reads in flight, a few of them running at once. */
   private read(state: ConnState, ctx: ActorContext<GatewayMsg>, rid: number, query: () => Promise<NodeToClient>): void {
-    const full = this.connections.full(state, 1);
+    const full = this.connections.full(state, 1) ?? this.connections.readsFull(state);
     if (full !== null) return this.connections.refuse(state, rid, full, ctx);
     const connId = state.conn.id;
     state.inflight++;
