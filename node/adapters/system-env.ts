@@ -4,6 +4,7 @@
 import { randomBytes } from 'node:crypto';
 import { performance } from 'node:perf_hooks';
 import type { Clock, Env, Logger, LogLevel, Network, Timers, TimerId } from '../core/env.ts';
+import { setLongTimeout, type LongTimeout } from '../../protocol/long-timeout.ts';
 import { SeededRandom } from '../core/random.ts';
 import type { Store } from '../core/store.ts';
 
@@ -12,35 +13,21 @@ export const systemClock: Clock = {
   wallMs: () => Date.now(),
 };
 
-/** The longest delay setTimeout holds. Node clamps a longer one to 1 ms (with a
- * TimeoutOverflowWarning), and a job may be due up to 100 years ahead (DELAY_MS_MAX): a shard
- * owner whose next job was 25 days away re-armed its wake every millisecond. */
-const TIMEOUT_MS_MAX = 2 ** 31 - 1;
-
+/** Timers of any length (a job may be due a century ahead: protocol/long-timeout.ts). */
 export function systemTimers(): Timers {
-  /** The step each timer is waiting on now, so cancelTimer cancels whichever one it is. */
-  const handles = new Map<TimerId, NodeJS.Timeout>();
+  const handles = new Map<TimerId, LongTimeout>();
   let nextId = 1;
-  // A delay past TIMEOUT_MS_MAX is waited out in steps of at most that; only the last fires.
-  const wait = (id: TimerId, delayMs: number, fire: () => void): void => {
-    const stepMs = Math.min(delayMs, TIMEOUT_MS_MAX);
-    const handle = setTimeout(() => {
-      if (stepMs < delayMs) return wait(id, delayMs - stepMs, fire);
-      handles.delete(id);
-      fire();
-    }, stepMs);
-    handles.set(id, handle);
-  };
   return {
     setTimer(delayMs, fire) {
       const id = nextId++;
-      wait(id, delayMs, fire);
+      handles.set(id, setLongTimeout(delayMs, () => {
+        handles.delete(id);
+        fire();
+      }));
       return id;
     },
     cancelTimer(id) {
-      const handle = handles.get(id);
-      if (handle === undefined) return;
-      clearTimeout(handle);
+      handles.get(id)?.cancel();
       handles.delete(id);
     },
     defer: (fn) => void setImmediate(fn),

@@ -3,6 +3,8 @@
 // deterministic simulator can hand the client its own virtual ones and replay a seed; the
 // system runtime uses only what browsers also have.
 
+import { setLongTimeout, type LongTimeout } from '../long-timeout.ts';
+
 export interface SdkRuntime {
   clock: { monotonicMs(): number };
   timers: {
@@ -20,8 +22,9 @@ export interface SdkRuntime {
 export const systemRuntime: SdkRuntime = {
   clock: { monotonicMs: () => performance.now() },
   timers: {
-    setTimer: (delayMs, fire) => setTimeout(fire, delayMs),
-    cancelTimer: (id) => clearTimeout(id as ReturnType<typeof setTimeout>),
+    // Any length: a caller may set a request timeout or a deadline past setTimeout's 24.9 days.
+    setTimer: (delayMs, fire) => setLongTimeout(delayMs, fire),
+    cancelTimer: (id) => (id as LongTimeout).cancel(),
   },
   random: { next: () => Math.random() },
   uuid: () => globalThis.crypto.randomUUID(),
