@@ -7,6 +7,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { WebSocket } from 'ws';
 import { encodeMessage } from '../../protocol/codec.ts';
 import { SUPPORTED_VERSIONS } from '../../protocol/limits.ts';
+import { SUBSCRIPTIONS_MAX } from '../../node/core/gateway/subscriptions.ts';
 import { decodeFromNode } from '../../protocol/validate.ts';
 import type { Lease } from '../../protocol/worker-messages.ts';
 import { processCpuMs } from '../bench/cpu-usage.ts';
@@ -124,6 +125,24 @@ describe('bounded connections', () => {
     expect(greeted.closed).toBe(false);
     greeted.close();
   });
+
+  it('counts only the jobs a connection really follows against its subscription bound', async () => {
+    const client = await RawClient.connect(node.url, TEST_TOKEN);
+    const real = (await client.request({ t: 'submit', rid: 1, job: { queue: 'followed', payload, delayMs: 3_600_000 } })) as { jobId: string };
+    // 10,000 refused subscriptions (no such job) once stayed counted, and the bound then refused
+    // every later one.
+    let rid = 10;
+    for (let sent = 0; sent < SUBSCRIPTIONS_MAX; ) {
+      const window: Array<Promise<unknown>> = [];
+      for (let i = 0; i < 400 && sent < SUBSCRIPTIONS_MAX; i++, sent++) {
+        window.push(client.request({ t: 'subscribe', rid: ++rid, jobId: `001-mfz1k2q0-5-${sent.toString(36)}` }));
+      }
+      for (const reply of await Promise.all(window)) expect(reply).toMatchObject({ t: 'error', code: 'not_found' });
+      client.replies.length = 0;
+    }
+    expect(await client.request({ t: 'subscribe', rid: ++rid, jobId: real.jobId })).toMatchObject({ t: 'subscribed' });
+    client.close();
+  }, 120_000);
 
   it('answers a batch larger than the in-flight bound with bad_request naming the limit', async () => {
     const client = await RawClient.connect(node.url, TEST_TOKEN);

@@ -93,7 +93,9 @@ export class Connections {
   }
 
   /** A batch that no wait would let through: the caller must split it. */
-  tooBig(jobs: number): ErrorBody | null {
+  tooBig(state: ConnState, jobs: number): ErrorBody | null {
+    // A forwarded batch was admitted by the gateway that took it, under that node's limits.
+    if (state.forwardedBy !== null) return null;
     const { connInflightMax, rateLimit } = this.g.deps.config;
     const max = Math.min(connInflightMax, rateLimit?.burst ?? Infinity);
     if (jobs <= max) return null;

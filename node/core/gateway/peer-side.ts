@@ -10,6 +10,7 @@
 // them alike; what differs is read from their `forwardedBy`.
 
 import type { PeerMessage } from '../../../protocol/peer-messages.ts';
+import { isTerminal } from '../job/job.ts';
 import type { ActorContext } from '../actor/runtime.ts';
 import { connOfWorker, workerIdOf } from '../dispatch/dispatcher.ts';
 import { laneOf } from '../job/lane.ts';
@@ -49,7 +50,9 @@ export class PeerSide {
       case 'forward_push': {
         const state = conns.get(message.conn);
         // A subscription of a connection since closed (whose id may be reused) is not passed on.
-        if (state?.subscriptions.has(message.push.jobId) === true) state.conn.send(message.push);
+        if (state?.subscriptions.has(message.push.jobId) !== true) return;
+        state.conn.send(message.push);
+        if (isTerminal(message.push.job.state)) state.subscriptions.delete(message.push.jobId);
         return;
       }
       case 'conn_closed':

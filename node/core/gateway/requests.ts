@@ -78,7 +78,7 @@ export class Requests {
   }
 
   private submitBatch(state: ConnState, msg: SubmitBatch, ctx: ActorContext<GatewayMsg>): void {
-    const refused = this.connections.tooBig(msg.jobs.length) ?? this.connections.admit(state, msg.jobs.length, ctx);
+    const refused = this.connections.tooBig(state, msg.jobs.length) ?? this.connections.admit(state, msg.jobs.length, ctx);
     if (refused !== null) return this.connections.refuse(state, msg.rid, refused, ctx);
     if (msg.jobs.length === 0) return state.conn.send({ t: 'submitted_batch', rid: msg.rid, results: [] });
     const batch: BatchState = { rid: msg.rid, results: new Array(msg.jobs.length), remaining: msg.jobs.length };

@@ -59,6 +59,8 @@ export class Router {
     ctx: ActorContext<GatewayMsg>,
     build: (reply: (o: T) => void) => OwnerMsg,
     toReply: (o: T) => NodeToClient | NodeToWorker,
+    /** Sees the final answer on the gateway's turn, before it goes to the connection. */
+    settled: (answer: Answer) => void = () => {},
   ): void {
     // A worker's word about its lease is never refused for the bound (holding back a heartbeat
     // or an outcome could cost the lease); it counts, and is answered at once when the
@@ -73,7 +75,10 @@ export class Router {
       this.call(state, shard, request, ctx, {
         repeatable: true,
         toOwner: (owner, answer) => owner.tell(build((o) => answer(toReply(o)))),
-        finish: (answer) => this.finishRequest(connId, answer, request.rid),
+        finish: (answer) => {
+          settled(answer);
+          this.finishRequest(connId, answer, request.rid);
+        },
       }),
       ctx,
     );

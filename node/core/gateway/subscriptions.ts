@@ -12,11 +12,18 @@ import type { Subscribe, Unsubscribe } from '../../../protocol/client-messages.t
 import { errorReply } from '../../../protocol/client-messages.ts';
 import { toJobView } from '../../../protocol/job-view.ts';
 import type { ActorContext } from '../actor/runtime.ts';
+import { isTerminal } from '../job/job.ts';
+import { refusal } from '../refusal.ts';
 import { shardOfJobId } from '../job/job-id.ts';
 import type { JobOutcome, Subscriber } from '../owner/owner-messages.ts';
-import type { ConnState } from './connections.ts';
+import type { Connections, ConnState } from './connections.ts';
 import type { GatewayMsg, GatewayState } from './gateway.ts';
 import type { Router } from './router.ts';
+
+/** Jobs one connection may follow at once. A job stops counting when it finishes, when the
+ * client unsubscribes, or when its subscription is refused. */
+export const SUBSCRIPTIONS_MAX = 10_000;
+const RETRY_SUBSCRIBE_MS = 1_000;
 
 /** A subscription whose owner went away is made again with more patience: after a crash the
  * shard has no owner until its lease lapses (15 s), and nobody waits on the answer. */
@@ -29,15 +36,24 @@ export class Subscriptions {
   constructor(
     private readonly g: GatewayState,
     private readonly router: Router,
+    private readonly connections: Connections,
   ) {}
 
   subscribe(state: ConnState, msg: Subscribe, ctx: ActorContext<GatewayMsg>): void {
     const { tenant } = state.conn;
+    if (!state.subscriptions.has(msg.jobId) && state.subscriptions.size >= SUBSCRIPTIONS_MAX) {
+      return this.connections.refuse(state, msg.rid, refusal('overloaded', `this connection follows ${SUBSCRIPTIONS_MAX} jobs already`, RETRY_SUBSCRIBE_MS), ctx);
+    }
+    // Followed from now on, so that a change pushed before the owner's answer reaches the client.
     state.subscriptions.add(msg.jobId);
     const subscriber = this.subscriber(state, msg.jobId, ctx);
     return this.router.toOwner<JobOutcome>(state, msg, msg.jobId, ctx,
       (reply) => ({ kind: 'subscribe', tenant, jobId: msg.jobId, subscriber, reply }),
-      (o) => (o.ok ? { t: 'subscribed', rid: msg.rid, job: toJobView(o.job) } : errorReply(msg.rid, o.error)));
+      (o) => (o.ok ? { t: 'subscribed', rid: msg.rid, job: toJobView(o.job) } : errorReply(msg.rid, o.error)),
+      (answer) => {
+        // A refused subscription, or one whose job had already finished, follows nothing.
+        if (answer.t !== 'subscribed' || isTerminal(answer.job.state)) state.subscriptions.delete(msg.jobId);
+      });
   }
 
   unsubscribe(state: ConnState, msg: Unsubscribe, ctx: ActorContext<GatewayMsg>): void {
@@ -99,7 +115,13 @@ export class Subscriptions {
     const self = ctx.self;
     return {
       id: conn.id,
-      changed: (job) => conn.send({ t: 'job_changed', jobId: job.id, job: toJobView(job) }),
+      changed: (job) => {
+        conn.send({ t: 'job_changed', jobId: job.id, job: toJobView(job) });
+        // A finished job changes no more: the connection stops following it. (The owner calls
+        // this on its turn; gateway and owners share one thread, as they share the routing
+        // table, and the owner drops the subscriber at the same moment.)
+        if (isTerminal(job.state)) state.subscriptions.delete(jobId);
+      },
       moved: () => self.tell({ kind: 'resubscribe', connId: conn.id, jobId }),
     };
   }
