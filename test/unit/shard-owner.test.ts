@@ -72,6 +72,19 @@ async function started(ctx: ReturnType<typeof setup>) {
   expect(await ctx.run(() => ctx.node.routes.served === SHARDS)).toBe(true);
 }
 
+/** Stops the node gracefully (every shard released) and starts it again on the same store. */
+async function restarted(ctx: ReturnType<typeof setup>): Promise<KairosNode> {
+  let down = false;
+  void ctx.node.shutdown().then(() => (down = true));
+  await ctx.run(() => down);
+  expect(ctx.backing.shards.every((s) => s.owner === null)).toBe(true);
+  const env2 = simEnv({ nodeId: 'n1', queue: ctx.queue, random: new SeededRandom(8), store: ctx.store });
+  const node2 = createNode(env2, { ...DEFAULT_NODE_CONFIG, shardCount: SHARDS });
+  node2.start();
+  await runUntil(ctx.queue, () => node2.routes.served === SHARDS, ctx.queue.nowMs + 10_000);
+  return node2;
+}
+
 describe('shard owner on virtual time', () => {
   it('acknowledges a submission only once committed, then leases it by credit and completes it', async () => {
     const ctx = setup();
@@ -282,15 +295,7 @@ describe('shard owner on virtual time', () => {
     await ctx.run(() => a.outcome !== undefined && b.outcome !== undefined);
     expect(a.outcome).toMatchObject({ ok: true, duplicate: false });
     expect(b.outcome).toEqual({ ok: true, jobId: (a.outcome as { jobId: string }).jobId, duplicate: true });
-    let down = false;
-    void ctx.node.shutdown().then(() => (down = true));
-    await ctx.run(() => down);
-    expect(ctx.backing.shards.every((s) => s.owner === null)).toBe(true);
-
-    const env2 = simEnv({ nodeId: 'n1', queue: ctx.queue, random: new SeededRandom(8), store: ctx.store });
-    const node2 = createNode(env2, { ...DEFAULT_NODE_CONFIG, shardCount: SHARDS });
-    node2.start();
-    await runUntil(ctx.queue, () => node2.routes.served === SHARDS, ctx.queue.nowMs + 10_000);
+    const node2 = await restarted(ctx);
     const c = submit(node2, 1, submission({ idempotencyKey: 'k' }));
     await runUntil(ctx.queue, () => c.outcome !== undefined, ctx.queue.nowMs + 10_000);
     expect(c.outcome).toEqual(b.outcome);
@@ -433,13 +438,7 @@ describe('shard owner on virtual time', () => {
     ctx.node.dispatcher.tell({ kind: 'worker_joined', worker: w });
     ctx.node.dispatcher.tell({ kind: 'credit', workerId: w.id, lane: laneOf('t1', 'q'), slots: 1 });
     await ctx.run(() => w.leases.length === 1 && ctx.backing.jobs.get(w.leases[0]!.token.jobId)?.state === 'running');
-    let down = false;
-    void ctx.node.shutdown().then(() => (down = true));
-    await ctx.run(() => down);
-    const env2 = simEnv({ nodeId: 'n1', queue: ctx.queue, random: new SeededRandom(8), store: ctx.store });
-    const node2 = createNode(env2, { ...DEFAULT_NODE_CONFIG, shardCount: SHARDS });
-    node2.start();
-    await runUntil(ctx.queue, () => node2.routes.served === SHARDS, ctx.queue.nowMs + 10_000);
+    const node2 = await restarted(ctx);
     const { token } = w.leases[0]!;
     const other = tellOwner<AckOutcome>(node2, 3, (reply) => ({ kind: 'complete', token, holder: { tenant: 't1', worker: 'n1/c2' }, result: null, reply }));
     await runUntil(ctx.queue, () => other.outcome !== undefined, ctx.queue.nowMs + 10_000);
