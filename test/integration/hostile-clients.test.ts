@@ -8,6 +8,7 @@ import { WebSocket } from 'ws';
 import { encodeMessage } from '../../protocol/codec.ts';
 import { SUPPORTED_VERSIONS } from '../../protocol/limits.ts';
 import { SUBSCRIPTIONS_MAX } from '../../node/core/gateway/subscriptions.ts';
+import { CREDITED_QUEUES_MAX } from '../../node/core/gateway/workers.ts';
 import { decodeFromNode } from '../../protocol/validate.ts';
 import type { Lease } from '../../protocol/worker-messages.ts';
 import { processCpuMs } from '../bench/cpu-usage.ts';
@@ -143,6 +144,17 @@ describe('bounded connections', () => {
     expect(await client.request({ t: 'subscribe', rid: ++rid, jobId: real.jobId })).toMatchObject({ t: 'subscribed' });
     client.close();
   }, 120_000);
+
+  it('lets a worker connection credit a bounded number of queues, and unsubscribe from anything for free', async () => {
+    const client = await RawClient.connect(node.url, TEST_TOKEN);
+    for (let i = 0; i < CREDITED_QUEUES_MAX; i++) client.send({ t: 'credit', queue: `q${i}`, slots: 1 });
+    client.send({ t: 'credit', queue: 'one-too-many', slots: 1 });
+    expect(await client.until((r) => r.t === 'error')).toMatchObject({ t: 'error', rid: null, code: 'bad_request', field: 'queue' });
+    expect(client.replies.filter((r) => r.t === 'error')).toHaveLength(1);
+    for (let i = 0; i < 1_000; i++) client.send({ t: 'unsubscribe', rid: i + 1, jobId: `001-mfz1k2q0-5-${i.toString(36)}` });
+    expect(await client.until((r) => r.t === 'ok' && r.rid === 1_000)).toBeTruthy();
+    client.close();
+  });
 
   it('answers a batch larger than the in-flight bound with bad_request naming the limit', async () => {
     const client = await RawClient.connect(node.url, TEST_TOKEN);

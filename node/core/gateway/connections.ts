@@ -28,6 +28,8 @@ export interface ConnState {
   readsWaiting: Array<() => void>;
   /** The node closed the connection; the transport has not said it is closed yet. */
   closing: boolean;
+  /** Queues the connection has credited as a worker. */
+  creditedQueues: Set<string>;
   subscriptions: Set<string>;
   workerId: string | null;
   /** For a virtual connection, the node whose gateway forwards its requests, and the client's
@@ -62,6 +64,7 @@ export class Connections {
       reads: 0,
       readsWaiting: [],
       closing: false,
+      creditedQueues: new Set(),
       subscriptions: new Set(),
       workerId: null,
       forwardedBy,

@@ -133,7 +133,7 @@ export class Gateway implements Actor<GatewayMsg> {
     this.router = new Router(this.state, this.connections);
     this.reads = new Reads(this.state, this.connections);
     this.subscriptions = new Subscriptions(this.state, this.router, this.connections);
-    const workers = new Workers(this.state, this.router);
+    const workers = new Workers(this.state, this.router, this.connections);
     this.requests = new Requests(this.state, this.connections, this.router, this.reads, this.subscriptions, workers);
     this.peers = new PeerSide(this.state, this.connections, this.router, this.requests, this.subscriptions);
   }

@@ -58,9 +58,11 @@ export class Subscriptions {
 
   unsubscribe(state: ConnState, msg: Unsubscribe, ctx: ActorContext<GatewayMsg>): void {
     // Answered at once, in order with everything else on the connection ("ok, also when
-    // there was no subscription"); the owner, here or elsewhere, is told on the side.
-    state.subscriptions.delete(msg.jobId);
+    // there was no subscription"); the owner, here or elsewhere, is told on the side, and only
+    // when there was one, so a flood of unsubscribes costs no owner (or node) anything.
+    const followed = state.subscriptions.delete(msg.jobId);
     state.conn.send({ t: 'ok', rid: msg.rid });
+    if (!followed) return;
     const shard = shardOfJobId(msg.jobId, this.g.deps.routes.shardCount);
     if (shard === null) return;
     const subscriberId = state.conn.id;

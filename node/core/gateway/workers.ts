@@ -15,20 +15,30 @@ import { homeOfWorker, workerIdOf } from '../dispatch/dispatcher.ts';
 import type { Job, LeaseToken } from '../job/job.ts';
 import { laneOf } from '../job/lane.ts';
 import type { AckOutcome, HeartbeatOutcome, LeaseHolder, WorkerLink } from '../owner/owner-messages.ts';
-import type { ConnState } from './connections.ts';
+import type { Connections, ConnState } from './connections.ts';
+import { refusal } from '../refusal.ts';
 import type { GatewayMsg, GatewayState } from './gateway.ts';
 import type { Router } from './router.ts';
+
+/** Queues one worker connection may credit. */
+export const CREDITED_QUEUES_MAX = 1_000;
 
 export class Workers {
   constructor(
     private readonly g: GatewayState,
     private readonly router: Router,
+    private readonly connections: Connections,
   ) {}
 
   request(state: ConnState, msg: WorkerToNode, ctx: ActorContext<GatewayMsg>): void {
     const { tenant } = state.conn;
     switch (msg.t) {
       case 'credit':
+        // Each queue a worker takes work from costs the dispatcher a lane: a bounded number.
+        if (!state.creditedQueues.has(msg.queue) && state.creditedQueues.size >= CREDITED_QUEUES_MAX) {
+          return this.connections.refuse(state, null, { ...refusal('bad_request', `a connection may take work from at most ${CREDITED_QUEUES_MAX} queues`), field: 'queue' }, ctx);
+        }
+        state.creditedQueues.add(msg.queue);
         this.ensureWorker(state, ctx);
         return this.g.deps.dispatcher.tell({ kind: 'credit', workerId: state.workerId!, lane: laneOf(tenant, msg.queue), slots: msg.slots });
       case 'drain':
