@@ -8,7 +8,9 @@
 // - no write under a stale shard epoch or a stale lease token is accepted;
 // - shard epochs and lease attempts only increase;
 // - attempts never exceed the maximum.
-// Duplicate executions (at-least-once) are counted, not failed.
+// Duplicate executions (at-least-once) are counted, not failed. What connections may do to
+// jobs (lease holders, tenants, closed workers, silent connections) and whether healthy nodes
+// keep their shards is checked in hostile-checkers.ts, which reports here.
 
 import { isTerminal, type Job } from '../node/core/job/job.ts';
 import { nextState, JOB_EVENT_KINDS } from '../node/core/job/transition.ts';
@@ -41,6 +43,11 @@ export class Checkers implements StoreObserver {
 
   private fail(invariant: string, detail: string): void {
     this.violation ??= new InvariantViolation(invariant, detail);
+  }
+
+  /** A violation found by another checker (hostile-checkers.ts). */
+  report(invariant: string, detail: string): void {
+    this.fail(invariant, detail);
   }
 
   // ---- What the store accepted ---------------------------------------------------------

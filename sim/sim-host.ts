@@ -28,6 +28,8 @@ export class SimHost {
     private readonly config: NodeConfig,
     private readonly hooks: TestHooks,
     private readonly network: Network,
+    /** Sees the node's log lines (the checkers watch some). */
+    private readonly onLog: (host: string, event: string, fields?: Record<string, unknown>) => void = () => {},
   ) {}
 
   get alive(): boolean {
@@ -36,6 +38,11 @@ export class SimHost {
 
   get paused(): boolean {
     return this.queue.nowMs < this.pausedUntilMs;
+  }
+
+  /** When the current pause ends (in the past when not paused). */
+  get pausedUntil(): number {
+    return this.pausedUntilMs;
   }
 
   start(): void {
@@ -47,7 +54,7 @@ export class SimHost {
       clock: { monotonicMs: () => Math.floor(this.queue.nowMs), wallMs: () => Math.floor(this.queue.nowMs + this.skewMs) },
       timers: this.timers(incarnation),
       random: this.random.derive(`incarnation-${incarnation}`),
-      logger: { log() {} },
+      logger: { log: (_level, event, fields) => this.onLog(this.id, event, fields) },
       store: this.store,
       network: this.network,
       testHooks: this.hooks,

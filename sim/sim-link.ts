@@ -26,6 +26,16 @@ export interface LinkEnds {
   onClose(): void;
 }
 
+/** Watches what links carry into the nodes, for the checkers: each call happens on the host,
+ * at the instant the gateway is told (a paused host hears things when it wakes; a crashed
+ * incarnation never does). */
+export interface LinkTap {
+  /** `message` of `link` reaches its node's gateway now. */
+  delivered(link: SimLink, message: ToNode): void;
+  /** The close of `link` reaches its node's gateway now. */
+  closeReached(link: SimLink): void;
+}
+
 export class SimLink {
   open = true;
   private lastToNodeMs = 0;
@@ -34,12 +44,19 @@ export class SimLink {
   private constructor(
     readonly id: string,
     readonly host: SimHost,
+    readonly tenant: string,
     private readonly queue: EventQueue,
     private readonly random: SeededRandom,
     private readonly faults: () => NetworkFaults,
     private readonly ends: LinkEnds,
     private readonly trace: Trace,
+    private readonly tap: LinkTap | null,
   ) {}
+
+  /** The worker id owners know this connection by (`<node>/<connection>`). */
+  get workerId(): string {
+    return `${this.host.id}/${this.id}`;
+  }
 
   /** Connects to `host` as `tenant`; null when the host is down or unreachable. */
   static connect(
@@ -51,9 +68,10 @@ export class SimLink {
     faults: () => NetworkFaults,
     ends: LinkEnds,
     trace: Trace,
+    tap: LinkTap | null = null,
   ): SimLink | null {
     if (!host.alive || faults().unreachable.has(host.id)) return null;
-    const link = new SimLink(id, host, queue, random, faults, ends, trace);
+    const link = new SimLink(id, host, tenant, queue, random, faults, ends, trace, tap);
     const conn: ClientConnection = {
       id: link.id,
       tenant,
@@ -71,7 +89,10 @@ export class SimLink {
     this.queue.schedule(at - this.queue.nowMs, () => {
       if (!this.open) return;
       this.trace.add(`>${this.host.id}:${message.t}`);
-      this.host.run(() => this.host.node!.gateway.tell({ kind: 'request', connId: this.id, msg: message }));
+      this.host.run(() => {
+        this.tap?.delivered(this, message);
+        this.host.node!.gateway.tell({ kind: 'request', connId: this.id, msg: message });
+      });
     });
   }
 
@@ -79,7 +100,10 @@ export class SimLink {
   disconnect(): void {
     if (!this.open) return;
     this.open = false;
-    this.host.run(() => this.host.node!.gateway.tell({ kind: 'closed', connId: this.id }));
+    this.host.run(() => {
+      this.tap?.closeReached(this);
+      this.host.node!.gateway.tell({ kind: 'closed', connId: this.id });
+    });
     this.queue.schedule(0, () => this.ends.onClose());
   }
 

@@ -17,9 +17,20 @@ export type PlantedBug =
   /** The store skips the shard epoch check of a commit. */
   | 'skip_epoch_check'
   /** The owner lets a stale lease holder's verdict through, as if it held the current lease. */
-  | 'accept_stale_lease';
+  | 'accept_stale_lease'
+  /** The owner accepts a lease request from any connection whose token matches. */
+  | 'ignore_lease_holder'
+  /** The owner keeps the leases of a worker whose connection closed (they run out instead). */
+  | 'keep_lost_worker_leases';
 
-export const PLANTED_BUGS: readonly PlantedBug[] = ['ack_before_commit', 'forget_idempotency_key', 'skip_epoch_check', 'accept_stale_lease'];
+export const PLANTED_BUGS: readonly PlantedBug[] = [
+  'ack_before_commit',
+  'forget_idempotency_key',
+  'skip_epoch_check',
+  'accept_stale_lease',
+  'ignore_lease_holder',
+  'keep_lost_worker_leases',
+];
 
 export interface TestHooks {
   buggify(site: BuggifySite): boolean;

@@ -216,6 +216,7 @@ export class ShardOwner implements Actor<OwnerMsg> {
           this.apply(entry, { kind: 'release', token, runAtMs: ctx.env.clock.wallMs() }, token, ctx, () => msg.reply({ ok: true }), msg.reply),
         );
       case 'worker_gone':
+        if (planted(ctx.env.testHooks, 'keep_lost_worker_leases')) return;
         for (const entry of this.held.get(msg.workerId) ?? []) this.workerLost(entry, msg.workerId, ctx);
         return;
       case 'stop':
@@ -553,7 +554,7 @@ export class ShardOwner implements Actor<OwnerMsg> {
       if (entry.busy) return void entry.waiting.push(() => run(entry));
       // An entry whose insert failed meanwhile holds no lease at all.
       const current = entry.neverInserted ? null : leaseTokenOf(entry.job);
-      const mine = entry.job.tenant === holder.tenant && entry.job.leaseWorker === holder.worker;
+      const mine = planted(ctx.env.testHooks, 'ignore_lease_holder') || (entry.job.tenant === holder.tenant && entry.job.leaseWorker === holder.worker);
       if (current === null || current.attempt !== token.attempt || current.epoch !== token.epoch || !mine) {
         // The planted bug acts for the zombie under the current lease instead of refusing it.
         if (current !== null && planted(ctx.env.testHooks, 'accept_stale_lease')) return op(entry, current);
