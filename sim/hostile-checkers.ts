@@ -43,8 +43,6 @@ export interface World {
   readonly shard: (shard: number) => { owner: string | null; epoch: number };
   readonly cluster: boolean;
   readonly helloDeadlineMs: number;
-  /** Also hold leases granted after the close to the bound (see `leased`). */
-  readonly checkLateGrants: boolean;
 }
 
 /** One settling request as it reached a gateway. */
@@ -162,10 +160,9 @@ export class HostileCheckers implements LinkTap {
     add(this.runningBy, worker, job.id);
     // Leased to a connection whose close already reached its node: a credit offer of the worker
     // to another node was overtaken there by the close (`conn_closed`), so that node's owners
-    // hear the worker is gone before they are offered its slots, and lease to it; the lease is
-    // dropped on the worker's node and runs out. A known bug of the node (seed 569), so checked
-    // only when asked (`--check-late-grants`) until it is fixed.
-    if (this.closedAt.has(worker) && this.world.checkLateGrants) this.expectLeaseEnds(null, worker, job.id, true);
+    // heard the worker was gone before they were offered its slots (seeds 350, 569). The
+    // worker's node answers the lease with `conn_closed` again, and the lease ends in the bound.
+    if (this.closedAt.has(worker)) this.expectLeaseEnds(null, worker, job.id, true);
   }
 
   private byTenant(asked: Map<string, Set<string>>, what: string, prev: Job): void {

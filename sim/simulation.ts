@@ -37,9 +37,6 @@ export interface SimOptions {
   keepTrace: boolean;
   /** Hostile tenants and connections (hostile.ts): in some seeds, in every seed, or never. */
   hostile: 'seeded' | 'always' | 'never';
-  /** Hold leases granted to a worker after its connection closed to the worker-loss bound too
-   * (a known bug: hostile-checkers.ts, `leased`). */
-  checkLateGrants: boolean;
   /** The nodes' hello deadline when not the default one the checkers hold them to: a node that
    * does not enforce it, for the checkers' own test. */
   nodeHelloDeadlineMs: number | null;
@@ -56,7 +53,6 @@ export const DEFAULT_SIM_OPTIONS: SimOptions = {
   planted: [],
   keepTrace: false,
   hostile: 'seeded',
-  checkLateGrants: false,
   nodeHelloDeadlineMs: null,
 };
 
@@ -105,7 +101,6 @@ export async function runSimulation(options: SimOptions): Promise<SimResult> {
     shard: (shard) => backing.shards[shard]!,
     cluster: plan.cluster,
     helloDeadlineMs: DEFAULT_NODE_CONFIG.gateway.helloDeadlineMs,
-    checkLateGrants: options.checkLateGrants,
   }, START_MS);
   backing.observer = {
     acquired: (owner, leases) => checkers.acquired(owner, leases),

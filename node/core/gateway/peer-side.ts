@@ -63,8 +63,13 @@ export class PeerSide {
         return this.subscriptions.resubscribe(message.conn, message.jobId, ctx);
       case 'owner_relay': {
         const state = conns.get(connOfWorker(message.worker));
-        // A lease for a worker whose connection closed runs out at its owner.
-        if (state === undefined || state.workerId !== message.worker) return;
+        if (state === undefined || state.workerId !== message.worker) {
+          // A lease for a worker whose connection has closed: granted from an offer that left
+          // before the close but reached the owner after `conn_closed` did. Said again, so the
+          // owner ends the lease now rather than when it runs out.
+          if (message.message.t === 'lease') ctx.env.network.send(from, { t: 'conn_closed', conn: connOfWorker(message.worker) });
+          return;
+        }
         state.conn.send(message.message);
         if (message.message.t === 'lease') {
           deps.dispatcher.tell({ kind: 'remote_leased', node: from, workerId: message.worker, lane: laneOf(state.conn.tenant, message.message.queue) });
