@@ -64,6 +64,9 @@ export class HostileCheckers implements LinkTap {
   private readonly workerTenants = new Map<string, string>();
   /** Worker id → when its connection's close reached its node. */
   private readonly closedAt = new Map<string, number>();
+  /** Workers whose node crashed or left under them: a later owner of their jobs, on that node
+   * again, finds them gone when it loads the jobs, and ends their leases. */
+  private readonly lostWithNodes = new Set<string>();
   /** Worker id → the jobs running under its leases (as committed). */
   private readonly runningBy = new Map<string, Set<string>>();
   /** Every job id the store accepted, in order: what hostile clients may guess. */
@@ -120,6 +123,10 @@ export class HostileCheckers implements LinkTap {
       default:
         return;
     }
+  }
+
+  lostWithNode(link: SimLink): void {
+    this.lostWithNodes.add(link.workerId);
   }
 
   closeReached(link: SimLink): void {
@@ -192,7 +199,7 @@ export class HostileCheckers implements LinkTap {
       const mimicked = asked.some((s) => s.t === 'fail' && s.error === error && !byHolder.includes(s));
       ok =
         (error === LEASE_EXPIRED && !mimicked) ||
-        (error === WORKER_LOST && !mimicked && holder !== null && this.closedAt.has(holder)) ||
+        (error === WORKER_LOST && !mimicked && holder !== null && (this.closedAt.has(holder) || this.lostWithNodes.has(holder))) ||
         byHolder.some((s) => s.t === 'fail' && s.error === error);
     }
     if (ok) return;

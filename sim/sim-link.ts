@@ -34,6 +34,8 @@ export interface LinkTap {
   delivered(link: SimLink, message: ToNode): void;
   /** The close of `link` reaches its node's gateway now. */
   closeReached(link: SimLink): void;
+  /** `link`'s node crashed (or left): no gateway will ever hear that it closed. */
+  lostWithNode(link: SimLink): void;
 }
 
 export class SimLink {
@@ -78,7 +80,10 @@ export class SimLink {
       send: (message) => link.deliverToClient(message),
       close: () => link.disconnect(),
     };
-    host.whenCrashed(() => link.disconnect());
+    host.whenCrashed(() => {
+      tap?.lostWithNode(link);
+      link.disconnect();
+    });
     host.run(() => host.node!.gateway.tell({ kind: 'opened', conn }));
     return link;
   }

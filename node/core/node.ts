@@ -4,7 +4,7 @@
 
 import { ActorSystem, type ActorRef } from './actor/runtime.ts';
 import { Committer, type CommitterConfig, type CommitterMsg } from './commit/committer.ts';
-import { Dispatcher } from './dispatch/dispatcher.ts';
+import { Dispatcher, homeOfWorker } from './dispatch/dispatcher.ts';
 import { clusterView } from './cluster/cluster-view.ts';
 import { remoteCredit } from './cluster/remote-credit.ts';
 import { laneOf, splitLane } from './job/lane.ts';
@@ -93,6 +93,7 @@ export function createNode(env: Env, config: NodeConfig): KairosNode {
           committer,
           dispatcher,
           takeIdleWorker: (queue) => dispatcherActor.takeIdleWorker(queue),
+          workerGone: (workerId) => homeOfWorker(workerId) === env.nodeId && !dispatcherActor.hasWorker(workerId),
           exited,
         })),
       // The hand-off's last step: the node the ring names next may acquire the shard at once.

@@ -174,6 +174,13 @@ export class Dispatcher implements Actor<DispatcherMsg> {
   }
 
 
+  /** Whether worker `workerId` is attached here (its connection open, its first credit heard).
+   * A synchronous call like takeIdleWorker, for an owner loading a running job of a worker of
+   * this node. */
+  hasWorker(workerId: string): boolean {
+    return this.workers.has(workerId);
+  }
+
   /** One idle slot of `queue`, taken now, for an owner about to insert a job that can start at
    * once (it inserts the job already leased). Only when no owner here has ready jobs of the
    * queue: they would otherwise be overtaken. Ready jobs on other nodes do not count: their own

@@ -59,6 +59,9 @@ export interface OwnerDeps {
   dispatcher: ActorRef<DispatcherMsg>;
   /** Takes one idle worker slot of a lane from the dispatcher, at once (see Dispatcher). */
   takeIdleWorker: (lane: string) => WorkerLink | null;
+  /** Whether a lease holder is known to be gone: a worker of this node whose connection has
+   * closed. (Of a worker attached elsewhere nothing is known here: false.) */
+  workerGone: (workerId: string) => boolean;
   exited: (exit: OwnerExit) => void;
 }
 
@@ -264,6 +267,11 @@ export class ShardOwner implements Actor<OwnerMsg> {
     for (const job of pending) this.enqueue(this.track(job), ctx);
     this.phase = 'serving';
     ctx.env.logger.log('debug', 'owner.serving', { shard: this.shard, epoch: this.deps.epoch, running: running.length, pending: pending.length });
+    // A worker whose connection closed while no owner here served the shard (between two
+    // owners) was never told to this one: its leases end now, not when they run out.
+    for (const [worker, entries] of [...this.held]) {
+      if (this.deps.workerGone(worker)) for (const entry of entries) this.workerLost(entry, worker, ctx);
+    }
     const early = this.early;
     this.early = [];
     for (const msg of early) this.handle(msg, ctx);
