@@ -429,23 +429,30 @@ describe('shard owner on virtual time', () => {
     expect(job).toMatchObject({ state: 'running', attempts: 2, leaseWorker: alive.id, lastError: expect.stringContaining('closed') });
   });
 
-  it('remembers the lease holder across a restart: only that connection settles the lease afterwards', async () => {
+  it('remembers the lease holder across a restart; leases of its own node\'s connections, gone with the old process, end at once', async () => {
     const ctx = setup();
     await started(ctx);
-    const s = submit(ctx.node, 3, submission());
-    await ctx.run(() => s.outcome !== undefined);
-    const w = new TestWorker('n1/c1');
-    ctx.node.dispatcher.tell({ kind: 'worker_joined', worker: w });
-    ctx.node.dispatcher.tell({ kind: 'credit', workerId: w.id, lane: laneOf('t1', 'q'), slots: 1 });
-    await ctx.run(() => w.leases.length === 1 && ctx.backing.jobs.get(w.leases[0]!.token.jobId)?.state === 'running');
+    const boxes = [submit(ctx.node, 3, submission()), submit(ctx.node, 3, submission())];
+    await ctx.run(() => boxes.every((b) => b.outcome !== undefined));
+    // A worker attached to another node (its leases relayed), and one of this node's own.
+    const remote = new TestWorker('n9/c1');
+    const local = new TestWorker('n1/c1');
+    for (const w of [remote, local]) {
+      ctx.node.dispatcher.tell({ kind: 'worker_joined', worker: w });
+      ctx.node.dispatcher.tell({ kind: 'credit', workerId: w.id, lane: laneOf('t1', 'q'), slots: 1 });
+    }
+    const leasedJob = (w: TestWorker) => ctx.backing.jobs.get(w.leases[0]!.token.jobId);
+    await ctx.run(() => [remote, local].every((w) => w.leases.length === 1 && leasedJob(w)?.state === 'running'));
     const node2 = await restarted(ctx);
-    const { token } = w.leases[0]!;
+    const { token } = remote.leases[0]!;
     const other = tellOwner<AckOutcome>(node2, 3, (reply) => ({ kind: 'complete', token, holder: { tenant: 't1', worker: 'n1/c2' }, result: null, reply }));
     await runUntil(ctx.queue, () => other.outcome !== undefined, ctx.queue.nowMs + 10_000);
     expect(other.outcome).toMatchObject({ ok: false, error: { code: 'stale_lease' } });
-    const mine = tellOwner<AckOutcome>(node2, 3, (reply) => ({ kind: 'complete', token, holder: { tenant: 't1', worker: w.id }, result: null, reply }));
+    const mine = tellOwner<AckOutcome>(node2, 3, (reply) => ({ kind: 'complete', token, holder: { tenant: 't1', worker: remote.id }, result: null, reply }));
     await runUntil(ctx.queue, () => mine.outcome !== undefined, ctx.queue.nowMs + 10_000);
     expect(mine.outcome).toEqual({ ok: true });
+    // The restarted node's connections are new ones: the old local worker's lease ended on load.
+    expect(leasedJob(local)).toMatchObject({ state: 'pending', attempts: 1, lastError: expect.stringContaining('closed') });
   });
 });
 

@@ -211,6 +211,17 @@ export class ShardManager implements Actor<ShardManagerMsg> {
       (renewed) => ({ kind: 'renewed', sentAtMs, leases, renewed }),
       (error) => ({ kind: 'renew_failed', error }),
     );
+    // The next tick comes whether or not this renewal answers: a renewal that hangs must not
+    // stop the check that ends serving before the leases lapse.
+    this.scheduleRenew(ctx);
+  }
+
+  /** Whether this node may still serve `shard` at `epoch` now, by its own monotonic clock: an
+   * owner asks before it grants a lease, so that a node waking from a pause past its lease
+   * grants nothing before it has learnt whether it was deposed. */
+  mayServe(shard: number, epoch: number, nowMs: number): boolean {
+    const owned = this.owned.get(shard);
+    return owned !== undefined && owned.epoch === epoch && !owned.stopping && nowMs < owned.validUntilMs;
   }
 
   private renewed(sentAtMs: number, leases: ShardLease[], renewed: number[], ctx: ActorContext<ShardManagerMsg>): void {
