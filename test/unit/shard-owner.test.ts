@@ -434,13 +434,16 @@ describe('shard owner on virtual time', () => {
     await started(ctx);
     const s = submit(ctx.node, 3, submission());
     await ctx.run(() => s.outcome !== undefined);
-    const w = new TestWorker('n1/c1');
+    // A worker attached to another node (relayed): the restarted n1 cannot know whether its
+    // connection is still open, so the lease stays. (One named n1/… would be a connection of
+    // the node before its restart, which the new owner rightly counts as closed.)
+    const w = new TestWorker('n2/c1');
     ctx.node.dispatcher.tell({ kind: 'worker_joined', worker: w });
     ctx.node.dispatcher.tell({ kind: 'credit', workerId: w.id, lane: laneOf('t1', 'q'), slots: 1 });
     await ctx.run(() => w.leases.length === 1 && ctx.backing.jobs.get(w.leases[0]!.token.jobId)?.state === 'running');
     const node2 = await restarted(ctx);
     const { token } = w.leases[0]!;
-    const other = tellOwner<AckOutcome>(node2, 3, (reply) => ({ kind: 'complete', token, holder: { tenant: 't1', worker: 'n1/c2' }, result: null, reply }));
+    const other = tellOwner<AckOutcome>(node2, 3, (reply) => ({ kind: 'complete', token, holder: { tenant: 't1', worker: 'n2/c2' }, result: null, reply }));
     await runUntil(ctx.queue, () => other.outcome !== undefined, ctx.queue.nowMs + 10_000);
     expect(other.outcome).toMatchObject({ ok: false, error: { code: 'stale_lease' } });
     const mine = tellOwner<AckOutcome>(node2, 3, (reply) => ({ kind: 'complete', token, holder: { tenant: 't1', worker: w.id }, result: null, reply }));
