@@ -26,6 +26,7 @@ import type { AckOutcome, JobOutcome, LeaseHolder, OwnerMsg, Submission, SubmitO
 import { ReadyQueues, type Queued } from './ready-queue.ts';
 import { refusal } from '../refusal.ts';
 import { StaleReads, type ReadMark } from './stale-reads.ts';
+import { WritePath, type Aborted } from './write-path.ts';
 import { buggify, planted } from '../test-hooks.ts';
 
 export interface OwnerConfig {
@@ -82,12 +83,6 @@ interface Entry extends Queued {
   neverInserted: boolean;
 }
 
-/** A write that was not applied (`unknown`: or may have been: the store did not confirm). */
-type Aborted = { ok: false; reason: 'aborted'; unknown: boolean };
-type Staged = { write: JobWrite; done: (outcome: WriteOutcome | Aborted) => void };
-
-const ABORTED: Aborted = { ok: false, reason: 'aborted', unknown: false };
-const UNKNOWN: Aborted = { ok: false, reason: 'aborted', unknown: true };
 const RETRY_SOON_MS = 250;
 
 export class ShardOwner implements Actor<OwnerMsg> {
@@ -107,11 +102,7 @@ export class ShardOwner implements Actor<OwnerMsg> {
   private readonly keys = new Map<string, string | Array<(outcome: SubmitOutcome) => void>>();
   private readonly fetching = new Map<string, Array<(entry: Entry | null | 'unavailable') => void>>();
 
-  private staged: Staged[] = [];
-  private readonly inFlight = new Map<number, Staged[]>();
-  private inFlightWrites = 0;
-  private batchSeq = 0;
-  private flushQueued = false;
+  private readonly writes: WritePath;
   private jobSeq = 0;
 
   /** No pending job that memory does not hold is due before this instant (wall clock):
@@ -127,6 +118,7 @@ export class ShardOwner implements Actor<OwnerMsg> {
   private readonly staleReads: StaleReads;
 
   constructor(private readonly deps: OwnerDeps) {
+    this.writes = new WritePath(deps.shard, deps.epoch, deps.committer);
     this.staleReads = new StaleReads(Math.max(1_024, 4 * deps.config.memoryJobsMax));
   }
 
@@ -167,8 +159,8 @@ export class ShardOwner implements Actor<OwnerMsg> {
   }
 
   invariants(): void {
-    if (this.inFlightWrites < 0) throw new Error('owner: negative in-flight writes');
-    if (this.phase === 'draining' && this.drainReason !== 'stopped' && this.staged.length > 0) {
+    this.writes.invariants();
+    if (this.phase === 'draining' && this.drainReason !== 'stopped' && this.writes.stagedCount > 0) {
       throw new Error('owner: staged writes while failing');
     }
   }
@@ -254,8 +246,8 @@ export class ShardOwner implements Actor<OwnerMsg> {
       case 'commit_done':
         return this.committed(msg.batch, msg.reply, ctx);
       case 'flush':
-        this.flushQueued = false;
-        return this.flush(ctx);
+        this.writes.flushArrived();
+        return this.writes.flush(ctx, this.phase === 'serving');
       case 'wake':
         this.wakeAtMs = null;
         // Due delayed jobs become ready, as far as the ready bound allows; the rest go back to
@@ -331,7 +323,7 @@ export class ShardOwner implements Actor<OwnerMsg> {
 
   private submit(tenant: string, submission: Submission, reply: (o: SubmitOutcome) => void, ctx: ActorContext<OwnerMsg>): void {
     if (this.phase !== 'serving') return reply({ ok: false, error: this.unavailable() });
-    if (this.staged.length + this.inFlightWrites >= this.deps.config.uncommittedMax) {
+    if (this.writes.uncommitted >= this.deps.config.uncommittedMax) {
       return reply({ ok: false, error: refusal('overloaded', `shard ${this.shard} has too much uncommitted work`, RETRY_SOON_MS) });
     }
     if (planted(ctx.env.testHooks, 'forget_idempotency_key')) submission = { ...submission, idempotencyKey: null };
@@ -703,52 +695,15 @@ export class ShardOwner implements Actor<OwnerMsg> {
     return next;
   }
 
-  private stage(write: JobWrite, ctx: ActorContext<OwnerMsg>, done: Staged['done']): void {
-    this.staged.push({ write, done });
-    // Flush on a message of our own, behind the ones already queued, so that everything
-    // decided in this turn goes to the committer as one request.
-    if (!this.flushQueued) {
-      this.flushQueued = true;
-      ctx.self.tell({ kind: 'flush' });
-    }
-  }
-
-  private flush(ctx: ActorContext<OwnerMsg>): void {
-    if (this.staged.length === 0) return;
-    if (this.phase === 'serving' && buggify(ctx.env.testHooks, 'owner.delay_flush')) {
-      // A late flush: writes wait longer and batches grow, as under a busy committer.
-      ctx.startTimer('late_flush', 5, { kind: 'flush' });
-      return;
-    }
-    const staged = this.staged;
-    this.staged = [];
-    const batch = ++this.batchSeq;
-    this.inFlight.set(batch, staged);
-    this.inFlightWrites += staged.length;
-    const self = ctx.self;
-    this.deps.committer.tell({
-      kind: 'commit',
-      request: {
-        shard: this.shard,
-        epoch: this.deps.epoch,
-        writes: staged.map((s) => s.write),
-        done: (reply) => self.tell({ kind: 'commit_done', batch, reply }),
-      },
-    });
+  private stage(write: JobWrite, ctx: ActorContext<OwnerMsg>, done: (outcome: WriteOutcome | Aborted) => void): void {
+    this.writes.stage(write, ctx, done);
   }
 
   private committed(batch: number, reply: CommitReply, ctx: ActorContext<OwnerMsg>): void {
-    const staged = this.inFlight.get(batch);
-    if (staged === undefined) return;
-    this.inFlight.delete(batch);
-    this.inFlightWrites -= staged.length;
-    if (reply.status === 'committed') {
-      staged.forEach((s, i) => s.done(reply.outcomes[i]!));
-    } else {
-      ctx.env.logger.log('warn', 'owner.commit_refused', { shard: this.shard, epoch: this.deps.epoch, status: reply.status });
-      this.drain(reply.status === 'stale_epoch' ? 'deposed' : 'failed', ctx);
-      for (const s of staged) s.done(reply.status === 'stale_epoch' ? ABORTED : UNKNOWN);
-    }
+    this.writes.committed(batch, reply, (status) => {
+      ctx.env.logger.log('warn', 'owner.commit_refused', { shard: this.shard, epoch: this.deps.epoch, status });
+      this.drain(status === 'stale_epoch' ? 'deposed' : 'failed', ctx);
+    });
     this.finishDrainIfIdle(ctx);
   }
 
@@ -840,20 +795,15 @@ export class ShardOwner implements Actor<OwnerMsg> {
       this.phase = 'draining';
       this.drainReason = reason;
     }
-    if (this.drainReason === 'stopped') {
-      this.flush(ctx);
-    } else {
-      const staged = this.staged;
-      this.staged = [];
-      for (const s of staged) s.done(ABORTED);
-    }
+    if (this.drainReason === 'stopped') this.writes.flush(ctx, false);
+    else this.writes.abortStaged();
     // Everything waiting for a job answers now: the phase makes them refuse.
     for (const entry of this.entries.values()) this.runWaiting(entry);
     this.finishDrainIfIdle(ctx);
   }
 
   private finishDrainIfIdle(ctx: ActorContext<OwnerMsg>): void {
-    if (this.phase !== 'draining' || this.inFlight.size > 0 || this.staged.length > 0) return;
+    if (this.phase !== 'draining' || !this.writes.idle) return;
     this.phase = 'stopped';
     // Subscribers of unfinished jobs follow them to the shard's next owner.
     for (const entry of this.entries.values()) for (const subscriber of entry.subscribers?.values() ?? []) subscriber.moved();
