@@ -71,10 +71,10 @@ export type OwnerMsg =
   // Continuations of the owner's own effects.
   | { kind: 'load_done'; running: Job[]; pending: Job[]; pendingMore: boolean }
   | { kind: 'load_failed'; error: unknown }
-  | { kind: 'page_in_done'; pending: Job[]; pendingMore: boolean; spillSeq: number }
-  | { kind: 'page_in_failed'; error: unknown }
-  | { kind: 'fetch_done'; jobId: string; job: Job | null }
-  | { kind: 'fetch_failed'; jobId: string; error: unknown }
+  | { kind: 'page_in_done'; pending: Job[]; pendingMore: boolean; mark: number }
+  | { kind: 'page_in_failed'; error: unknown; mark: number }
+  | { kind: 'fetch_done'; jobId: string; job: Job | null; mark: number }
+  | { kind: 'fetch_failed'; jobId: string; error: unknown; mark: number }
   | { kind: 'commit_done'; batch: number; reply: CommitReply }
   | { kind: 'flush' }
   | { kind: 'wake' }

@@ -1,7 +1,8 @@
 // A shard owner's in-memory queues: per lane (a tenant's queue, see job/lane.ts), the jobs
-// that may run now (highest
-// priority first, then earliest run_at, then id for a total order), and one heap of jobs
-// waiting for their run_at. Removal is lazy: an entry carries the place it is queued in and a
+// that may run now (highest priority first, then earliest run_at, then id for a total order),
+// and one timer index of jobs waiting for their run_at (a min-heap, and a max-heap of the same
+// items so that the owner can keep only the earliest ones). The owner bounds the two apart
+// (see enqueue in shard-owner.ts). Removal is lazy: an entry carries the place it is queued in and a
 // generation bumped on every (re)queueing; a popped item whose entry moved on since (cancelled,
 // leased, requeued after a retry) is skipped.
 
@@ -35,6 +36,10 @@ function delayedBefore(a: Item<Queued>, b: Item<Queued>): boolean {
   return x.runAtMs < y.runAtMs || (x.runAtMs === y.runAtMs && x.id < y.id);
 }
 
+function delayedAfter(a: Item<Queued>, b: Item<Queued>): boolean {
+  return delayedBefore(b, a);
+}
+
 function live<E extends Queued>(item: Item<E>, place: Queued['place']): boolean {
   return item.entry.place === place && item.entry.queueGen === item.gen;
 }
@@ -42,7 +47,9 @@ function live<E extends Queued>(item: Item<E>, place: Queued['place']): boolean 
 export class ReadyQueues<E extends Queued> {
   private readonly ready = new Map<string, Heap<Item<E>>>();
   private readonly readyCount = new Map<string, number>();
+  private readyTotal = 0;
   private readonly delayed = new Heap<Item<E>>(delayedBefore);
+  private readonly delayedLatest = new Heap<Item<E>>(delayedAfter);
   private delayedCount = 0;
 
   /** Queues a pending job: ready if due at `nowMs`, else delayed. Returns which. */
@@ -59,17 +66,25 @@ export class ReadyQueues<E extends Queued> {
       }
       heap.push(item);
       this.readyCount.set(lane, this.readyOf(lane) + 1);
+      this.readyTotal++;
     } else {
       entry.place = 'delayed';
       this.delayed.push(item);
+      this.delayedLatest.push(item);
       this.delayedCount++;
+      // The max-heap is consulted only when the index is full, so its stale items (jobs taken
+      // out since) seldom surface: rebuild it when mostly stale (amortised O(log n) a push).
+      if (this.delayedLatest.size > 2 * this.delayedCount + 64) this.rebuildLatest();
     }
     return entry.place;
   }
 
   /** Takes an entry out of whichever queue holds it (lazily). */
   remove(entry: E): void {
-    if (entry.place === 'ready') this.readyCount.set(jobLane(entry.job), this.readyOf(jobLane(entry.job)) - 1);
+    if (entry.place === 'ready') {
+      this.readyCount.set(jobLane(entry.job), this.readyOf(jobLane(entry.job)) - 1);
+      this.readyTotal--;
+    }
     if (entry.place === 'delayed') this.delayedCount--;
     entry.place = 'none';
   }
@@ -86,9 +101,10 @@ export class ReadyQueues<E extends Queued> {
     return undefined;
   }
 
-  /** Moves delayed jobs that are due into the ready queues; returns the lanes that gained. */
-  promoteDue(nowMs: number): Set<string> {
-    const gained = new Set<string>();
+  /** Takes the delayed jobs that are due out of the timer index, earliest first, for the owner
+   * to queue again (as ready, or to the store when the ready queues are full). */
+  takeDue(nowMs: number): E[] {
+    const due: E[] = [];
     for (let top = this.delayed.peek(); top !== undefined; top = this.delayed.peek()) {
       if (!live(top, 'delayed')) {
         this.delayed.pop();
@@ -97,10 +113,26 @@ export class ReadyQueues<E extends Queued> {
       if (top.entry.job.runAtMs > nowMs) break;
       this.delayed.pop();
       this.remove(top.entry);
-      this.add(top.entry, nowMs);
-      gained.add(jobLane(top.entry.job));
+      due.push(top.entry);
     }
-    return gained;
+    return due;
+  }
+
+  /** The delayed job due last, or undefined. */
+  latestDelayed(): E | undefined {
+    for (let top = this.delayedLatest.peek(); top !== undefined; top = this.delayedLatest.peek()) {
+      if (live(top, 'delayed')) return top.entry;
+      this.delayedLatest.pop();
+    }
+    return undefined;
+  }
+
+  private rebuildLatest(): void {
+    const items: Array<Item<E>> = [];
+    for (let item = this.delayedLatest.pop(); item !== undefined; item = this.delayedLatest.pop()) {
+      if (live(item, 'delayed')) items.push(item);
+    }
+    for (const item of items) this.delayedLatest.push(item);
   }
 
   /** run_at of the earliest delayed job, or null. */
@@ -131,10 +163,13 @@ export class ReadyQueues<E extends Queued> {
     return [...this.readyCount].filter(([, n]) => n > 0).map(([q]) => q);
   }
 
-  /** Jobs held (ready and delayed). */
-  get size(): number {
-    let n = this.delayedCount;
-    for (const count of this.readyCount.values()) n += count;
-    return n;
+  /** Ready jobs held, of every lane. */
+  get readySize(): number {
+    return this.readyTotal;
+  }
+
+  /** Delayed jobs held. */
+  get delayedSize(): number {
+    return this.delayedCount;
   }
 }

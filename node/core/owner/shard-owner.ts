@@ -25,13 +25,19 @@ import type { JobWrite, WriteOutcome } from '../store.ts';
 import type { AckOutcome, JobOutcome, LeaseHolder, OwnerMsg, Submission, SubmitOutcome, Subscriber, WorkerLink } from './owner-messages.ts';
 import { ReadyQueues, type Queued } from './ready-queue.ts';
 import { refusal } from '../refusal.ts';
+import { StaleReads, type ReadMark } from './stale-reads.ts';
+import { WritePath, type Aborted } from './write-path.ts';
 import { buggify, planted } from '../test-hooks.ts';
 
 export interface OwnerConfig {
   /** Worker lease time-to-live; heartbeats extend it. */
   leaseMs: number;
-  /** Pending jobs held in memory; the rest stay in the store and are paged in. */
+  /** Ready (due) jobs held in memory; the rest stay in the store and are paged in. */
   memoryJobsMax: number;
+  /** Delayed (future) jobs held in memory, the earliest ones; the rest stay in the store and
+   * are paged in once due. Defaults to memoryJobsMax. Apart from the ready bound, so that
+   * jobs due later never keep ready ones out of memory. */
+  delayedJobsMax?: number;
   /** Writes staged or in flight past which submissions are refused as overloaded. */
   uncommittedMax: number;
   /** How often running leases are checked for expiry. */
@@ -77,12 +83,6 @@ interface Entry extends Queued {
   neverInserted: boolean;
 }
 
-/** A write that was not applied (`unknown`: or may have been: the store did not confirm). */
-type Aborted = { ok: false; reason: 'aborted'; unknown: boolean };
-type Staged = { write: JobWrite; done: (outcome: WriteOutcome | Aborted) => void };
-
-const ABORTED: Aborted = { ok: false, reason: 'aborted', unknown: false };
-const UNKNOWN: Aborted = { ok: false, reason: 'aborted', unknown: true };
 const RETRY_SOON_MS = 250;
 
 export class ShardOwner implements Actor<OwnerMsg> {
@@ -102,21 +102,25 @@ export class ShardOwner implements Actor<OwnerMsg> {
   private readonly keys = new Map<string, string | Array<(outcome: SubmitOutcome) => void>>();
   private readonly fetching = new Map<string, Array<(entry: Entry | null | 'unavailable') => void>>();
 
-  private staged: Staged[] = [];
-  private readonly inFlight = new Map<number, Staged[]>();
-  private inFlightWrites = 0;
-  private batchSeq = 0;
-  private flushQueued = false;
+  private readonly writes: WritePath;
   private jobSeq = 0;
 
-  /** Pending jobs exist in the store that are not in memory. */
-  private spilled = false;
-  private spillSeq = 0;
+  /** No pending job that memory does not hold is due before this instant (wall clock):
+   * +Infinity when memory holds them all. A page-in runs once it has come (and the ready queues
+   * have room), and the wake timer is armed for it. */
+  private spilledFromMs = Number.POSITIVE_INFINITY;
+  /** The same bound, for the jobs spilled while the page-in in flight ran. */
+  private spilledDuringPageMs = Number.POSITIVE_INFINITY;
   private pagingIn = false;
   private wakeAtMs: number | null = null;
   private readonly backlogDirty = new Set<string>();
+  /** Jobs that left memory while a read of the store was in flight (see stale-reads.ts). */
+  private readonly staleReads: StaleReads;
 
-  constructor(private readonly deps: OwnerDeps) {}
+  constructor(private readonly deps: OwnerDeps) {
+    this.writes = new WritePath(deps.shard, deps.epoch, deps.committer);
+    this.staleReads = new StaleReads(Math.max(1_024, 4 * deps.config.memoryJobsMax));
+  }
 
   get shard(): number {
     return this.deps.shard;
@@ -155,8 +159,8 @@ export class ShardOwner implements Actor<OwnerMsg> {
   }
 
   invariants(): void {
-    if (this.inFlightWrites < 0) throw new Error('owner: negative in-flight writes');
-    if (this.phase === 'draining' && this.drainReason !== 'stopped' && this.staged.length > 0) {
+    this.writes.invariants();
+    if (this.phase === 'draining' && this.drainReason !== 'stopped' && this.writes.stagedCount > 0) {
       throw new Error('owner: staged writes while failing');
     }
   }
@@ -226,23 +230,29 @@ export class ShardOwner implements Actor<OwnerMsg> {
         this.drainDone.push(msg.done);
         return this.drain('stopped', ctx);
       case 'page_in_done':
-        return this.pagedIn(msg.pending, msg.pendingMore, msg.spillSeq, ctx);
+        this.pagedIn(msg.pending, msg.pendingMore, msg.mark, ctx);
+        return this.staleReads.end(msg.mark);
       case 'page_in_failed':
         this.pagingIn = false;
+        this.staleReads.end(msg.mark);
         ctx.env.logger.log('warn', 'owner.page_in_failed', { shard: this.shard, error: String(msg.error) });
         return;
       case 'fetch_done':
-        return this.fetched(msg.jobId, msg.job, ctx);
+        this.fetched(msg.jobId, msg.job, msg.mark, ctx);
+        return this.staleReads.end(msg.mark);
       case 'fetch_failed':
-        return this.fetched(msg.jobId, undefined, ctx);
+        this.fetched(msg.jobId, undefined, msg.mark, ctx);
+        return this.staleReads.end(msg.mark);
       case 'commit_done':
         return this.committed(msg.batch, msg.reply, ctx);
       case 'flush':
-        this.flushQueued = false;
-        return this.flush(ctx);
+        this.writes.flushArrived();
+        return this.writes.flush(ctx, this.phase === 'serving');
       case 'wake':
         this.wakeAtMs = null;
-        for (const queue of this.queues.promoteDue(ctx.env.clock.wallMs())) this.backlogDirty.add(queue);
+        // Due delayed jobs become ready, as far as the ready bound allows; the rest go back to
+        // the store as due jobs, to be paged in.
+        for (const entry of this.queues.takeDue(ctx.env.clock.wallMs())) this.enqueue(entry, ctx);
         return;
       case 'lease_check':
         return this.expireLeases(ctx);
@@ -262,8 +272,8 @@ export class ShardOwner implements Actor<OwnerMsg> {
       this.running.add(entry);
       if (job.leaseWorker !== null) this.hold(entry, job.leaseWorker);
     }
-    // Before queueing: a job that does not fit spills and sets the flag again.
-    this.spilled = pendingMore;
+    // Before queueing: a job that does not fit spills and lowers the bound again.
+    this.spilledFromMs = pendingMore ? pending.at(-1)!.runAtMs : Number.POSITIVE_INFINITY;
     for (const job of pending) this.enqueue(this.track(job), ctx);
     this.phase = 'serving';
     ctx.env.logger.log('debug', 'owner.serving', { shard: this.shard, epoch: this.deps.epoch, running: running.length, pending: pending.length });
@@ -279,31 +289,41 @@ export class ShardOwner implements Actor<OwnerMsg> {
 
   private pageInIfRoom(ctx: ActorContext<OwnerMsg>): void {
     const limit = this.deps.config.memoryJobsMax;
-    if (!this.spilled || this.pagingIn || this.phase !== 'serving' || this.queues.size > limit / 2) return;
+    if (this.pagingIn || this.phase !== 'serving' || this.spilledFromMs > ctx.env.clock.wallMs() || this.queues.readySize > limit / 2) return;
+    // The store returns pending jobs by run_at: due ones first, then the earliest future ones.
     this.pagingIn = true;
-    const spillSeq = this.spillSeq;
+    this.spilledDuringPageMs = Number.POSITIVE_INFINITY;
+    const mark = this.staleReads.begin();
     ctx.pipe(
       () => ctx.env.store.loadShardJobs(this.shard, 'pending', null, limit),
-      (pending) => ({ kind: 'page_in_done', pending, pendingMore: pending.length >= limit, spillSeq }),
-      (error) => ({ kind: 'page_in_failed', error }),
+      (pending) => ({ kind: 'page_in_done', pending, pendingMore: pending.length >= limit, mark }),
+      (error) => ({ kind: 'page_in_failed', error, mark }),
     );
   }
 
-  private pagedIn(pending: Job[], pendingMore: boolean, spillSeq: number, ctx: ActorContext<OwnerMsg>): void {
+  private pagedIn(pending: Job[], pendingMore: boolean, mark: ReadMark, ctx: ActorContext<OwnerMsg>): void {
     this.pagingIn = false;
-    if (this.phase !== 'serving') return;
+    // A page that can no longer tell stale rows is dropped; the bound stays, so another comes.
+    if (this.phase !== 'serving' || this.staleReads.isBlind(mark)) return;
+    // What the page proves: a pending job it did not return lies past its last row (a full
+    // page) or does not exist, unless it spilled while the page was read. Rows that do not fit
+    // spill again below and lower the bound.
+    const last = pending.at(-1);
+    this.spilledFromMs = Math.min(this.spilledDuringPageMs, pendingMore && last !== undefined ? last.runAtMs : Number.POSITIVE_INFINITY);
     for (const job of pending) {
-      if (!this.entries.has(job.id)) this.enqueue(this.track(job), ctx);
+      // A job in memory is newer than its row. One that left memory since the read began (it
+      // finished, or spilled again) must not come back at the version read: a job that left
+      // pending is marked spilled and found by a later page-in.
+      if (this.entries.has(job.id) || this.staleReads.isStale(mark, job.id, job.version)) continue;
+      this.enqueue(this.track(job), ctx);
     }
-    // Only a page that saw every spilled job proves nothing is left behind.
-    if (!pendingMore && spillSeq === this.spillSeq) this.spilled = false;
   }
 
   // ---- Submissions -------------------------------------------------------------------------
 
   private submit(tenant: string, submission: Submission, reply: (o: SubmitOutcome) => void, ctx: ActorContext<OwnerMsg>): void {
     if (this.phase !== 'serving') return reply({ ok: false, error: this.unavailable() });
-    if (this.staged.length + this.inFlightWrites >= this.deps.config.uncommittedMax) {
+    if (this.writes.uncommitted >= this.deps.config.uncommittedMax) {
       return reply({ ok: false, error: refusal('overloaded', `shard ${this.shard} has too much uncommitted work`, RETRY_SOON_MS) });
     }
     if (planted(ctx.env.testHooks, 'forget_idempotency_key')) submission = { ...submission, idempotencyKey: null };
@@ -416,22 +436,34 @@ export class ShardOwner implements Actor<OwnerMsg> {
     const waiting = this.fetching.get(jobId);
     if (waiting !== undefined) return void waiting.push(run);
     this.fetching.set(jobId, [run]);
+    this.fetch(jobId, ctx);
+  }
+
+  private fetch(jobId: string, ctx: ActorContext<OwnerMsg>): void {
+    const mark = this.staleReads.begin();
     ctx.pipe(
       () => ctx.env.store.getJob(jobId),
-      (job) => ({ kind: 'fetch_done', jobId, job }),
-      (error) => ({ kind: 'fetch_failed', jobId, error }),
+      (job) => ({ kind: 'fetch_done', jobId, job, mark }),
+      (error) => ({ kind: 'fetch_failed', jobId, error, mark }),
     );
   }
 
   /** `job` undefined: the fetch failed. */
-  private fetched(jobId: string, job: Job | null | undefined, ctx: ActorContext<OwnerMsg>): void {
+  private fetched(jobId: string, job: Job | null | undefined, mark: ReadMark, ctx: ActorContext<OwnerMsg>): void {
     const waiting = this.fetching.get(jobId) ?? [];
-    this.fetching.delete(jobId);
     if (job === undefined) {
+      this.fetching.delete(jobId);
       for (const run of waiting) run('unavailable');
       return;
     }
     let entry = this.entries.get(jobId) ?? null;
+    // The job was in memory and left it while the read ran (see stale-reads.ts): the row may
+    // be older than the store, so read it again, for the same waiters. (A row of no job: the
+    // job never existed, or a retention that dropped a finished one; either way, not stale.)
+    if (entry === null && this.phase === 'serving' && (this.staleReads.isBlind(mark) || (job !== null && this.staleReads.isStale(mark, jobId, job.version)))) {
+      return this.fetch(jobId, ctx);
+    }
+    this.fetching.delete(jobId);
     if (entry === null && job !== null && job.shard === this.shard) {
       // A job in the store that memory does not hold: a spilled pending job, or a finished
       // one. It is tracked while operated on; a pending one joins the queues.
@@ -663,52 +695,15 @@ export class ShardOwner implements Actor<OwnerMsg> {
     return next;
   }
 
-  private stage(write: JobWrite, ctx: ActorContext<OwnerMsg>, done: Staged['done']): void {
-    this.staged.push({ write, done });
-    // Flush on a message of our own, behind the ones already queued, so that everything
-    // decided in this turn goes to the committer as one request.
-    if (!this.flushQueued) {
-      this.flushQueued = true;
-      ctx.self.tell({ kind: 'flush' });
-    }
-  }
-
-  private flush(ctx: ActorContext<OwnerMsg>): void {
-    if (this.staged.length === 0) return;
-    if (this.phase === 'serving' && buggify(ctx.env.testHooks, 'owner.delay_flush')) {
-      // A late flush: writes wait longer and batches grow, as under a busy committer.
-      ctx.startTimer('late_flush', 5, { kind: 'flush' });
-      return;
-    }
-    const staged = this.staged;
-    this.staged = [];
-    const batch = ++this.batchSeq;
-    this.inFlight.set(batch, staged);
-    this.inFlightWrites += staged.length;
-    const self = ctx.self;
-    this.deps.committer.tell({
-      kind: 'commit',
-      request: {
-        shard: this.shard,
-        epoch: this.deps.epoch,
-        writes: staged.map((s) => s.write),
-        done: (reply) => self.tell({ kind: 'commit_done', batch, reply }),
-      },
-    });
+  private stage(write: JobWrite, ctx: ActorContext<OwnerMsg>, done: (outcome: WriteOutcome | Aborted) => void): void {
+    this.writes.stage(write, ctx, done);
   }
 
   private committed(batch: number, reply: CommitReply, ctx: ActorContext<OwnerMsg>): void {
-    const staged = this.inFlight.get(batch);
-    if (staged === undefined) return;
-    this.inFlight.delete(batch);
-    this.inFlightWrites -= staged.length;
-    if (reply.status === 'committed') {
-      staged.forEach((s, i) => s.done(reply.outcomes[i]!));
-    } else {
-      ctx.env.logger.log('warn', 'owner.commit_refused', { shard: this.shard, epoch: this.deps.epoch, status: reply.status });
-      this.drain(reply.status === 'stale_epoch' ? 'deposed' : 'failed', ctx);
-      for (const s of staged) s.done(reply.status === 'stale_epoch' ? ABORTED : UNKNOWN);
-    }
+    this.writes.committed(batch, reply, (status) => {
+      ctx.env.logger.log('warn', 'owner.commit_refused', { shard: this.shard, epoch: this.deps.epoch, status });
+      this.drain(status === 'stale_epoch' ? 'deposed' : 'failed', ctx);
+    });
     this.finishDrainIfIdle(ctx);
   }
 
@@ -730,22 +725,38 @@ export class ShardOwner implements Actor<OwnerMsg> {
     return entry;
   }
 
-  /** Queues a pending job, or leaves it to the store when memory is full. */
+  /** Queues a pending job, or leaves it to the store when its bound is full: ready (due) jobs
+   * up to memoryJobsMax, and apart from them the earliest delayedJobsMax delayed ones (a later
+   * one makes room for an earlier one). A job someone waits on or watches is always held. */
   private enqueue(entry: Entry, ctx: ActorContext<OwnerMsg>): void {
     if (entry.job.state !== 'pending' || entry.place !== 'none') return;
-    const full = this.queues.size >= this.deps.config.memoryJobsMax || buggify(ctx.env.testHooks, 'owner.spill');
-    if (full && entry.subscribers === null && entry.waiting.length === 0) {
-      this.spilled = true;
-      this.spillSeq++;
-      this.entries.delete(entry.job.id);
-      return;
+    const nowMs = ctx.env.clock.wallMs();
+    if (!pinned(entry)) {
+      const forced = buggify(ctx.env.testHooks, 'owner.spill');
+      if (entry.job.runAtMs <= nowMs) {
+        if (forced || this.queues.readySize >= this.deps.config.memoryJobsMax) return this.spill(entry);
+      } else if (forced || this.queues.delayedSize >= (this.deps.config.delayedJobsMax ?? this.deps.config.memoryJobsMax)) {
+        const latest = this.queues.latestDelayed();
+        if (forced || latest === undefined || pinned(latest) || !dueBefore(entry.job, latest.job)) return this.spill(entry);
+        this.queues.remove(latest);
+        this.spill(latest);
+      }
     }
-    if (this.queues.add(entry, ctx.env.clock.wallMs()) === 'ready') this.backlogDirty.add(jobLane(entry.job));
+    if (this.queues.add(entry, nowMs) === 'ready') this.backlogDirty.add(jobLane(entry.job));
+  }
+
+  /** Leaves a pending job to the store: a page-in finds it once due. */
+  private spill(entry: Entry): void {
+    this.spilledFromMs = Math.min(this.spilledFromMs, entry.job.runAtMs);
+    if (this.pagingIn) this.spilledDuringPageMs = Math.min(this.spilledDuringPageMs, entry.job.runAtMs);
+    this.entries.delete(entry.job.id);
+    this.staleReads.jobLeft(entry.job.id, entry.job.version);
   }
 
   private evict(entry: Entry): void {
     if (entry.waiting.length > 0) return;
     this.entries.delete(entry.job.id);
+    this.staleReads.jobLeft(entry.job.id, entry.job.version);
     entry.subscribers = null;
   }
 
@@ -784,20 +795,15 @@ export class ShardOwner implements Actor<OwnerMsg> {
       this.phase = 'draining';
       this.drainReason = reason;
     }
-    if (this.drainReason === 'stopped') {
-      this.flush(ctx);
-    } else {
-      const staged = this.staged;
-      this.staged = [];
-      for (const s of staged) s.done(ABORTED);
-    }
+    if (this.drainReason === 'stopped') this.writes.flush(ctx, false);
+    else this.writes.abortStaged();
     // Everything waiting for a job answers now: the phase makes them refuse.
     for (const entry of this.entries.values()) this.runWaiting(entry);
     this.finishDrainIfIdle(ctx);
   }
 
   private finishDrainIfIdle(ctx: ActorContext<OwnerMsg>): void {
-    if (this.phase !== 'draining' || this.inFlight.size > 0 || this.staged.length > 0) return;
+    if (this.phase !== 'draining' || !this.writes.idle) return;
     this.phase = 'stopped';
     // Subscribers of unfinished jobs follow them to the shard's next owner.
     for (const entry of this.entries.values()) for (const subscriber of entry.subscribers?.values() ?? []) subscriber.moved();
@@ -832,11 +838,22 @@ export class ShardOwner implements Actor<OwnerMsg> {
   }
 
   private armWake(ctx: ActorContext<OwnerMsg>): void {
-    const next = this.queues.nextDueMs();
+    const heldDue = this.queues.nextDueMs();
+    // A spilled job coming due needs a page-in; one already due waits for room, not time.
+    const spilledDue = this.spilledFromMs > ctx.env.clock.wallMs() && Number.isFinite(this.spilledFromMs) ? this.spilledFromMs : null;
+    const next = heldDue === null ? spilledDue : spilledDue === null ? heldDue : Math.min(heldDue, spilledDue);
     if (next === null || (this.wakeAtMs !== null && this.wakeAtMs <= next)) return;
     this.wakeAtMs = next;
     ctx.startTimer('wake', next - ctx.env.clock.wallMs(), { kind: 'wake' });
   }
+}
+
+function pinned(entry: Entry): boolean {
+  return entry.subscribers !== null || entry.waiting.length > 0;
+}
+
+function dueBefore(a: Job, b: Job): boolean {
+  return a.runAtMs < b.runAtMs || (a.runAtMs === b.runAtMs && a.id < b.id);
 }
 
 function isContinuation(msg: OwnerMsg): boolean {
