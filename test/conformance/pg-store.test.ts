@@ -14,6 +14,7 @@ import { binaryArray } from '../../node/store/pg-arrays.ts';
 import { MIGRATIONS_DIR, MigrationChecksumError, UnknownMigrationError, migrate, readMigrations } from '../../node/store/migrate.ts';
 import { ShardCountMismatchError } from '../../node/store/pg-cluster.ts';
 import { createPgStore } from '../../node/store/pg-store.ts';
+import { inTransaction } from '../../node/store/pg-tx.ts';
 import { createEmptyDatabase, createTestDatabase, type TestDatabase } from '../support/db.ts';
 import { insertOf, newJob } from '../support/jobs.ts';
 import { dumpSchema } from '../support/schema-dump.ts';
@@ -242,6 +243,42 @@ describe('PostgreSQL store specifics', () => {
     await admin.query('ROLLBACK');
     // The pool replaces the dead connection.
     expect(await s.getJob('000-0-0-0')).toBeNull();
+  });
+
+  it('a session the server ends between two statements of a transaction is an error of the call, not a crash', async () => {
+    const db = await database();
+    const admin = await client(db.url);
+    const pool = new pg.Pool({ connectionString: db.url, max: 1, application_name: 'kairos-victim' });
+    pool.on('error', () => {});
+    cleanups.push(() => pool.end());
+    // An 'error' event nobody handles would end the process; vitest traps it, so trap it here
+    // too and fail the test by name.
+    const uncaught: unknown[] = [];
+    const trap = (error: unknown) => void uncaught.push(error);
+    process.on('uncaughtException', trap);
+    cleanups.push(async () => void process.off('uncaughtException', trap));
+
+    let terminated!: () => void;
+    const afterTermination = new Promise<void>((resolve) => (terminated = resolve));
+    const pending = inTransaction(pool, 'victim', async (c) => {
+      await c.query('SELECT 1 FROM shards WHERE id = 0 FOR SHARE');
+      await afterTermination; // idle in transaction: no statement in flight when the session ends
+      await c.query('SELECT 1');
+      return { commit: true, value: 'committed' };
+    }).then(
+      () => null,
+      (error: unknown) => error,
+    );
+    await waitFor(async () => (await admin.query("SELECT 1 FROM pg_stat_activity WHERE application_name = 'kairos-victim' AND state = 'idle in transaction'")).rowCount === 1);
+    await admin.query("SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE application_name = 'kairos-victim'");
+    await new Promise((resolve) => setTimeout(resolve, 200)); // let the FATAL message and the socket's end arrive
+    terminated();
+    const error = await pending;
+    expect(uncaught).toEqual([]);
+    expect(error).toBeInstanceOf(StoreUnavailableError);
+    expect((error as Error).message).toMatch(/terminat/i);
+    // The pool replaces the dead connection.
+    expect((await pool.query('SELECT 1 AS one')).rows).toEqual([{ one: 1 }]);
   });
 });
 
