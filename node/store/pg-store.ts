@@ -23,7 +23,7 @@ import { ensureCluster } from './pg-cluster.ts';
 import { commitBatch } from './pg-commit.ts';
 import { runRetention } from './pg-retention.ts';
 import { JOB_SELECT, jobFromRow, msFromTs, tsFromMs, type JobRow } from './pg-rows.ts';
-import { query } from './pg-tx.ts';
+import { inTransaction, query } from './pg-tx.ts';
 
 export interface PgStoreOptions {
   connectionString: string;
@@ -37,36 +37,76 @@ export interface PgStoreOptions {
 
 export const LIST_LIMIT_MAX = 1000;
 
-/* Acquire shards that are free, already ours, or whose lease lapsed; bump their epoch.
- * In: $1 shard ids, $2 owner, $3 lease length (ms). Out: (id, epoch) of the shards won.
- * The CTE locks the candidate rows in id order, so two nodes acquiring overlapping sets
- * cannot deadlock; the UPDATE then re-checks the condition on the latest row version, so of
- * two racing nodes the second sees the first's ownership and takes nothing. */
-const ACQUIRE_SQL = `
-WITH candidates AS (SELECT id FROM shards WHERE id = ANY($1::int[]) ORDER BY id FOR UPDATE)
-UPDATE shards AS s
-SET owner = $2, epoch = s.epoch + 1, lease_until = now() + $3::float8 * interval '1 millisecond'
-FROM candidates c
-WHERE s.id = c.id AND (s.owner IS NULL OR s.owner = $2 OR s.lease_until < now())
+/* Shard ownership lives in two tables (migration 0003): `shards` holds the epoch, which every
+ * commit locks FOR SHARE and compares (the fence); `shard_leases` holds owner and lease_until,
+ * which decide only who may acquire. Renewal and release touch only shard_leases, so they never
+ * wait for commits, and commits never wait for them. Only acquisition, which bumps the epoch,
+ * waits for the commits in flight on its shards, as fencing requires.
+ *
+ * Lock order, so that no two of these statements (nor a commit) can deadlock: every statement
+ * that locks several rows of one table locks them in id order (a CTE with ORDER BY id and a
+ * locking clause; the UPDATE that follows touches only rows the CTE locked), and a transaction
+ * that locks rows of both tables (acquisition) locks its shard_leases rows before its shards
+ * rows. Commits lock only shards, renewal and release only shard_leases. */
+
+/* Acquisition, step 1: lock, in id order, the lease rows of the shards that are free, already
+ * the owner's, or whose lease lapsed by the database's clock.
+ * In: $1 shard ids, $2 owner. Out: ids of the shards that will be won.
+ * FOR UPDATE re-checks the condition on the latest row version after any wait, so of two
+ * racing nodes the second sees the first's ownership and takes nothing. Shards held by others
+ * are not locked at all, so asking for them does not stall their owners' commits. */
+const ACQUIRE_LOCK_SQL = `
+SELECT id FROM shard_leases
+WHERE id = ANY($1::int[]) AND (owner IS NULL OR owner = $2 OR lease_until IS NULL OR lease_until < now())
+ORDER BY id FOR UPDATE`;
+
+/* Acquisition, step 2, in the same transaction: take the lease rows locked in step 1 and bump
+ * the epochs, locking the shard rows in id order first (this waits for the commits in flight on
+ * them, which then end before the new epoch exists, or see it and roll back).
+ * In: $1 ids from step 1, $2 owner, $3 lease length (ms). Out: (id, epoch) of the shards won. */
+const ACQUIRE_TAKE_SQL = `
+WITH leased AS (
+  UPDATE shard_leases SET owner = $2, lease_until = now() + $3::float8 * interval '1 millisecond'
+  WHERE id = ANY($1::int[])
+),
+fenced AS (SELECT id FROM shards WHERE id = ANY($1::int[]) ORDER BY id FOR NO KEY UPDATE)
+UPDATE shards AS s SET epoch = s.epoch + 1
+FROM fenced f
+WHERE s.id = f.id
 RETURNING s.id, s.epoch`;
 
+/* The lease rows an owner still holds at the given epochs, locked in id order.
+ * In: $1 owner, $2 shard ids, $3 epochs (pairwise). The epoch comes from a plain read of
+ * shards (FOR NO KEY UPDATE OF l locks only the lease row), so a commit's FOR SHARE lock on
+ * the shard row does not hold it up. A concurrent acquisition, which locks the lease row, is
+ * waited for, and the owner is then re-checked on its result. */
+const HELD_LEASES_CTE = `
+held AS (
+  SELECT l.id FROM shard_leases AS l
+  JOIN unnest($2::int[], $3::bigint[]) AS h(id, epoch) ON l.id = h.id
+  JOIN shards AS s ON s.id = h.id AND s.epoch = h.epoch
+  WHERE l.owner = $1
+  ORDER BY l.id FOR NO KEY UPDATE OF l
+)`;
+
 /* Extend the leases the owner still holds at the given epochs, all in one statement.
- * In: $1 owner, $2 shard ids, $3 epochs (pairwise), $4 lease length (ms). Out: ids renewed. */
+ * In: as HELD_LEASES_CTE, then $4 lease length (ms). Out: ids renewed. */
 const RENEW_SQL = `
-UPDATE shards AS s SET lease_until = now() + $4::float8 * interval '1 millisecond'
-FROM unnest($2::int[], $3::bigint[]) AS l(id, epoch)
-WHERE s.id = l.id AND s.epoch = l.epoch AND s.owner = $1
-RETURNING s.id`;
+WITH ${HELD_LEASES_CTE}
+UPDATE shard_leases AS l SET lease_until = now() + $4::float8 * interval '1 millisecond'
+FROM held WHERE l.id = held.id
+RETURNING l.id`;
 
-/* Give shards up, keeping the epoch (the next acquisition bumps it).
- * In: $1 owner, $2 shard ids, $3 epochs (pairwise). */
+/* Give shards up, keeping the epoch (the next acquisition bumps it). In: as HELD_LEASES_CTE. */
 const RELEASE_SQL = `
-UPDATE shards AS s SET owner = NULL, lease_until = NULL
-FROM unnest($2::int[], $3::bigint[]) AS l(id, epoch)
-WHERE s.id = l.id AND s.epoch = l.epoch AND s.owner = $1`;
+WITH ${HELD_LEASES_CTE}
+UPDATE shard_leases AS l SET owner = NULL, lease_until = NULL
+FROM held WHERE l.id = held.id`;
 
-/* Every shard row. lease_until comes from now() and so has microseconds; whole ms suffice. */
-const LIST_SHARDS_SQL = `SELECT id, owner, epoch, floor(${msFromTs('lease_until')}) AS lease_until FROM shards ORDER BY id`;
+/* Every shard. lease_until comes from now() and so has microseconds; whole ms suffice. */
+const LIST_SHARDS_SQL = `
+SELECT s.id, l.owner, s.epoch, floor(${msFromTs('l.lease_until')}) AS lease_until
+FROM shards AS s JOIN shard_leases AS l ON l.id = s.id ORDER BY s.id`;
 
 /* A page of one shard's jobs in one live state, by (run_at, id), served by the partial
  * (shard, status, run_at, id) index of each partition, merged in order.
@@ -107,7 +147,12 @@ export async function createPgStore(options: PgStoreOptions): Promise<Store> {
   return {
     async acquireShards(owner, shards, leaseMs) {
       checkShards(shards);
-      const rows = await query<{ id: number; epoch: string }>(leasePool, 'acquireShards', ACQUIRE_SQL, [shards, owner, leaseMs]);
+      const rows = await inTransaction(leasePool, 'acquireShards', async (client) => {
+        const candidates = await client.query<{ id: number }>(ACQUIRE_LOCK_SQL, [shards, owner]);
+        if (candidates.rows.length === 0) return { commit: true, value: [] };
+        const won = await client.query<{ id: number; epoch: string }>(ACQUIRE_TAKE_SQL, [candidates.rows.map((row) => row.id), owner, leaseMs]);
+        return { commit: true, value: won.rows };
+      });
       return rows.map((row) => ({ shard: row.id, epoch: Number(row.epoch) })).sort((a, b) => a.shard - b.shard);
     },
 
