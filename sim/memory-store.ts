@@ -131,7 +131,12 @@ export class MemoryStore implements Store {
       const current = this.data.jobs.get(write.next.id);
       before.push(current);
       if (current === undefined || current.version !== write.expectedVersion) return { ok: false, reason: 'conflict' };
-      if (write.token !== null && (current.attempts !== write.token.attempt || current.leaseEpoch !== write.token.epoch)) {
+      // A token stands for a running attempt: a job given back (pending, same attempt and
+      // lease epoch) no longer runs under it.
+      if (
+        write.token !== null &&
+        (current.state !== 'running' || current.attempts !== write.token.attempt || current.leaseEpoch !== write.token.epoch)
+      ) {
         return { ok: false, reason: 'conflict' };
       }
       if (write.next.version !== write.expectedVersion + 1) throw new Error(`update of ${write.next.id} must bump the version by one`);

@@ -37,7 +37,8 @@ export type JobWrite =
   | { kind: 'insert'; job: Job }
   /** Apply `next` (a job produced by the transition function from a job at `expectedVersion`).
    * For lease-bound transitions (complete, retry, bury, and cancel of a running job) `token` is
-   * the lease it acts under and must still match the stored attempt and lease epoch. */
+   * the lease it acts under: the stored job must still be running, at that attempt and lease
+   * epoch. */
   | { kind: 'update'; next: Job; expectedVersion: number; token: LeaseToken | null };
 
 export interface CommitBatch {
