@@ -127,9 +127,9 @@ const FIND_KEY_SQL = 'SELECT job_id FROM idempotency WHERE tenant = $1 AND key =
 export async function createPgStore(options: PgStoreOptions): Promise<Store> {
   const { connectionString, shardCount } = options;
   await migrate(connectionString);
-  const pool = newPool(connectionString, options.poolSize ?? 10, 'kairos');
-  const leasePool = newPool(connectionString, SHARD_LEASE_CONNECTIONS, 'kairos-leases');
-  const reads = newPool(connectionString, options.readPoolSize ?? 4, 'kairos-reads');
+  const pool = newPool(connectionString, options.poolSize ?? 10, 'kairos', TIMEOUTS.writes);
+  const leasePool = newPool(connectionString, SHARD_LEASE_CONNECTIONS, 'kairos-leases', TIMEOUTS.leases);
+  const reads = newPool(connectionString, options.readPoolSize ?? 4, 'kairos-reads', TIMEOUTS.reads);
   const closeAll = async () => void (await Promise.all([pool.end(), leasePool.end(), reads.end()]));
   try {
     await ensureCluster(pool, shardCount);
@@ -216,17 +216,45 @@ export async function createPgStore(options: PgStoreOptions): Promise<Store> {
 /** Shard leases: acquisition and renewal, never more than one of each at a time per node. */
 const SHARD_LEASE_CONNECTIONS = 2;
 
-function newPool(connectionString: string, max: number, applicationName: string): pg.Pool {
+/** Server-side timeouts of each pool's sessions, in ms. The shard lease is 15 s, and a node
+ * that another wants to take a shard from may be paused (GC, SIGSTOP, a frozen VM) with a
+ * transaction open: whatever it holds, the acquisition waits for. So:
+ * - idle in transaction, 5 s on every pool: a commit's transaction runs only statements back
+ *   to back, so a gap of 5 s means the node is not running; the server ends the session and
+ *   its locks go. A paused node's open transaction holds an acquisition up for at most that.
+ * - statement, 10 s on the write path: a commit's statements take milliseconds (a 5,000-row
+ *   batch tens of them); one still running after 10 s is stuck (waiting on a lock, or on a
+ *   struggling server), and cancelling it frees its shard-row locks well within a lease. The
+ *   outcome is then unknown to the owner, which steps down as for any unavailable store.
+ * - lock wait, 2 s on shard leases: an acquisition or renewal that cannot get its rows at once
+ *   is better refused (StoreUnavailableError; the shard manager tries again on its next beat)
+ *   than left waiting while the lease it means to renew runs down, or while it holds the lease
+ *   rows it locked first. A renewal waits only for an acquisition, and an acquisition only for
+ *   the commits in flight on its shards, so 2 s is far beyond their normal wait; statements
+ *   there are cut at 5 s.
+ * - reads keep 30 s: they lock no rows, and a page of a large listing may take a while. */
+const TIMEOUTS = {
+  writes: { statement: 10_000, idleInTransaction: 5_000, lock: null },
+  leases: { statement: 5_000, idleInTransaction: 5_000, lock: 2_000 },
+  reads: { statement: 30_000, idleInTransaction: 5_000, lock: null },
+} as const satisfies Record<string, SessionTimeouts>;
+
+interface SessionTimeouts {
+  statement: number;
+  idleInTransaction: number;
+  lock: number | null;
+}
+
+function newPool(connectionString: string, max: number, applicationName: string, timeouts: SessionTimeouts): pg.Pool {
   const pool = new pg.Pool({
     connectionString,
     max,
     connectionTimeoutMillis: 10_000,
     keepAlive: true,
     application_name: applicationName,
-    // A hung statement or a node stalled inside a transaction would hold shard-row locks and
-    // block the next owner's acquisition; the server cuts both off.
-    statement_timeout: 30_000,
-    idle_in_transaction_session_timeout: 30_000,
+    statement_timeout: timeouts.statement,
+    idle_in_transaction_session_timeout: timeouts.idleInTransaction,
+    ...(timeouts.lock === null ? {} : { lock_timeout: timeouts.lock }),
   });
   // An idle connection that dies is dropped by the pool; the next checkout opens a new one.
   // Without a listener, the pool's 'error' event would crash the process.

@@ -4,6 +4,7 @@
 // surfaces unchanged.
 
 import type pg from 'pg';
+import { StoreUnavailableError } from '../core/store.ts';
 import { isTransientConflict, isUnavailable, rethrowMapped } from './pg-errors.ts';
 
 /** Deadlocks need two transactions locking shared rows in opposite orders; the store orders
@@ -61,6 +62,8 @@ export async function inTransaction<T>(
       const rolledBack = !broken && (await client.query('ROLLBACK').then(() => true, () => false));
       release(rolledBack && lost === null ? undefined : asError(error));
       if (isTransientConflict(error) && attempt < TRANSIENT_ATTEMPTS_MAX) continue;
+      // Whatever the server said as it ended the session, the connection is gone.
+      if (lost !== null && !isUnavailable(lost)) throw new StoreUnavailableError(`${operation}: ${asError(lost).message}`, { cause: lost });
       rethrowMapped(error, operation);
     }
   }

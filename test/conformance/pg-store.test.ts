@@ -301,6 +301,36 @@ describe('PostgreSQL store specifics', () => {
     ]);
   });
 
+  it('an acquisition or renewal that cannot lock its lease rows within 2 s fails as unavailable instead of waiting', async () => {
+    const db = await database();
+    const s = await store(db.url);
+    const admin = await client(db.url);
+    const [lease] = await s.acquireShards('node-a', [1], 60_000);
+    await admin.query('BEGIN');
+    await admin.query('SELECT 1 FROM shard_leases WHERE id = 1 FOR UPDATE'); // e.g. a paused acquirer
+    for (const call of [() => s.acquireShards('node-a', [1], 60_000), () => s.renewShards('node-a', [lease!], 60_000)]) {
+      const start = performance.now();
+      await expect(call()).rejects.toThrow(StoreUnavailableError);
+      expect(performance.now() - start).toBeLessThan(3_000);
+    }
+    await admin.query('ROLLBACK');
+    expect(await s.renewShards('node-a', [lease!], 60_000)).toEqual([1]);
+  });
+
+  it('a transaction the server ends for idling (idle_in_transaction_session_timeout) fails as unavailable', async () => {
+    const db = await database();
+    const pool = new pg.Pool({ connectionString: db.url, max: 1, idle_in_transaction_session_timeout: 200 });
+    pool.on('error', () => {});
+    cleanups.push(() => pool.end());
+    const pending = inTransaction(pool, 'paused', async (c) => {
+      await c.query('SELECT 1 FROM shards WHERE id = 0 FOR SHARE');
+      await new Promise((resolve) => setTimeout(resolve, 600)); // a node paused mid-transaction
+      await c.query('SELECT 1');
+      return { commit: true, value: null };
+    });
+    await expect(pending).rejects.toThrow(StoreUnavailableError);
+  });
+
   it('a session the server ends between two statements of a transaction is an error of the call, not a crash', async () => {
     const db = await database();
     const admin = await client(db.url);
