@@ -64,14 +64,14 @@ export class MemoryStore implements Store {
 
   constructor(private readonly data: MemoryBacking) {}
 
-  async acquireShards(owner: string, shards: number[], leaseMs: number): Promise<ShardLease[]> {
+  async acquireShards(owner: string, shards: number[], leaseMs: number, deadOwners: readonly string[] = []): Promise<ShardLease[]> {
     this.open();
     const now = this.data.nowMs();
     const won: ShardLease[] = [];
     for (const shard of new Set(shards)) {
       const row = this.data.shards[shard];
       if (row === undefined) continue;
-      if (row.owner === null || row.owner === owner || row.leaseUntilMs === null || row.leaseUntilMs < now) {
+      if (row.owner === null || row.owner === owner || row.leaseUntilMs === null || row.leaseUntilMs < now || deadOwners.includes(row.owner)) {
         row.owner = owner;
         row.epoch++;
         row.leaseUntilMs = now + leaseMs;

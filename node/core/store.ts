@@ -96,9 +96,12 @@ export interface RetentionReport {
 }
 
 export interface Store {
-  /** Acquire shards for `owner`, each only if free, already the owner's, or its lease has
-   * lapsed by the store's clock; every acquisition bumps the epoch. Returns the ones won. */
-  acquireShards(owner: string, shards: number[], leaseMs: number): Promise<ShardLease[]>;
+  /** Acquire shards for `owner`, each only if free, already the owner's, its lease has lapsed
+   * by the store's clock, or its owner is one of `deadOwners` (nodes the caller's membership
+   * declared dead: the epoch, not the lease, fences their writes, so taking over at once costs
+   * at worst duplicate execution if one was only paused, never a stale commit). Every
+   * acquisition bumps the epoch. Returns the ones won. */
+  acquireShards(owner: string, shards: number[], leaseMs: number, deadOwners?: readonly string[]): Promise<ShardLease[]>;
   /** Extend the leases the owner still holds at these epochs, in one statement. Returns the
    * shards renewed; a missing one was lost and must stop being served. */
   renewShards(owner: string, leases: ShardLease[], leaseMs: number): Promise<number[]>;

@@ -50,14 +50,16 @@ export const LIST_LIMIT_MAX = 1000;
  * rows. Commits lock only shards, renewal and release only shard_leases. */
 
 /* Acquisition, step 1: lock, in id order, the lease rows of the shards that are free, already
- * the owner's, or whose lease lapsed by the database's clock.
- * In: $1 shard ids, $2 owner. Out: ids of the shards that will be won.
+ * the owner's, whose lease lapsed by the database's clock, or whose owner the caller declared
+ * dead (the epoch fences a dead owner's writes; its lease only delayed the takeover).
+ * In: $1 shard ids, $2 owner, $3 dead owners. Out: ids of the shards that will be won.
  * FOR UPDATE re-checks the condition on the latest row version after any wait, so of two
  * racing nodes the second sees the first's ownership and takes nothing. Shards held by others
  * are not locked at all, so asking for them does not stall their owners' commits. */
 const ACQUIRE_LOCK_SQL = `
 SELECT id FROM shard_leases
-WHERE id = ANY($1::int[]) AND (owner IS NULL OR owner = $2 OR lease_until IS NULL OR lease_until < now())
+WHERE id = ANY($1::int[])
+  AND (owner IS NULL OR owner = $2 OR lease_until IS NULL OR lease_until < now() OR owner = ANY($3::text[]))
 ORDER BY id FOR UPDATE`;
 
 /* Acquisition, step 2, in the same transaction: take the lease rows locked in step 1 and bump
@@ -145,10 +147,10 @@ export async function createPgStore(options: PgStoreOptions): Promise<Store> {
   const byShard = (leases: ShardLease[]): ShardLease[] => [...leases].sort((a, b) => a.shard - b.shard);
 
   return {
-    async acquireShards(owner, shards, leaseMs) {
+    async acquireShards(owner, shards, leaseMs, deadOwners = []) {
       checkShards(shards);
       const rows = await inTransaction(leasePool, 'acquireShards', async (client) => {
-        const candidates = await client.query<{ id: number }>(ACQUIRE_LOCK_SQL, [shards, owner]);
+        const candidates = await client.query<{ id: number }>(ACQUIRE_LOCK_SQL, [shards, owner, deadOwners]);
         if (candidates.rows.length === 0) return { commit: true, value: [] };
         const won = await client.query<{ id: number; epoch: string }>(ACQUIRE_TAKE_SQL, [candidates.rows.map((row) => row.id), owner, leaseMs]);
         return { commit: true, value: won.rows };
