@@ -51,7 +51,7 @@ export function faultyStore(inner: MemoryStore, queue: EventQueue, random: Seede
   }
 
   return {
-    acquireShards: (owner, shards, leaseMs) => call('acquireShards', () => inner.acquireShards(owner, shards, leaseMs)),
+    acquireShards: (owner, shards, leaseMs, deadOwners) => call('acquireShards', () => inner.acquireShards(owner, shards, leaseMs, deadOwners)),
     renewShards: (owner, leases, leaseMs) => call('renewShards', () => inner.renewShards(owner, leases, leaseMs)),
     releaseShards: (owner, leases) => call('releaseShards', () => inner.releaseShards(owner, leases)),
     listShards: () => call('listShards', () => inner.listShards()),

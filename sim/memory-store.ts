@@ -64,14 +64,14 @@ export class MemoryStore implements Store {
 
   constructor(private readonly data: MemoryBacking) {}
 
-  async acquireShards(owner: string, shards: number[], leaseMs: number): Promise<ShardLease[]> {
+  async acquireShards(owner: string, shards: number[], leaseMs: number, deadOwners: readonly string[] = []): Promise<ShardLease[]> {
     this.open();
     const now = this.data.nowMs();
     const won: ShardLease[] = [];
     for (const shard of new Set(shards)) {
       const row = this.data.shards[shard];
       if (row === undefined) continue;
-      if (row.owner === null || row.owner === owner || row.leaseUntilMs === null || row.leaseUntilMs < now) {
+      if (row.owner === null || row.owner === owner || row.leaseUntilMs === null || row.leaseUntilMs < now || deadOwners.includes(row.owner)) {
         row.owner = owner;
         row.epoch++;
         row.leaseUntilMs = now + leaseMs;
@@ -131,7 +131,12 @@ export class MemoryStore implements Store {
       const current = this.data.jobs.get(write.next.id);
       before.push(current);
       if (current === undefined || current.version !== write.expectedVersion) return { ok: false, reason: 'conflict' };
-      if (write.token !== null && (current.attempts !== write.token.attempt || current.leaseEpoch !== write.token.epoch)) {
+      // A token stands for a running attempt: a job given back (pending, same attempt and
+      // lease epoch) no longer runs under it.
+      if (
+        write.token !== null &&
+        (current.state !== 'running' || current.attempts !== write.token.attempt || current.leaseEpoch !== write.token.epoch)
+      ) {
         return { ok: false, reason: 'conflict' };
       }
       if (write.next.version !== write.expectedVersion + 1) throw new Error(`update of ${write.next.id} must bump the version by one`);

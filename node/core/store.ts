@@ -37,7 +37,8 @@ export type JobWrite =
   | { kind: 'insert'; job: Job }
   /** Apply `next` (a job produced by the transition function from a job at `expectedVersion`).
    * For lease-bound transitions (complete, retry, bury, and cancel of a running job) `token` is
-   * the lease it acts under and must still match the stored attempt and lease epoch. */
+   * the lease it acts under: the stored job must still be running, at that attempt and lease
+   * epoch. */
   | { kind: 'update'; next: Job; expectedVersion: number; token: LeaseToken | null };
 
 export interface CommitBatch {
@@ -95,9 +96,12 @@ export interface RetentionReport {
 }
 
 export interface Store {
-  /** Acquire shards for `owner`, each only if free, already the owner's, or its lease has
-   * lapsed by the store's clock; every acquisition bumps the epoch. Returns the ones won. */
-  acquireShards(owner: string, shards: number[], leaseMs: number): Promise<ShardLease[]>;
+  /** Acquire shards for `owner`, each only if free, already the owner's, its lease has lapsed
+   * by the store's clock, or its owner is one of `deadOwners` (nodes the caller's membership
+   * declared dead: the epoch, not the lease, fences their writes, so taking over at once costs
+   * at worst duplicate execution if one was only paused, never a stale commit). Every
+   * acquisition bumps the epoch. Returns the ones won. */
+  acquireShards(owner: string, shards: number[], leaseMs: number, deadOwners?: readonly string[]): Promise<ShardLease[]>;
   /** Extend the leases the owner still holds at these epochs, in one statement. Returns the
    * shards renewed; a missing one was lost and must stop being served. */
   renewShards(owner: string, leases: ShardLease[], leaseMs: number): Promise<number[]>;

@@ -16,8 +16,10 @@ const RECORD_CLUSTER_SQL = 'INSERT INTO cluster (shard_count) VALUES ($1) ON CON
 /* Read the recorded count back. A statement of its own, so that (READ COMMITTED) its snapshot
  * includes a winner that committed while RECORD_CLUSTER_SQL waited. */
 const READ_CLUSTER_SQL = 'SELECT shard_count FROM cluster';
-/* Create the shard rows the count calls for. In: $1 shard count. */
+/* Create the shard rows the count calls for, each with its lease row (free).
+ * In: $1 shard count. */
 const CREATE_SHARDS_SQL = 'INSERT INTO shards (id) SELECT generate_series(0, $1::int - 1) ON CONFLICT (id) DO NOTHING';
+const CREATE_SHARD_LEASES_SQL = 'INSERT INTO shard_leases (id) SELECT generate_series(0, $1::int - 1) ON CONFLICT (id) DO NOTHING';
 
 export async function ensureCluster(pool: pg.Pool, shardCount: number): Promise<void> {
   // A job id spells its shard in at most four hex digits.
@@ -28,7 +30,10 @@ export async function ensureCluster(pool: pg.Pool, shardCount: number): Promise<
     await client.query(RECORD_CLUSTER_SQL, [shardCount]);
     const rows = await client.query<{ shard_count: number }>(READ_CLUSTER_SQL);
     const count = rows.rows[0]!.shard_count;
-    if (count === shardCount) await client.query(CREATE_SHARDS_SQL, [shardCount]);
+    if (count === shardCount) {
+      await client.query(CREATE_SHARDS_SQL, [shardCount]);
+      await client.query(CREATE_SHARD_LEASES_SQL, [shardCount]);
+    }
     return { commit: true, value: count };
   });
   if (recorded !== shardCount) {

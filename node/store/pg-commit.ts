@@ -217,7 +217,8 @@ const UPDATE_FENCE_COLUMNS = 'id, scheduled_at, expected_version, token_attempt,
 const UPDATE_MUTABLE_FIRST_PARAM = 6;
 
 /* Apply each write's `next` if the job is still at the expected version and, for a lease-bound
- * write, still holds the write's lease token.
+ * write, still holds the write's lease token: running, under that attempt and lease epoch (a
+ * lease given back leaves the job pending with both kept, and its token must no longer write).
  * In: $1 ids, $2 scheduled_at (ms, parsed from the id), $3 expected versions, $4 token
  * attempts and $5 token epochs (null for writes without a token), then one array per
  * MUTABLE_COLUMNS column. Out: ids of the jobs updated; the others were at another version or
@@ -233,7 +234,7 @@ FROM unnest($1::text[], $2::float8[], $3::int[], $4::int[], $5::bigint[], ${unne
 WHERE j.id = u.id
   AND j.scheduled_at = ${tsFromMs('u.scheduled_at')}
   AND j.version = u.expected_version
-  AND (u.token_attempt IS NULL OR (j.attempts = u.token_attempt AND j.lease_epoch = u.token_epoch))
+  AND (u.token_attempt IS NULL OR (j.status = 'running' AND j.attempts = u.token_attempt AND j.lease_epoch = u.token_epoch))
 RETURNING j.id`;
 
 async function applyUpdates(client: pg.PoolClient, updates: Indexed<Update>[], outcomes: WriteOutcome[]): Promise<void> {

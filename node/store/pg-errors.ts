@@ -6,7 +6,10 @@ import { StoreUnavailableError } from '../core/store.ts';
 
 /** SQLSTATE classes and codes that mean "the database could not do it right now". */
 const UNAVAILABLE_CLASSES = ['08', '53', '57', '58']; // connection, resources, operator intervention, system
-const UNAVAILABLE_CODES = new Set(['55P03']); // lock_not_available: a lock_timeout expired
+const UNAVAILABLE_CODES = new Set([
+  '55P03', // lock_not_available: a lock_timeout expired
+  '25P03', // idle_in_transaction_session_timeout: the server ended a session left idle in a transaction
+]);
 const TRANSIENT_CODES = new Set(['40001', '40P01']); // serialization failure, deadlock detected
 
 /** Socket-level failures node-postgres reports without a SQLSTATE. */

@@ -23,7 +23,7 @@ import { ensureCluster } from './pg-cluster.ts';
 import { commitBatch } from './pg-commit.ts';
 import { runRetention } from './pg-retention.ts';
 import { JOB_SELECT, jobFromRow, msFromTs, tsFromMs, type JobRow } from './pg-rows.ts';
-import { query } from './pg-tx.ts';
+import { inTransaction, query } from './pg-tx.ts';
 
 export interface PgStoreOptions {
   connectionString: string;
@@ -37,36 +37,78 @@ export interface PgStoreOptions {
 
 export const LIST_LIMIT_MAX = 1000;
 
-/* Acquire shards that are free, already ours, or whose lease lapsed; bump their epoch.
- * In: $1 shard ids, $2 owner, $3 lease length (ms). Out: (id, epoch) of the shards won.
- * The CTE locks the candidate rows in id order, so two nodes acquiring overlapping sets
- * cannot deadlock; the UPDATE then re-checks the condition on the latest row version, so of
- * two racing nodes the second sees the first's ownership and takes nothing. */
-const ACQUIRE_SQL = `
-WITH candidates AS (SELECT id FROM shards WHERE id = ANY($1::int[]) ORDER BY id FOR UPDATE)
-UPDATE shards AS s
-SET owner = $2, epoch = s.epoch + 1, lease_until = now() + $3::float8 * interval '1 millisecond'
-FROM candidates c
-WHERE s.id = c.id AND (s.owner IS NULL OR s.owner = $2 OR s.lease_until < now())
+/* Shard ownership lives in two tables (migration 0003): `shards` holds the epoch, which every
+ * commit locks FOR SHARE and compares (the fence); `shard_leases` holds owner and lease_until,
+ * which decide only who may acquire. Renewal and release touch only shard_leases, so they never
+ * wait for commits, and commits never wait for them. Only acquisition, which bumps the epoch,
+ * waits for the commits in flight on its shards, as fencing requires.
+ *
+ * Lock order, so that no two of these statements (nor a commit) can deadlock: every statement
+ * that locks several rows of one table locks them in id order (a CTE with ORDER BY id and a
+ * locking clause; the UPDATE that follows touches only rows the CTE locked), and a transaction
+ * that locks rows of both tables (acquisition) locks its shard_leases rows before its shards
+ * rows. Commits lock only shards, renewal and release only shard_leases. */
+
+/* Acquisition, step 1: lock, in id order, the lease rows of the shards that are free, already
+ * the owner's, whose lease lapsed by the database's clock, or whose owner the caller declared
+ * dead (the epoch fences a dead owner's writes; its lease only delayed the takeover).
+ * In: $1 shard ids, $2 owner, $3 dead owners. Out: ids of the shards that will be won.
+ * FOR UPDATE re-checks the condition on the latest row version after any wait, so of two
+ * racing nodes the second sees the first's ownership and takes nothing. Shards held by others
+ * are not locked at all, so asking for them does not stall their owners' commits. */
+const ACQUIRE_LOCK_SQL = `
+SELECT id FROM shard_leases
+WHERE id = ANY($1::int[])
+  AND (owner IS NULL OR owner = $2 OR lease_until IS NULL OR lease_until < now() OR owner = ANY($3::text[]))
+ORDER BY id FOR UPDATE`;
+
+/* Acquisition, step 2, in the same transaction: take the lease rows locked in step 1 and bump
+ * the epochs, locking the shard rows in id order first (this waits for the commits in flight on
+ * them, which then end before the new epoch exists, or see it and roll back).
+ * In: $1 ids from step 1, $2 owner, $3 lease length (ms). Out: (id, epoch) of the shards won. */
+const ACQUIRE_TAKE_SQL = `
+WITH leased AS (
+  UPDATE shard_leases SET owner = $2, lease_until = now() + $3::float8 * interval '1 millisecond'
+  WHERE id = ANY($1::int[])
+),
+fenced AS (SELECT id FROM shards WHERE id = ANY($1::int[]) ORDER BY id FOR NO KEY UPDATE)
+UPDATE shards AS s SET epoch = s.epoch + 1
+FROM fenced f
+WHERE s.id = f.id
 RETURNING s.id, s.epoch`;
 
+/* The lease rows an owner still holds at the given epochs, locked in id order.
+ * In: $1 owner, $2 shard ids, $3 epochs (pairwise). The epoch comes from a plain read of
+ * shards (FOR NO KEY UPDATE OF l locks only the lease row), so a commit's FOR SHARE lock on
+ * the shard row does not hold it up. A concurrent acquisition, which locks the lease row, is
+ * waited for, and the owner is then re-checked on its result. */
+const HELD_LEASES_CTE = `
+held AS (
+  SELECT l.id FROM shard_leases AS l
+  JOIN unnest($2::int[], $3::bigint[]) AS h(id, epoch) ON l.id = h.id
+  JOIN shards AS s ON s.id = h.id AND s.epoch = h.epoch
+  WHERE l.owner = $1
+  ORDER BY l.id FOR NO KEY UPDATE OF l
+)`;
+
 /* Extend the leases the owner still holds at the given epochs, all in one statement.
- * In: $1 owner, $2 shard ids, $3 epochs (pairwise), $4 lease length (ms). Out: ids renewed. */
+ * In: as HELD_LEASES_CTE, then $4 lease length (ms). Out: ids renewed. */
 const RENEW_SQL = `
-UPDATE shards AS s SET lease_until = now() + $4::float8 * interval '1 millisecond'
-FROM unnest($2::int[], $3::bigint[]) AS l(id, epoch)
-WHERE s.id = l.id AND s.epoch = l.epoch AND s.owner = $1
-RETURNING s.id`;
+WITH ${HELD_LEASES_CTE}
+UPDATE shard_leases AS l SET lease_until = now() + $4::float8 * interval '1 millisecond'
+FROM held WHERE l.id = held.id
+RETURNING l.id`;
 
-/* Give shards up, keeping the epoch (the next acquisition bumps it).
- * In: $1 owner, $2 shard ids, $3 epochs (pairwise). */
+/* Give shards up, keeping the epoch (the next acquisition bumps it). In: as HELD_LEASES_CTE. */
 const RELEASE_SQL = `
-UPDATE shards AS s SET owner = NULL, lease_until = NULL
-FROM unnest($2::int[], $3::bigint[]) AS l(id, epoch)
-WHERE s.id = l.id AND s.epoch = l.epoch AND s.owner = $1`;
+WITH ${HELD_LEASES_CTE}
+UPDATE shard_leases AS l SET owner = NULL, lease_until = NULL
+FROM held WHERE l.id = held.id`;
 
-/* Every shard row. lease_until comes from now() and so has microseconds; whole ms suffice. */
-const LIST_SHARDS_SQL = `SELECT id, owner, epoch, floor(${msFromTs('lease_until')}) AS lease_until FROM shards ORDER BY id`;
+/* Every shard. lease_until comes from now() and so has microseconds; whole ms suffice. */
+const LIST_SHARDS_SQL = `
+SELECT s.id, l.owner, s.epoch, floor(${msFromTs('l.lease_until')}) AS lease_until
+FROM shards AS s JOIN shard_leases AS l ON l.id = s.id ORDER BY s.id`;
 
 /* A page of one shard's jobs in one live state, by (run_at, id), served by the partial
  * (shard, status, run_at, id) index of each partition, merged in order.
@@ -87,9 +129,9 @@ const FIND_KEY_SQL = 'SELECT job_id FROM idempotency WHERE tenant = $1 AND key =
 export async function createPgStore(options: PgStoreOptions): Promise<Store> {
   const { connectionString, shardCount } = options;
   await migrate(connectionString);
-  const pool = newPool(connectionString, options.poolSize ?? 10, 'kairos');
-  const leasePool = newPool(connectionString, SHARD_LEASE_CONNECTIONS, 'kairos-leases');
-  const reads = newPool(connectionString, options.readPoolSize ?? 4, 'kairos-reads');
+  const pool = newPool(connectionString, options.poolSize ?? 10, 'kairos', TIMEOUTS.writes);
+  const leasePool = newPool(connectionString, SHARD_LEASE_CONNECTIONS, 'kairos-leases', TIMEOUTS.leases);
+  const reads = newPool(connectionString, options.readPoolSize ?? 4, 'kairos-reads', TIMEOUTS.reads);
   const closeAll = async () => void (await Promise.all([pool.end(), leasePool.end(), reads.end()]));
   try {
     await ensureCluster(pool, shardCount);
@@ -105,9 +147,14 @@ export async function createPgStore(options: PgStoreOptions): Promise<Store> {
   const byShard = (leases: ShardLease[]): ShardLease[] => [...leases].sort((a, b) => a.shard - b.shard);
 
   return {
-    async acquireShards(owner, shards, leaseMs) {
+    async acquireShards(owner, shards, leaseMs, deadOwners = []) {
       checkShards(shards);
-      const rows = await query<{ id: number; epoch: string }>(leasePool, 'acquireShards', ACQUIRE_SQL, [shards, owner, leaseMs]);
+      const rows = await inTransaction(leasePool, 'acquireShards', async (client) => {
+        const candidates = await client.query<{ id: number }>(ACQUIRE_LOCK_SQL, [shards, owner, deadOwners]);
+        if (candidates.rows.length === 0) return { commit: true, value: [] };
+        const won = await client.query<{ id: number; epoch: string }>(ACQUIRE_TAKE_SQL, [candidates.rows.map((row) => row.id), owner, leaseMs]);
+        return { commit: true, value: won.rows };
+      });
       return rows.map((row) => ({ shard: row.id, epoch: Number(row.epoch) })).sort((a, b) => a.shard - b.shard);
     },
 
@@ -171,17 +218,45 @@ export async function createPgStore(options: PgStoreOptions): Promise<Store> {
 /** Shard leases: acquisition and renewal, never more than one of each at a time per node. */
 const SHARD_LEASE_CONNECTIONS = 2;
 
-function newPool(connectionString: string, max: number, applicationName: string): pg.Pool {
+/** Server-side timeouts of each pool's sessions, in ms. The shard lease is 15 s, and a node
+ * that another wants to take a shard from may be paused (GC, SIGSTOP, a frozen VM) with a
+ * transaction open: whatever it holds, the acquisition waits for. So:
+ * - idle in transaction, 5 s on every pool: a commit's transaction runs only statements back
+ *   to back, so a gap of 5 s means the node is not running; the server ends the session and
+ *   its locks go. A paused node's open transaction holds an acquisition up for at most that.
+ * - statement, 10 s on the write path: a commit's statements take milliseconds (a 5,000-row
+ *   batch tens of them); one still running after 10 s is stuck (waiting on a lock, or on a
+ *   struggling server), and cancelling it frees its shard-row locks well within a lease. The
+ *   outcome is then unknown to the owner, which steps down as for any unavailable store.
+ * - lock wait, 2 s on shard leases: an acquisition or renewal that cannot get its rows at once
+ *   is better refused (StoreUnavailableError; the shard manager tries again on its next beat)
+ *   than left waiting while the lease it means to renew runs down, or while it holds the lease
+ *   rows it locked first. A renewal waits only for an acquisition, and an acquisition only for
+ *   the commits in flight on its shards, so 2 s is far beyond their normal wait; statements
+ *   there are cut at 5 s.
+ * - reads keep 30 s: they lock no rows, and a page of a large listing may take a while. */
+const TIMEOUTS = {
+  writes: { statement: 10_000, idleInTransaction: 5_000, lock: null },
+  leases: { statement: 5_000, idleInTransaction: 5_000, lock: 2_000 },
+  reads: { statement: 30_000, idleInTransaction: 5_000, lock: null },
+} as const satisfies Record<string, SessionTimeouts>;
+
+interface SessionTimeouts {
+  statement: number;
+  idleInTransaction: number;
+  lock: number | null;
+}
+
+function newPool(connectionString: string, max: number, applicationName: string, timeouts: SessionTimeouts): pg.Pool {
   const pool = new pg.Pool({
     connectionString,
     max,
     connectionTimeoutMillis: 10_000,
     keepAlive: true,
     application_name: applicationName,
-    // A hung statement or a node stalled inside a transaction would hold shard-row locks and
-    // block the next owner's acquisition; the server cuts both off.
-    statement_timeout: 30_000,
-    idle_in_transaction_session_timeout: 30_000,
+    statement_timeout: timeouts.statement,
+    idle_in_transaction_session_timeout: timeouts.idleInTransaction,
+    ...(timeouts.lock === null ? {} : { lock_timeout: timeouts.lock }),
   });
   // An idle connection that dies is dropped by the pool; the next checkout opens a new one.
   // Without a listener, the pool's 'error' event would crash the process.

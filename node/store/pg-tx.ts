@@ -4,6 +4,7 @@
 // surfaces unchanged.
 
 import type pg from 'pg';
+import { StoreUnavailableError } from '../core/store.ts';
 import { isTransientConflict, isUnavailable, rethrowMapped } from './pg-errors.ts';
 
 /** Deadlocks need two transactions locking shared rows in opposite orders; the store orders
@@ -29,19 +30,40 @@ export async function inTransaction<T>(
     } catch (error) {
       rethrowMapped(error, operation);
     }
+    // pg-pool listens for a client's 'error' events only while the client is idle in the pool.
+    // A session the server ends while it is checked out but between two statements (a
+    // restart, pg_terminate_backend, idle_in_transaction_session_timeout: FATAL 57P01 and
+    // similar, then the socket's end) is reported as an 'error' event with no query to
+    // reject, and an unhandled 'error' event ends the process. So listen for as long as the
+    // client is out; the next statement then fails ("not queryable") and the failure we
+    // recorded, the real cause, is what the call rejects with.
+    let lost: unknown = null;
+    const onError = (error: unknown): void => {
+      lost ??= error;
+    };
+    client.on('error', onError);
+    const release = (error?: Error): void => {
+      // Synchronously before release: the pool attaches its idle listener inside release().
+      client.removeListener('error', onError);
+      client.release(error);
+    };
     try {
       await client.query(begin);
       const end = await body(client);
       await client.query(end.commit ? 'COMMIT' : 'ROLLBACK');
-      client.release();
+      // The transaction ended as asked; a session that died after the reply is not reused.
+      release(lost === null ? undefined : asError(lost));
       return end.value;
-    } catch (error) {
+    } catch (thrown) {
+      const error = lost ?? thrown;
       // A connection that failed must not go back to the pool; one that merely saw an error
       // is rolled back and reused.
-      const broken = isUnavailable(error) && !isTransientConflict(error);
+      const broken = lost !== null || (isUnavailable(error) && !isTransientConflict(error));
       const rolledBack = !broken && (await client.query('ROLLBACK').then(() => true, () => false));
-      client.release(rolledBack ? undefined : asError(error));
+      release(rolledBack && lost === null ? undefined : asError(error));
       if (isTransientConflict(error) && attempt < TRANSIENT_ATTEMPTS_MAX) continue;
+      // Whatever the server said as it ended the session, the connection is gone.
+      if (lost !== null && !isUnavailable(lost)) throw new StoreUnavailableError(`${operation}: ${asError(lost).message}`, { cause: lost });
       rethrowMapped(error, operation);
     }
   }

@@ -64,11 +64,17 @@ CREATE TABLE schema_migrations (
   CONSTRAINT schema_migrations_pkey PRIMARY KEY (version)
 );
 
-CREATE TABLE shards (
+CREATE TABLE shard_leases (
   id integer NOT NULL,
   owner text COLLATE "C",
-  epoch bigint NOT NULL DEFAULT 0,
   lease_until timestamp with time zone,
+  CONSTRAINT shard_leases_id_fkey FOREIGN KEY (id) REFERENCES shards(id),
+  CONSTRAINT shard_leases_pkey PRIMARY KEY (id)
+);
+
+CREATE TABLE shards (
+  id integer NOT NULL,
+  epoch bigint NOT NULL DEFAULT 0,
   CONSTRAINT shards_id_check CHECK ((id >= 0)),
   CONSTRAINT shards_pkey PRIMARY KEY (id)
 );

@@ -14,6 +14,7 @@ import { binaryArray } from '../../node/store/pg-arrays.ts';
 import { MIGRATIONS_DIR, MigrationChecksumError, UnknownMigrationError, migrate, readMigrations } from '../../node/store/migrate.ts';
 import { ShardCountMismatchError } from '../../node/store/pg-cluster.ts';
 import { createPgStore } from '../../node/store/pg-store.ts';
+import { inTransaction } from '../../node/store/pg-tx.ts';
 import { createEmptyDatabase, createTestDatabase, type TestDatabase } from '../support/db.ts';
 import { insertOf, newJob } from '../support/jobs.ts';
 import { dumpSchema } from '../support/schema-dump.ts';
@@ -31,7 +32,7 @@ describeStoreConformance('PostgreSQL', async (shardCount) => {
   return {
     open: () => createPgStore({ connectionString: db.url, shardCount, poolSize: 4 }),
     lapseLeases: async (shards) => {
-      await admin.query("UPDATE shards SET lease_until = now() - interval '1 second' WHERE id = ANY($1) AND lease_until IS NOT NULL", [shards]);
+      await admin.query("UPDATE shard_leases SET lease_until = now() - interval '1 second' WHERE id = ANY($1) AND lease_until IS NOT NULL", [shards]);
     },
     checkInvariants: async () => {
       // Every key names its job, and every job with a key is the one its key names.
@@ -115,6 +116,33 @@ describe('PostgreSQL store specifics', () => {
     await writeFile(join(dir, '9000_add_note.sql'), 'ALTER TABLE cluster ADD COLUMN note text;');
     expect(await migrate(db.url, { dir })).toEqual([9000]);
     expect(await migrate(db.url, { dir })).toEqual([]);
+  });
+
+  it('migration 0003 moves shard owners and leases into shard_leases, epochs kept', async () => {
+    const db = await database(true);
+    const dir = await mkdtemp(join(tmpdir(), 'kairos-migrations-'));
+    cleanups.push(() => rm(dir, { recursive: true, force: true }));
+    await cp(MIGRATIONS_DIR, dir, { recursive: true });
+    await rm(join(dir, '0003_shard_leases.sql'));
+    await migrate(db.url, { dir });
+    const admin = await client(db.url);
+    await admin.query(`INSERT INTO shards (id, owner, epoch, lease_until) VALUES
+      (0, 'node-a', 3, now() + interval '1 minute'), (1, NULL, 5, NULL), (2, 'node-b', 1, now() - interval '1 minute')`);
+    expect(await migrate(db.url)).toContain(3);
+    const s = await store(db.url, 3);
+    const rows = await s.listShards();
+    expect(rows.map(({ shard, owner, epoch }) => ({ shard, owner, epoch }))).toEqual([
+      { shard: 0, owner: 'node-a', epoch: 3 },
+      { shard: 1, owner: null, epoch: 5 },
+      { shard: 2, owner: 'node-b', epoch: 1 },
+    ]);
+    expect(rows[1]!.leaseUntilMs).toBeNull();
+    // node-a still holds shard 0; shard 1 is free and shard 2's lease lapsed.
+    expect(await s.acquireShards('node-c', [0, 1, 2], 60_000)).toEqual([
+      { shard: 1, epoch: 6 },
+      { shard: 2, epoch: 2 },
+    ]);
+    expect(await s.renewShards('node-a', [{ shard: 0, epoch: 3 }], 60_000)).toEqual([0]);
   });
 
   it('a node started with another shard count gets a clear error', async () => {
@@ -242,6 +270,101 @@ describe('PostgreSQL store specifics', () => {
     await admin.query('ROLLBACK');
     // The pool replaces the dead connection.
     expect(await s.getJob('000-0-0-0')).toBeNull();
+  });
+
+  it("renewal and release do not wait for commits in flight on their shards; acquisition does", async () => {
+    const db = await database();
+    const s = await store(db.url);
+    const other = await store(db.url);
+    const admin = await client(db.url);
+    const leases = await s.acquireShards('node-a', [1, 2], 60_000);
+    // A commit in flight on both shards: its first statement, then held open for 2 s.
+    await admin.query('BEGIN');
+    await admin.query('SELECT id, epoch FROM shards WHERE id = ANY($1::int[]) ORDER BY id FOR SHARE', [[1, 2]]);
+    const held = setTimeout(() => void admin.query('ROLLBACK'), 2_000);
+    cleanups.push(async () => clearTimeout(held));
+
+    const renewStart = performance.now();
+    expect(await s.renewShards('node-a', leases, 60_000)).toEqual([1, 2]);
+    expect(performance.now() - renewStart).toBeLessThan(200);
+    const releaseStart = performance.now();
+    await s.releaseShards('node-a', [leases[1]!]);
+    expect(performance.now() - releaseStart).toBeLessThan(200);
+
+    // Acquiring the released shard bumps its epoch, so it must wait for the commit (the fence).
+    const acquireStart = performance.now();
+    expect(await other.acquireShards('node-b', [2], 60_000)).toEqual([{ shard: 2, epoch: 2 }]);
+    expect(performance.now() - acquireStart).toBeGreaterThan(1_000);
+    expect((await s.listShards()).slice(1, 3)).toEqual([
+      { shard: 1, owner: 'node-a', epoch: 1, leaseUntilMs: expect.any(Number) },
+      { shard: 2, owner: 'node-b', epoch: 2, leaseUntilMs: expect.any(Number) },
+    ]);
+  });
+
+  it('an acquisition or renewal that cannot lock its lease rows within 2 s fails as unavailable instead of waiting', async () => {
+    const db = await database();
+    const s = await store(db.url);
+    const admin = await client(db.url);
+    const [lease] = await s.acquireShards('node-a', [1], 60_000);
+    await admin.query('BEGIN');
+    await admin.query('SELECT 1 FROM shard_leases WHERE id = 1 FOR UPDATE'); // e.g. a paused acquirer
+    for (const call of [() => s.acquireShards('node-a', [1], 60_000), () => s.renewShards('node-a', [lease!], 60_000)]) {
+      const start = performance.now();
+      await expect(call()).rejects.toThrow(StoreUnavailableError);
+      expect(performance.now() - start).toBeLessThan(3_000);
+    }
+    await admin.query('ROLLBACK');
+    expect(await s.renewShards('node-a', [lease!], 60_000)).toEqual([1]);
+  });
+
+  it('a transaction the server ends for idling (idle_in_transaction_session_timeout) fails as unavailable', async () => {
+    const db = await database();
+    const pool = new pg.Pool({ connectionString: db.url, max: 1, idle_in_transaction_session_timeout: 200 });
+    pool.on('error', () => {});
+    cleanups.push(() => pool.end());
+    const pending = inTransaction(pool, 'paused', async (c) => {
+      await c.query('SELECT 1 FROM shards WHERE id = 0 FOR SHARE');
+      await new Promise((resolve) => setTimeout(resolve, 600)); // a node paused mid-transaction
+      await c.query('SELECT 1');
+      return { commit: true, value: null };
+    });
+    await expect(pending).rejects.toThrow(StoreUnavailableError);
+  });
+
+  it('a session the server ends between two statements of a transaction is an error of the call, not a crash', async () => {
+    const db = await database();
+    const admin = await client(db.url);
+    const pool = new pg.Pool({ connectionString: db.url, max: 1, application_name: 'kairos-victim' });
+    pool.on('error', () => {});
+    cleanups.push(() => pool.end());
+    // An 'error' event nobody handles would end the process; vitest traps it, so trap it here
+    // too and fail the test by name.
+    const uncaught: unknown[] = [];
+    const trap = (error: unknown) => void uncaught.push(error);
+    process.on('uncaughtException', trap);
+    cleanups.push(async () => void process.off('uncaughtException', trap));
+
+    let terminated!: () => void;
+    const afterTermination = new Promise<void>((resolve) => (terminated = resolve));
+    const pending = inTransaction(pool, 'victim', async (c) => {
+      await c.query('SELECT 1 FROM shards WHERE id = 0 FOR SHARE');
+      await afterTermination; // idle in transaction: no statement in flight when the session ends
+      await c.query('SELECT 1');
+      return { commit: true, value: 'committed' };
+    }).then(
+      () => null,
+      (error: unknown) => error,
+    );
+    await waitFor(async () => (await admin.query("SELECT 1 FROM pg_stat_activity WHERE application_name = 'kairos-victim' AND state = 'idle in transaction'")).rowCount === 1);
+    await admin.query("SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE application_name = 'kairos-victim'");
+    await new Promise((resolve) => setTimeout(resolve, 200)); // let the FATAL message and the socket's end arrive
+    terminated();
+    const error = await pending;
+    expect(uncaught).toEqual([]);
+    expect(error).toBeInstanceOf(StoreUnavailableError);
+    expect((error as Error).message).toMatch(/terminat/i);
+    // The pool replaces the dead connection.
+    expect((await pool.query('SELECT 1 AS one')).rows).toEqual([{ one: 1 }]);
   });
 });
 

@@ -90,6 +90,28 @@ export function commitCases(ctx: SuiteContext): void {
       expect(await a.getJob(j0.id)).toEqual({ ...done.next });
     });
 
+    it('a write under the token of a lease that was given back (pending again, same attempt and epoch) is refused', async () => {
+      const a = await ctx.open();
+      const [shard] = await own(a, 'node-a', [2]);
+      const j0 = job(2);
+      const leased = lease(j0, shard!.epoch);
+      const released = step(leased.next, { kind: 'release', token: leaseTokenOf(leased.next)!, runAtMs: ctx.baseMs + 1_000 });
+      await committed(a, { shards: [shard!], writes: [insertOf(j0), leased.write, released.write] });
+      const stored = (await a.getJob(j0.id))!;
+      expect(stored).toMatchObject({ state: 'pending', attempts: leased.next.attempts, leaseEpoch: shard!.epoch });
+
+      // The worker that gave the lease back reports success after all, against the current
+      // version: attempt and lease epoch still match, but the job no longer runs under them.
+      const forged: JobWrite = {
+        kind: 'update',
+        next: { ...complete(leased.next).next, version: released.next.version + 1 },
+        expectedVersion: released.next.version,
+        token: leaseTokenOf(leased.next),
+      };
+      expect(await committed(a, { shards: [shard!], writes: [forged] })).toEqual([CONFLICT]);
+      expect(await a.getJob(j0.id)).toEqual(released.next);
+    });
+
     it('a write based on a stale version is refused, and of two racing writers exactly one wins', async () => {
       const [a, b] = [await ctx.open(), await ctx.open()];
       const [shard] = await own(a, 'node-a', [3]);

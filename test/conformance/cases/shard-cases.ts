@@ -53,6 +53,24 @@ export function shardCases(ctx: SuiteContext): void {
       expect(rows.find((r) => r.shard === 1)).toMatchObject({ owner: 'node-b', epoch: 3 });
     });
 
+    it('a shard whose owner the caller declares dead is taken at once, and fences the old owner out', async () => {
+      const [a, b] = [await ctx.open(), await ctx.open()];
+      const [leaseA] = await own(a, 'node-a', [5]);
+      // A live lease of a node not declared dead (or of another dead node) still holds.
+      expect(await b.acquireShards('node-b', [5], LEASE_MS)).toEqual([]);
+      expect(await b.acquireShards('node-b', [5], LEASE_MS, ['node-x'])).toEqual([]);
+      expect(await b.acquireShards('node-b', [5, 6], LEASE_MS, ['node-x', 'node-a'])).toEqual([
+        { shard: 5, epoch: 2 },
+        { shard: 6, epoch: 1 },
+      ]);
+      expect((await a.listShards()).find((r) => r.shard === 5)).toMatchObject({ owner: 'node-b', epoch: 2 });
+      // The old owner, only paused after all, can neither renew nor write.
+      expect(await a.renewShards('node-a', [leaseA!], LEASE_MS)).toEqual([]);
+      expect(await a.commit({ shards: [leaseA!], writes: [] })).toEqual({ status: 'stale_epoch', staleShards: [5] });
+      // Declaring oneself dead changes nothing: one's own shard is re-acquired anyway.
+      expect(await b.acquireShards('node-b', [5], LEASE_MS, ['node-b'])).toEqual([{ shard: 5, epoch: 3 }]);
+    });
+
     it('renewal succeeds only for the owner at the current epoch, and extends the lease', async () => {
       const [a, b] = [await ctx.open(), await ctx.open()];
       await own(a, 'node-a', [2, 3]);
