@@ -187,11 +187,11 @@ export async function runChaos(options: ChaosOptions): Promise<ChaosReport> {
 
   async function startNode(slot: NodeSlot): Promise<void> {
     for (let tries = 1; ; tries++) {
-      const join = nodeSlots.filter((s) => s !== slot && s.node !== null).map((s) => s.node!.peerAddress);
+      const peers = nodeSlots.filter((s) => s !== slot && s.node !== null).map((s) => s.node!.peerAddress);
       try {
         const proxied = new URL(dbUrl);
         proxied.port = String(slot.proxy.port);
-        const node = await spawnNode({ databaseUrl: proxied.toString(), dataDir: slot.dataDir, port: slot.port, shards, join, clusterKeyFile: keyFile, logLevel: 'warn' });
+        const node = await spawnNode({ databaseUrl: proxied.toString(), dataDir: slot.dataDir, port: slot.port, shards, join: peers, clusterKeyFile: keyFile, logLevel: 'warn' });
         slot.node = node;
         slot.expectingExit = false;
         node.child.once('exit', (code, signal) => {
