@@ -198,8 +198,9 @@ export async function runChaos(options: ChaosOptions): Promise<ChaosReport> {
           appendFileSync(join(dir, `${slot.name}.log`), `--- ${slot.name} (${node.nodeId}) exited at ${rel()} s, code ${code}, signal ${signal}\n${node.log()}`);
           if (slot.node === node) slot.node = null;
           if (slot.expectingExit || shuttingDown) return;
-          const tail = node.log().trim().split('\n').slice(-3).map((l) => l.slice(0, 400)).join('\n    ');
-          nodeDeaths.push(`${slot.name} exited on its own at ${rel()} s (code ${code}, signal ${signal}); last log:\n    ${tail}`);
+          const lines = node.log().trim().split('\n');
+          const tail = (lines.find((l) => /^\w*Error\b|Unhandled|FATAL|uncaught/i.test(l.trim())) ?? lines.at(-1) ?? '').trim().slice(0, 300);
+          nodeDeaths.push(`${slot.name} exited on its own at ${rel()} s (code ${code}, signal ${signal}); first error line: ${tail} (full log: ${slot.name}.log)`);
           log(`node ${slot.name} DIED (code ${code}, signal ${signal}); restarting it`);
           void sleep(1_000).then(() => (shuttingDown ? undefined : startNode(slot)));
         });
@@ -496,8 +497,8 @@ export async function runChaos(options: ChaosOptions): Promise<ChaosReport> {
     for (let i = 0; i < producerCount; i++) producers.push(startProducer(`p${i}`, options.rate / producerCount));
 
     // ---- Warm-up (the baseline rate), then faults, one at a time, with gaps.
-    await sleep(5_000);
-    const warmStart = runStart;
+    const warmStart = Date.now() + 3_000; // producers take a moment to start
+    await sleep(8_000);
     const faultStart = Date.now();
     log(`fault phase: ${options.seconds} s of ${options.faults.join(',')}`);
     while (Date.now() - faultStart < options.seconds * 1000) {
@@ -565,19 +566,20 @@ export async function runChaos(options: ChaosOptions): Promise<ChaosReport> {
     if (!healed) liveness.push('not healed: some shard not owned by a live node 90 s after the faults');
     liveness.push(...harnessErrors.map((e) => `harness: ${e}`));
 
-    // Queue wait, by the node the job's worker was connected to: created to finished, for jobs
-    // done at the first attempt (the `noop` and `slow` handlers; `slow` adds its 200 ms).
+    // Queue wait, by the node of the worker that finished the job (lease_worker's node part):
+    // created to finished, so it includes retries' backoff and the `slow` handler's 200 ms.
     const nodeName = new Map(nodeSlots.map((s) => [s.node?.nodeId ?? '', s.name]));
     const waits = await sql<{ node: string; jobs: string; p50: number; p99: number; max: number }>(
       `SELECT split_part(lease_worker, '/', 1) AS node, count(*) AS jobs,
               percentile_cont(0.5) WITHIN GROUP (ORDER BY ms) AS p50, percentile_cont(0.99) WITHIN GROUP (ORDER BY ms) AS p99, max(ms) AS max
-       FROM (SELECT lease_worker, extract(epoch FROM finished_at - created_at) * 1000 AS ms FROM jobs WHERE status = 'succeeded' AND attempts = 1 AND lease_worker IS NOT NULL) j
+       FROM (SELECT lease_worker, extract(epoch FROM finished_at - created_at) * 1000 AS ms FROM jobs WHERE status = 'succeeded' AND lease_worker IS NOT NULL) j
        GROUP BY 1 ORDER BY 1`,
     );
     const queueWait = waits.map((w) => ({ node: nodeName.get(w.node) ?? w.node, jobs: Number(w.jobs), p50Ms: Math.round(w.p50), p99Ms: Math.round(w.p99), maxMs: Math.round(w.max) }));
 
     const before = bucketRates(ackTimes, warmStart + 1_000, faultStart);
     const baselineRate = before.length === 0 ? 0 : before.sort((a, b) => a - b)[Math.floor(before.length / 2)]!;
+    log(`acks/s before the faults: ${before.join(' ')}`);
     Object.assign(report, {
       seed: options.seed,
       options: { ...options, log: undefined },
@@ -655,7 +657,7 @@ function summarize(r: ChaosReport, faultSeconds: number): string {
     lines.push(`    +${(f.atMs / 1000).toFixed(1)}s ${f.kind.padEnd(12)} ${f.victim.padEnd(10)} failover ${f.kind === 'kill-worker' ? '-' : f.failoverMs === null ? 'NOT RECOVERED' : `${f.failoverMs} ms`} over ${f.shards} shards, ${f.probesFailed} probes failed, min ${f.minRate} acks/s; ${f.detail}`);
   }
   lines.push(`  drain: ${r.notTerminal} not terminal after ${r.drainMs} ms`);
-  lines.push(`  queue wait (created to finished, first attempt) by worker's node: ${r.queueWait.map((w) => `${w.node} n=${w.jobs} p50 ${w.p50Ms} p99 ${w.p99Ms} max ${w.maxMs} ms`).join('; ')}`);
+  lines.push(`  queue wait (created to finished) by the finishing worker's node: ${r.queueWait.map((w) => `${w.node} n=${w.jobs} p50 ${w.p50Ms} p99 ${w.p99Ms} max ${w.maxMs} ms`).join('; ')}`);
   lines.push(`  deadlocks in the PostgreSQL log: ${r.deadlocks}; node deaths: ${r.nodeDeaths.length}; worker deaths: ${r.workerDeaths.length}`);
   lines.push(`  SAFETY: ${r.safety.length === 0 ? 'ok (none lost, none terminal twice, attempts within max, one job per key)' : ''}`);
   for (const s of r.safety) lines.push(`    VIOLATION ${s}`);
