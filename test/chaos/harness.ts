@@ -359,6 +359,7 @@ export async function runChaos(options: ChaosOptions): Promise<ChaosReport> {
 
   // ---- The faults.
   const records: FaultRecord[] = [];
+  const restarts: Array<Promise<void>> = [];
   async function runFault(kind: FaultKind, faultStart: number): Promise<void> {
     const liveNodes = nodeSlots.filter((s) => s.node !== null);
     const rec: FaultRecord = { kind, atMs: Date.now() - faultStart, victim: '-', detail: '', shards: 0, failoverMs: null, probesFailed: 0, minRate: 0 };
@@ -374,8 +375,10 @@ export async function runChaos(options: ChaosOptions): Promise<ChaosReport> {
         await slot.node!.kill('SIGKILL');
         const p = await probe(target, t0, 60_000, slot);
         Object.assign(rec, { shards: target.length, failoverMs: p.ms, probesFailed: p.failed });
-        await startNode(slot);
-        rec.detail = `held ${held.length} shards; restarted after ${Date.now() - t0} ms`;
+        // The restart runs on while the schedule goes on (a joining node takes a while to be ready).
+        const restartAt = Date.now();
+        restarts.push(startNode(slot).then(() => log(`${slot.name} restarted, ready ${Date.now() - restartAt} ms after the restart began`)));
+        rec.detail = `held ${held.length} shards; restart begun ${restartAt - t0} ms after the kill`;
         break;
       }
       case 'stop-node': {
@@ -497,8 +500,8 @@ export async function runChaos(options: ChaosOptions): Promise<ChaosReport> {
     for (let i = 0; i < producerCount; i++) producers.push(startProducer(`p${i}`, options.rate / producerCount));
 
     // ---- Warm-up (the baseline rate), then faults, one at a time, with gaps.
-    const warmStart = Date.now() + 3_000; // producers take a moment to start
-    await sleep(8_000);
+    await sleep(12_000);
+    const warmStart = Date.now() - 6_000; // the producers take a few seconds to reach their rate
     const faultStart = Date.now();
     log(`fault phase: ${options.seconds} s of ${options.faults.join(',')}`);
     while (Date.now() - faultStart < options.seconds * 1000) {
@@ -509,6 +512,7 @@ export async function runChaos(options: ChaosOptions): Promise<ChaosReport> {
 
     // ---- Heal: every node and worker up, no delay, every shard owned by a live node.
     for (const slot of nodeSlots) slot.proxy.setDelay(0);
+    await Promise.all(restarts);
     for (const slot of nodeSlots) if (slot.node === null) await startNode(slot);
     for (const slot of workerSlots) if (slot.worker === null) await startWorker(slot, liveUrl());
     const healed = await waitUntil('healed: every shard owned by a live node', 90_000, async () => {
