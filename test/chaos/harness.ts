@@ -210,7 +210,8 @@ export async function runChaos(options: ChaosOptions): Promise<ChaosReport> {
           harnessErrors.push(`${slot.name} did not start: ${String(error).slice(0, 500)}`);
           return;
         }
-        log(`node ${slot.name} did not start (try ${tries}), again in 2 s`);
+        log(`node ${slot.name} did not start (try ${tries}): ${String(error).split('\n').slice(0, 3).join(' | ').slice(0, 400)}; again in 2 s`);
+        appendFileSync(join(dir, `${slot.name}.log`), `--- ${slot.name} failed start at ${rel()} s\n${String(error)}\n`);
         await sleep(2_000);
       }
     }
