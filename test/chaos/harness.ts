@@ -212,6 +212,8 @@ export async function runChaos(options: ChaosOptions): Promise<ChaosReport> {
         }
         log(`node ${slot.name} did not start (try ${tries}): ${String(error).split('\n').slice(0, 3).join(' | ').slice(0, 400)}; again in 2 s`);
         appendFileSync(join(dir, `${slot.name}.log`), `--- ${slot.name} failed start at ${rel()} s\n${String(error)}\n`);
+        // Its client port comes from the ephemeral range: an outgoing connection may hold it now.
+        if (String(error).includes('EADDRINUSE')) slot.port = await freePort();
         await sleep(2_000);
       }
     }
