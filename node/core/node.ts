@@ -80,9 +80,7 @@ export function createNode(env: Env, config: NodeConfig): KairosNode {
   const committer = system.spawn<CommitterMsg>('committer', new Committer(config.committer));
   const dispatcherActor = new Dispatcher(cluster === null ? null : remoteCredit(env.network, () => membership?.tell({ kind: 'load_changed' })), () => routes.localOwners());
   const dispatcher = system.spawn<DispatcherMsg>('dispatcher', dispatcherActor);
-  const shardManager = system.spawn<ShardManagerMsg>(
-    'shards',
-    new ShardManager({
+  const shardManagerActor: ShardManager = new ShardManager({
       config: config.shards,
       routes,
       spawnOwner: (shard, epoch, exited) =>
@@ -94,6 +92,7 @@ export function createNode(env: Env, config: NodeConfig): KairosNode {
           dispatcher,
           takeIdleWorker: (queue) => dispatcherActor.takeIdleWorker(queue),
           workerGone: (workerId) => homeOfWorker(workerId) === env.nodeId && !dispatcherActor.hasWorker(workerId),
+          mayServe: () => shardManagerActor.mayServe(shard, epoch, env.clock.monotonicMs()),
           exited,
         })),
       // The hand-off's last step: the node the ring names next may acquire the shard at once.
@@ -101,8 +100,8 @@ export function createNode(env: Env, config: NodeConfig): KairosNode {
         const next = routes.placedOn(shard);
         if (cluster !== null && next !== undefined && next !== env.nodeId) env.network.send(next, { t: 'handoff_done', shard, releasedEpoch: epoch });
       },
-    }),
-  );
+    });
+  const shardManager = system.spawn<ShardManagerMsg>('shards', shardManagerActor);
   const placement = boundedLoadRing();
   const membershipActor =
     cluster === null
@@ -120,14 +119,14 @@ export function createNode(env: Env, config: NodeConfig): KairosNode {
                 return { tenant, queue, ready, topPriority };
               }),
             }),
-            ringChanged: (members) => {
+            ringChanged: (members, dead) => {
               // Empty when this node leaves and hears nobody else: it places nothing.
               const owners = members.length === 0 ? null : placement.place(config.shardCount, members);
               routes.setPlacement(owners);
               gateway.tell({ kind: 'ring', members });
               dispatcher.tell({ kind: 'ring', members });
               const mine = (owners ?? []).flatMap((node, shard) => (node === env.nodeId ? [shard] : []));
-              shardManager.tell({ kind: 'desired', shards: mine });
+              shardManager.tell({ kind: 'desired', shards: mine, deadOwners: dead });
             },
           });
   const gateway = system.spawn<GatewayMsg>('gateway', new Gateway({

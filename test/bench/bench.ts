@@ -151,7 +151,7 @@ async function balanced(connectionString: string, all: ChildNode[]): Promise<voi
   await db.connect();
   try {
     for (;;) {
-      const { rows } = await db.query<{ owner: string | null }>('SELECT DISTINCT owner FROM shards');
+      const { rows } = await db.query<{ owner: string | null }>('SELECT DISTINCT owner FROM shard_leases');
       const owners = new Set(rows.map((r) => r.owner));
       if (!owners.has(null) && all.every((n) => owners.has(n.nodeId))) return;
       await new Promise((r) => setTimeout(r, 100));

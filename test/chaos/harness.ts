@@ -349,7 +349,7 @@ export async function runChaos(options: ChaosOptions): Promise<ChaosReport> {
   }
   async function heldShards(slot: NodeSlot): Promise<number[]> {
     if (slot.node === null) return [];
-    return (await sql<{ id: number }>('SELECT id FROM shards WHERE owner = $1 ORDER BY id', [slot.node.nodeId])).map((r) => r.id);
+    return (await sql<{ id: number }>('SELECT id FROM shard_leases WHERE owner = $1 ORDER BY id', [slot.node.nodeId])).map((r) => r.id);
   }
   const allShards = Array.from({ length: shards }, (_, i) => i);
   function minRateBetween(from: number, to: number): number {
@@ -396,7 +396,7 @@ export async function runChaos(options: ChaosOptions): Promise<ChaosReport> {
         const resumed = sleep(pauseMs).then(() => child.kill('SIGCONT'));
         const p = await probe(target, t0, pauseMs + 45_000, slot);
         await resumed;
-        const owners = held.length === 0 ? [] : await sql<{ owner: string | null }>('SELECT owner FROM shards WHERE id = ANY($1)', [held]);
+        const owners = held.length === 0 ? [] : await sql<{ owner: string | null }>('SELECT owner FROM shard_leases WHERE id = ANY($1)', [held]);
         const stillVictim = owners.filter((r) => r.owner === slot.node?.nodeId).length;
         Object.assign(rec, { shards: target.length, failoverMs: p.ms, probesFailed: p.failed });
         rec.detail = `paused ${pauseMs} ms; ${p.ms !== null && p.ms < pauseMs ? 'served again while paused' : 'served again only after SIGCONT (or never)'}; ${stillVictim}/${held.length} of its shards still its own afterwards`;
@@ -486,7 +486,7 @@ export async function runChaos(options: ChaosOptions): Promise<ChaosReport> {
     await Promise.all(nodeSlots.slice(1).map((s) => startNode(s)));
     if (nodeSlots.some((s) => s.node === null)) throw new Error(`the cluster did not start: ${harnessErrors.join('; ')}`);
     await waitUntil('every shard owned, by every node', 60_000, async () => {
-      const rows = await sql<{ owner: string | null }>('SELECT owner FROM shards');
+      const rows = await sql<{ owner: string | null }>('SELECT owner FROM shard_leases');
       const owners = new Set(rows.map((r) => r.owner));
       return rows.length === shards && !owners.has(null) && nodeSlots.every((s) => owners.has(s.node!.nodeId));
     });
@@ -520,7 +520,7 @@ export async function runChaos(options: ChaosOptions): Promise<ChaosReport> {
     for (const slot of workerSlots) if (slot.worker === null) await startWorker(slot, liveUrl());
     const healed = await waitUntil('healed: every shard owned by a live node', 90_000, async () => {
       const live = new Set(nodeSlots.map((s) => s.node?.nodeId));
-      const rows = await sql<{ owner: string | null }>('SELECT owner FROM shards');
+      const rows = await sql<{ owner: string | null }>('SELECT owner FROM shard_leases');
       return rows.every((r) => live.has(r.owner ?? undefined));
     }).then(() => true, () => false);
     log(`healed: ${healed}; stopping the producers`);

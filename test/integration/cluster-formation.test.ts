@@ -37,7 +37,7 @@ afterAll(async () => {
 /** Shards with a live lease, counted by owner. */
 async function owned(): Promise<Map<string, number>> {
   const rows = await adminQuery<{ owner: string; n: number }>(
-    'SELECT owner, count(*)::int AS n FROM shards WHERE owner IS NOT NULL AND lease_until > now() GROUP BY owner',
+    'SELECT owner, count(*)::int AS n FROM shard_leases WHERE owner IS NOT NULL AND lease_until > now() GROUP BY owner',
     [],
     db.name,
   );

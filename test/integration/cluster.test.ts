@@ -42,7 +42,7 @@ afterAll(async () => {
 });
 
 async function shardRows(): Promise<Array<{ id: number; owner: string | null; epoch: number }>> {
-  const rows = await sql<{ id: number; owner: string | null; epoch: string }>('SELECT id, owner, epoch FROM shards ORDER BY id');
+  const rows = await sql<{ id: number; owner: string | null; epoch: string }>('SELECT s.id, l.owner, s.epoch FROM shards s JOIN shard_leases l USING (id) ORDER BY s.id');
   return rows.map((r) => ({ id: r.id, owner: r.owner, epoch: Number(r.epoch) }));
 }
 

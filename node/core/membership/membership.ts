@@ -7,7 +7,8 @@
 // does not churn shards: a peer joins the ring only after it has been heard continuously for
 // `stableForMs`; a suspect peer stays in it; a dead or leaving one leaves it, and is forgotten
 // once silent for `forgetAfterMs`. Whenever the ring
-// changes, `ringChanged` gets the new member list (this node included while it is alive).
+// changes, `ringChanged` gets the new member list (this node included while it is alive) and the
+// peers declared dead.
 //
 // Safety does not depend on any of this being right: two nodes that disagree may both want a
 // shard, and the store's epoch decides (docs/DESIGN.md, "Ownership and fencing"). Membership
@@ -87,7 +88,10 @@ export interface MembershipDeps {
   /** This node's load for its heartbeat: read synchronously from the routing table and the
    * dispatcher, which share this node's thread. */
   load: () => MemberHeartbeat['load'];
-  ringChanged: (members: string[]) => void;
+  /** The new ring, and the peers now declared dead (silent past `deadAfterMs`, not leaving) when
+   * the ring holds a majority of the nodes known: their shards may be taken over at once,
+   * without waiting for their leases to lapse. */
+  ringChanged: (members: string[], dead: string[]) => void;
 }
 
 export class Membership implements Actor<MembershipMsg> {
@@ -203,13 +207,19 @@ export class Membership implements Actor<MembershipMsg> {
       else if (!peer.inRing && status === 'alive' && now - peer.presentSinceMs >= this.deps.config.stableForMs) peer.inRing = true;
     }
     const members = [...this.peers].filter(([, p]) => p.inRing).map(([node]) => node);
+    // Peers declared dead, whose shards may then be taken over at once: only by a majority of
+    // the nodes this one knows. A node cut off from the others (or waking from a pause) hears
+    // nobody and would otherwise take every shard from nodes that are fine; it waits for their
+    // leases to lapse instead, which the others keep renewing.
+    const silent = [...this.peers].filter(([, p]) => this.statusOf(p, now) === 'dead').map(([node]) => node).sort();
     const waitingForPeers = this.ring.length === 0 && this.deps.joining && now - this.startedAtMs < this.deps.config.joinTimeoutMs;
     if (waitingForPeers && members.length === 0) return;
     if (!this.leaving) members.push(ctx.env.nodeId);
     members.sort();
     if (members.length === this.ring.length && members.every((m, i) => m === this.ring[i])) return;
     this.ring = members;
-    ctx.env.logger.log('info', 'membership.ring_changed', { members });
-    this.deps.ringChanged(members);
+    const dead = 2 * members.length > members.length + silent.length ? silent : [];
+    ctx.env.logger.log('info', 'membership.ring_changed', { members, dead });
+    this.deps.ringChanged(members, dead);
   }
 }

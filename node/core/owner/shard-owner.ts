@@ -68,6 +68,10 @@ export interface OwnerDeps {
   /** Whether a lease holder is known to be gone: a worker of this node whose connection has
    * closed. (Of a worker attached elsewhere nothing is known here: false.) */
   workerGone: (workerId: string) => boolean;
+  /** Whether the shard's lease is still good by this node's own clock (the shard manager's
+   * view). Asked before a lease is granted or extended: a node waking from a pause past its
+   * lease must grant nothing before it learns whether it was deposed. */
+  mayServe: () => boolean;
   exited: (exit: OwnerExit) => void;
 }
 
@@ -209,6 +213,7 @@ export class ShardOwner implements Actor<OwnerMsg> {
         return this.grant(msg.lane, msg.worker, msg.slots, ctx);
       case 'heartbeat':
         return this.withLease(msg.token, msg.holder, msg.reply, ctx, (entry) => {
+          if (!this.deps.mayServe()) return msg.reply({ ok: false, error: this.unavailable() });
           entry.leaseDeadlineMs = ctx.env.clock.monotonicMs() + this.deps.config.leaseMs;
           msg.reply({ ok: true, leaseMs: this.deps.config.leaseMs });
         });
@@ -507,7 +512,7 @@ export class ShardOwner implements Actor<OwnerMsg> {
 
   private grant(lane: string, worker: WorkerLink, slots: number, ctx: ActorContext<OwnerMsg>): void {
     let used = 0;
-    if (this.phase === 'serving') {
+    if (this.phase === 'serving' && this.deps.mayServe()) {
       const wallMs = ctx.env.clock.wallMs();
       for (; used < slots; used++) {
         const entry = this.queues.take(lane);
@@ -572,7 +577,7 @@ export class ShardOwner implements Actor<OwnerMsg> {
   /** A worker with a free slot for a new job, when the job may start at once and no job of
    * its lane is waiting here (a new job must not overtake them). */
   private idleWorkerFor(job: Job, nowMs: number): WorkerLink | null {
-    if (job.runAtMs > nowMs || this.queues.readyOf(jobLane(job)) > 0) return null;
+    if (job.runAtMs > nowMs || this.queues.readyOf(jobLane(job)) > 0 || !this.deps.mayServe()) return null;
     return this.deps.takeIdleWorker(jobLane(job));
   }
 

@@ -35,7 +35,9 @@ const MISSING_WARN_EVERY_MS = 60_000;
 
 export type ShardManagerMsg =
   | { kind: 'start'; desired: number[] }
-  | { kind: 'desired'; shards: number[] }
+  /** `deadOwners`: nodes the failure detector has declared dead; shards they hold are taken
+   * over at once (the epoch, not the lease, keeps their writes out). */
+  | { kind: 'desired'; shards: number[]; deadOwners?: string[] }
   | { kind: 'acquire' }
   | { kind: 'acquired'; leases: ShardLease[] }
   | { kind: 'acquire_failed'; error: unknown }
@@ -78,6 +80,7 @@ export class ShardManager implements Actor<ShardManagerMsg> {
   private renewing = false;
   private releasing = 0;
   private shuttingDown: Array<() => void> | null = null;
+  private deadOwners: string[] = [];
 
   constructor(private readonly deps: ShardManagerDeps) {}
 
@@ -89,6 +92,7 @@ export class ShardManager implements Actor<ShardManagerMsg> {
         return this.acquire(ctx);
       case 'desired':
         this.desired = new Set(msg.shards);
+        this.deadOwners = msg.deadOwners ?? [];
         for (const [shard, owned] of this.owned) if (!this.desired.has(shard)) this.stopOwner(shard, owned);
         return this.acquire(ctx);
       case 'acquire':
@@ -150,7 +154,7 @@ export class ShardManager implements Actor<ShardManagerMsg> {
     this.acquiring = true;
     const { nodeId, store } = ctx.env;
     ctx.pipe(
-      () => store.acquireShards(nodeId, wanted, this.deps.config.shardLeaseMs),
+      () => store.acquireShards(nodeId, wanted, this.deps.config.shardLeaseMs, this.deadOwners),
       (leases) => ({ kind: 'acquired', leases }),
       (error) => ({ kind: 'acquire_failed', error }),
     );
