@@ -11,7 +11,9 @@ let node: SpawnedNode;
 
 beforeAll(async () => {
   db = await createTestDatabase();
-  node = await spawnNode({ databaseUrl: db.url, env: { KAIROS_RATE_LIMIT: '100:100', KAIROS_INFLIGHT_MAX: '50' } });
+  // This client ignores retry-after on purpose, so it is allowed more refusals than the default
+  // before the node closes it (hostile-clients.test.ts covers that close).
+  node = await spawnNode({ databaseUrl: db.url, env: { KAIROS_RATE_LIMIT: '100:100', KAIROS_INFLIGHT_MAX: '50', KAIROS_REFUSAL_LIMIT: '1000:10000' } });
 });
 
 afterAll(async () => {
@@ -31,7 +33,7 @@ describe('backpressure', () => {
         client.send({ t: 'submit', rid, job: { queue: 'burst', payload: new Uint8Array([1]), idempotencyKey: `b-${rid}` } });
       }
       while (answers.size < rid) {
-        await client.until(() => client.replies.length > 0);
+        if ((await client.until(() => client.replies.length > 0)) === 'closed') throw new Error('the node closed the connection');
         for (const reply of client.replies.splice(0)) if ('rid' in reply && reply.rid !== null) answers.set(reply.rid, reply);
       }
     };
