@@ -4,16 +4,13 @@
 import { describe, expect, it } from 'vitest';
 import { DEFAULT_RETRY_POLICY, type Job, type LeaseToken } from '../../node/core/job/job.ts';
 import { laneOf } from '../../node/core/job/lane.ts';
-import { DEFAULT_NODE_CONFIG, createNode, type KairosNode } from '../../node/core/node.ts';
+import { DEFAULT_NODE_CONFIG, type KairosNode } from '../../node/core/node.ts';
 import type { AckOutcome, JobOutcome, OwnerMsg, Submission, SubmitOutcome, WorkerLink } from '../../node/core/owner/owner-messages.ts';
-import { SeededRandom } from '../../node/core/random.ts';
 import type { JobCursor } from '../../node/core/store.ts';
-import { EventQueue } from '../../sim/event-queue.ts';
-import { MemoryBacking, MemoryStore } from '../../sim/memory-store.ts';
-import { runUntil, simEnv } from '../../sim/sim-env.ts';
+import { MemoryStore } from '../../sim/memory-store.ts';
+import { virtualNode } from '../support/virtual-node.ts';
 
 const SHARDS = 1;
-const START_MS = 1_764_300_000_000;
 const HOLDER = { tenant: 't1', worker: 'n2/w' };
 
 class TestWorker implements WorkerLink {
@@ -59,14 +56,7 @@ class GatedStore extends MemoryStore {
 }
 
 function setup(overrides: Partial<typeof DEFAULT_NODE_CONFIG.owner> = {}) {
-  const queue = new EventQueue(START_MS);
-  const backing = new MemoryBacking(SHARDS, () => queue.nowMs);
-  const store = new GatedStore(backing);
-  const env = simEnv({ nodeId: 'n1', queue, random: new SeededRandom(7), store });
-  const node = createNode(env, { ...DEFAULT_NODE_CONFIG, shardCount: SHARDS, owner: { ...DEFAULT_NODE_CONFIG.owner, ...overrides } });
-  node.start();
-  const run = (done: () => boolean, forMs = 60_000) => runUntil(queue, done, queue.nowMs + forMs);
-  return { queue, backing, store, node, run };
+  return virtualNode(SHARDS, overrides, (backing) => new GatedStore(backing));
 }
 
 function submission(partial: Partial<Submission> = {}): Submission {

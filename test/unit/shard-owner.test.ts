@@ -8,12 +8,11 @@ import { laneOf } from '../../node/core/job/lane.ts';
 import { DEFAULT_NODE_CONFIG, createNode, type KairosNode } from '../../node/core/node.ts';
 import type { AckOutcome, JobOutcome, Submission, SubmitOutcome, WorkerLink } from '../../node/core/owner/owner-messages.ts';
 import { SeededRandom } from '../../node/core/random.ts';
-import { EventQueue } from '../../sim/event-queue.ts';
-import { MemoryBacking, MemoryStore } from '../../sim/memory-store.ts';
+import { MemoryStore } from '../../sim/memory-store.ts';
 import { runUntil, simEnv } from '../../sim/sim-env.ts';
+import { virtualNode } from '../support/virtual-node.ts';
 
 const SHARDS = 4;
-const START_MS = 1_764_300_000_000;
 
 interface Lease {
   job: Job;
@@ -33,14 +32,7 @@ class TestWorker implements WorkerLink {
 }
 
 function setup(overrides: Partial<typeof DEFAULT_NODE_CONFIG.owner> = {}) {
-  const queue = new EventQueue(START_MS);
-  const backing = new MemoryBacking(SHARDS, () => queue.nowMs);
-  const store = new MemoryStore(backing);
-  const env = simEnv({ nodeId: 'n1', queue, random: new SeededRandom(7), store });
-  const node = createNode(env, { ...DEFAULT_NODE_CONFIG, shardCount: SHARDS, owner: { ...DEFAULT_NODE_CONFIG.owner, ...overrides } });
-  node.start();
-  const run = (done: () => boolean, forMs = 60_000) => runUntil(queue, done, queue.nowMs + forMs);
-  return { queue, backing, store, node, run };
+  return virtualNode(SHARDS, overrides, (backing) => new MemoryStore(backing));
 }
 
 function submission(partial: Partial<Submission> = {}): Submission {
