@@ -448,3 +448,23 @@ describe('shard owner on virtual time', () => {
   });
 });
 
+
+describe('shard manager on virtual time', () => {
+  it('stops serving before the lease can lapse when a renewal hangs', async () => {
+    /** A store whose renewals never answer (a stalled connection). */
+    class HangingRenewals extends MemoryStore {
+      hang = false;
+      override renewShards(...args: Parameters<MemoryStore['renewShards']>): ReturnType<MemoryStore['renewShards']> {
+        return this.hang ? new Promise(() => {}) : super.renewShards(...args);
+      }
+    }
+    const ctx = virtualNode(SHARDS, {}, (backing) => new HangingRenewals(backing));
+    expect(await ctx.run(() => ctx.node.routes.served === SHARDS)).toBe(true);
+    ctx.store.hang = true;
+    const { shardLeaseMs } = DEFAULT_NODE_CONFIG.shards;
+    // A renewal that never answers once stopped every later tick, and with it the check that
+    // stops owners: they served past their lease.
+    await ctx.run(() => ctx.node.routes.served === 0, shardLeaseMs);
+    expect(ctx.node.routes.served).toBe(0);
+  });
+});
