@@ -19,7 +19,7 @@ import {
   SHARD_COUNT_MAX,
   URL_CHARS_MAX,
 } from './limits.ts';
-import { arr, int, literal, obj, oneOf, str, tagged, type SchemaTable } from './schema.ts';
+import { arr, int, literal, obj, oneOf, opt, str, tagged, type SchemaTable } from './schema.ts';
 import type { Complete, Fail, Heartbeat, Lease, NodeToWorker, Return, Revoke } from './worker-messages.ts';
 import { NODE_TO_WORKER, WORKER_TO_NODE } from './worker-messages.ts';
 
@@ -31,6 +31,9 @@ export interface QueueBacklog {
   ready: number;
   /** Priority of the best ready job: workers elsewhere serve the best work first. */
   topPriority: number;
+  /** How many of the node's shards hold these jobs: workers elsewhere give the node that many
+   * turns, as they give each shard of their own one. Absent (a node of an older version): 1. */
+  shards?: number;
 }
 
 /** Gossip, every node → all: I am alive (or leaving), reach me here, this is my load. Sent on
@@ -172,7 +175,7 @@ export const PEER: SchemaTable<PeerMessage> = {
     clientUrl: str(URL_CHARS_MAX, { minChars: 1 }),
     load: obj({
       shards: int(0, SHARD_COUNT_MAX),
-      backlog: arr(obj({ tenant: tenantSchema, queue: queueSchema, ready: countSchema, topPriority: prioritySchema }), BACKLOG_QUEUES_MAX),
+      backlog: arr(obj({ tenant: tenantSchema, queue: queueSchema, ready: countSchema, topPriority: prioritySchema, shards: opt(int(1, SHARD_COUNT_MAX)) }), BACKLOG_QUEUES_MAX),
     }),
   }),
   forward: obj({

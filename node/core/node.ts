@@ -114,9 +114,9 @@ export function createNode(env: Env, config: NodeConfig): KairosNode {
             joining: cluster.joining,
             load: () => ({
               shards: routes.served,
-              backlog: dispatcherActor.localBacklog(BACKLOG_QUEUES_MAX).map(([lane, ready, topPriority]) => {
+              backlog: dispatcherActor.localBacklog(BACKLOG_QUEUES_MAX).map(([lane, ready, topPriority, shards]) => {
                 const [tenant, queue] = splitLane(lane);
-                return { tenant, queue, ready, topPriority };
+                return { tenant, queue, ready, topPriority, shards };
               }),
             }),
             ringChanged: (members, dead) => {
@@ -166,7 +166,7 @@ export function createNode(env: Env, config: NodeConfig): KairosNode {
         case 'member_heartbeat':
           membership?.tell({ kind: 'heartbeat', heartbeat: message });
           if (message.node !== env.nodeId) {
-            const counts = message.load.backlog.map((b): [string, number, number] => [laneOf(b.tenant, b.queue), b.ready, b.topPriority]);
+            const counts = message.load.backlog.map((b): [string, number, number, number] => [laneOf(b.tenant, b.queue), b.ready, b.topPriority, b.shards ?? 1]);
             dispatcher.tell({ kind: 'remote_backlog', node: message.node, counts });
           }
           return;

@@ -52,7 +52,7 @@ describe('dispatcher across nodes', () => {
     const t = setup();
     t.dispatcher.tell({ kind: 'ring', members: ['a', 'b'] });
     t.dispatcher.tell({ kind: 'worker_joined', worker: t.worker('a/c1') });
-    t.dispatcher.tell({ kind: 'remote_backlog', node: 'b', counts: [[LANE, 5, 0]] });
+    t.dispatcher.tell({ kind: 'remote_backlog', node: 'b', counts: [[LANE, 5, 0, 1]] });
     t.dispatcher.tell({ kind: 'credit', workerId: 'a/c1', lane: LANE, slots: 8 });
     await t.run(10);
     expect(t.offers).toEqual([['b', 'a/c1', 5]]);
@@ -72,8 +72,8 @@ describe('dispatcher across nodes', () => {
     const t = setup();
     t.dispatcher.tell({ kind: 'ring', members: ['a', 'b', 'c'] });
     t.dispatcher.tell({ kind: 'worker_joined', worker: t.worker('a/c1') });
-    t.dispatcher.tell({ kind: 'remote_backlog', node: 'b', counts: [[LANE, 4, 0]] });
-    t.dispatcher.tell({ kind: 'remote_backlog', node: 'c', counts: [[LANE, 4, 0]] });
+    t.dispatcher.tell({ kind: 'remote_backlog', node: 'b', counts: [[LANE, 4, 0, 1]] });
+    t.dispatcher.tell({ kind: 'remote_backlog', node: 'c', counts: [[LANE, 4, 0, 1]] });
     t.dispatcher.tell({ kind: 'credit', workerId: 'a/c1', lane: LANE, slots: 8 });
     await t.run(10);
     expect(t.offers.map(([node, , slots]) => [node, slots])).toEqual([['b', 4], ['c', 4]]);
@@ -109,5 +109,20 @@ describe('dispatcher across nodes', () => {
     t.dispatcher.tell({ kind: 'credit', workerId: 'a/c1', lane: LANE, slots: 5 });
     await t.run(10);
     expect(t.heard).toEqual(['grant b/c9', 'gone b/c9', 'gone a/c1']);
+  });
+
+  it('gives another node a turn for each of its shards with ready jobs, as each shard here gets one', async () => {
+    const t = setup();
+    t.dispatcher.tell({ kind: 'ring', members: ['a', 'b'] });
+    t.dispatcher.tell({ kind: 'worker_joined', worker: t.worker('a/c1') });
+    for (let shard = 0; shard < 4; shard++) t.dispatcher.tell({ kind: 'backlog', shard, owner: t.owner, counts: [[LANE, 100, 0]] });
+    t.dispatcher.tell({ kind: 'remote_backlog', node: 'b', counts: [[LANE, 400, 0, 4]] });
+    // Under load a worker's slots free up one at a time.
+    for (let i = 0; i < 80; i++) t.dispatcher.tell({ kind: 'credit', workerId: 'a/c1', lane: LANE, slots: 1 });
+    await t.run(10);
+    const offered = t.offers.reduce((n, [, , slots]) => n + slots, 0);
+    const granted = t.grants.reduce((n, [, slots]) => n + slots, 0);
+    // b's four shards get as many slots as the four here; counted as one source it got 16.
+    expect([offered, granted]).toEqual([40, 40]);
   });
 });

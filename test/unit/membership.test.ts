@@ -16,6 +16,7 @@ function setup(joining = false) {
   const queue = new EventQueue(0);
   const published: MemberHeartbeat[] = [];
   const rings: string[][] = [];
+  const deaths: string[][] = [];
   const env = simEnv({
     nodeId: 'a',
     queue,
@@ -24,7 +25,7 @@ function setup(joining = false) {
     network: { send() {}, publish: (_topic, message) => void published.push(message as MemberHeartbeat) },
   });
   const system = new ActorSystem(env);
-  const actor = new Membership({ config: CONFIG, incarnation: 1, clientUrl: 'ws://a', addrs: ['/ip4/127.0.0.1/tcp/1'], joining, load: () => ({ shards: 0, backlog: [] }), ringChanged: (m) => rings.push(m) });
+  const actor = new Membership({ config: CONFIG, incarnation: 1, clientUrl: 'ws://a', addrs: ['/ip4/127.0.0.1/tcp/1'], joining, load: () => ({ shards: 0, backlog: [] }), ringChanged: (m, dead) => void (rings.push(m), deaths.push(dead)) });
   const ref = system.spawn('membership', actor);
   const heartbeat = (node: string, incarnation = 1, state: 'alive' | 'leaving' = 'alive'): void =>
     ref.tell({ kind: 'heartbeat', heartbeat: { t: 'member_heartbeat', node, incarnation, state, addrs: [], clientUrl: `ws://${node}`, load: { shards: 0, backlog: [] } } });
@@ -37,7 +38,7 @@ function setup(joining = false) {
     }
   };
   ref.tell({ kind: 'start' });
-  return { actor, ref, published, rings, run, heartbeat, now: () => queue.nowMs };
+  return { actor, ref, published, rings, deaths, run, heartbeat, now: () => queue.nowMs };
 }
 
 describe('membership', () => {
@@ -110,5 +111,23 @@ describe('membership', () => {
     await m.run(50);
     expect(m.actor.ringMembers).toEqual(['b']);
     expect(m.published.at(-1)?.state).toBe('leaving');
+  });
+
+  it('declares a silent peer dead when the nodes it hears outnumber the silent, a rejoining one too', async () => {
+    const m = setup();
+    await m.run(700, ['b', 'c']);
+    expect(m.rings.at(-1)).toEqual(['a', 'b', 'c']);
+    await m.run(1_100, ['c']); // b dies: a and c hear each other
+    expect([m.rings.at(-1), m.deaths.at(-1)]).toEqual([['a', 'c'], ['b']]);
+    await m.run(700); // c falls silent, and b comes back...
+    await m.run(400, ['b']); // ...heard, not yet in the ring, when c is dead
+    expect([m.rings.at(-1), m.deaths.at(-1)]).toEqual([['a'], ['c']]);
+  });
+
+  it('declares nobody dead when it hears none of the others: it may be the one cut off', async () => {
+    const m = setup();
+    await m.run(700, ['b', 'c']);
+    await m.run(1_100);
+    expect([m.rings.at(-1), m.deaths.at(-1)]).toEqual([['a'], []]);
   });
 });
