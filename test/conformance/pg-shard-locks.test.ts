@@ -10,7 +10,7 @@
 // deadlocks a renewal locking shard rows in heap order, and asserts that both finish and that
 // the renewal is not held back by the batch in flight. Against the store before migration 0003
 // it fails, but by the renewal waiting for the batch (point 3), not by a deadlock: at this size
-// the old UPDATE's plan locked the rows in id order (its unnest side drives the join), so the
+// the old UPDATE did not lock the rows in heap order (its plan was not inspected), so the
 // deadlock itself did not reproduce here.
 
 import pg from 'pg';
