@@ -2,7 +2,7 @@
 // that may run now (highest priority first, then earliest run_at, then id for a total order),
 // and one timer index of jobs waiting for their run_at (a min-heap, and a max-heap of the same
 // items so that the owner can keep only the earliest ones). The owner bounds the two apart
-// (see enqueue in shard-owner.ts). Removal is lazy: an entry carries the place it is queued in and a
+// (see enqueue in paging.ts). Removal is lazy: an entry carries the place it is queued in and a
 // generation bumped on every (re)queueing; a popped item whose entry moved on since (cancelled,
 // leased, requeued after a retry) is skipped.
 

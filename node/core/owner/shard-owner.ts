@@ -11,6 +11,12 @@
 // flight, answers everyone, and stops; the shard manager acquires the shard again at a new
 // epoch, which fences anything the old incarnation still had in the air, and a fresh owner
 // loads the truth from the store.
+//
+// Beside it: write-path.ts batches the writes and routes their outcomes back; paging.ts decides
+// which pending jobs memory holds and pages the rest in from the store (with stale-reads.ts
+// keeping those reads from bringing back jobs that moved on). This file is the state machine
+// (loading, serving, draining, stopped) and what it does with jobs: submissions and their
+// idempotency keys, leases and their holders, verdicts, expiry, cancellation.
 
 import type { ErrorBody } from '../../../protocol/errors.ts';
 import type { Actor, ActorContext, ActorRef } from '../actor/runtime.ts';
@@ -25,7 +31,7 @@ import type { JobWrite, WriteOutcome } from '../store.ts';
 import type { AckOutcome, JobOutcome, LeaseHolder, OwnerMsg, Submission, SubmitOutcome, Subscriber, WorkerLink } from './owner-messages.ts';
 import { ReadyQueues, type Queued } from './ready-queue.ts';
 import { refusal } from '../refusal.ts';
-import { StaleReads, type ReadMark } from './stale-reads.ts';
+import { Paging, type Fetched } from './paging.ts';
 import { WritePath, type Aborted } from './write-path.ts';
 import { buggify, planted } from '../test-hooks.ts';
 
@@ -104,26 +110,26 @@ export class ShardOwner implements Actor<OwnerMsg> {
   private readonly held = new Map<string, Set<Entry>>();
   /** `tenant\0key` → job id, or the replies waiting for an insert of that key in flight. */
   private readonly keys = new Map<string, string | Array<(outcome: SubmitOutcome) => void>>();
-  private readonly fetching = new Map<string, Array<(entry: Entry | null | 'unavailable') => void>>();
+  /** Lanes whose ready count changed this turn: told to the dispatcher after the message. */
+  private readonly backlogDirty = new Set<string>();
 
   private readonly writes: WritePath;
+  /** Which pending jobs memory holds, and paging the rest in (paging.ts). */
+  private readonly paging: Paging<Entry>;
   private jobSeq = 0;
-
-  /** No pending job that memory does not hold is due before this instant (wall clock):
-   * +Infinity when memory holds them all. A page-in runs once it has come (and the ready queues
-   * have room), and the wake timer is armed for it. */
-  private spilledFromMs = Number.POSITIVE_INFINITY;
-  /** The same bound, for the jobs spilled while the page-in in flight ran. */
-  private spilledDuringPageMs = Number.POSITIVE_INFINITY;
-  private pagingIn = false;
-  private wakeAtMs: number | null = null;
-  private readonly backlogDirty = new Set<string>();
-  /** Jobs that left memory while a read of the store was in flight (see stale-reads.ts). */
-  private readonly staleReads: StaleReads;
 
   constructor(private readonly deps: OwnerDeps) {
     this.writes = new WritePath(deps.shard, deps.epoch, deps.committer);
-    this.staleReads = new StaleReads(Math.max(1_024, 4 * deps.config.memoryJobsMax));
+    this.paging = new Paging<Entry>({
+      shard: deps.shard,
+      memoryJobsMax: deps.config.memoryJobsMax,
+      delayedJobsMax: deps.config.delayedJobsMax ?? deps.config.memoryJobsMax,
+      entries: this.entries,
+      queues: this.queues,
+      backlogDirty: this.backlogDirty,
+      track: (job) => this.track(job),
+      serving: () => this.phase === 'serving',
+    });
   }
 
   get shard(): number {
@@ -235,36 +241,26 @@ export class ShardOwner implements Actor<OwnerMsg> {
         this.drainDone.push(msg.done);
         return this.drain('stopped', ctx);
       case 'page_in_done':
-        this.pagedIn(msg.pending, msg.pendingMore, msg.mark, ctx);
-        return this.staleReads.end(msg.mark);
+        return this.paging.pagedIn(msg.pending, msg.pendingMore, msg.mark, ctx);
       case 'page_in_failed':
-        this.pagingIn = false;
-        this.staleReads.end(msg.mark);
-        ctx.env.logger.log('warn', 'owner.page_in_failed', { shard: this.shard, error: String(msg.error) });
-        return;
+        return this.paging.pageInFailed(msg.error, msg.mark, ctx);
       case 'fetch_done':
-        this.fetched(msg.jobId, msg.job, msg.mark, ctx);
-        return this.staleReads.end(msg.mark);
+        return this.paging.fetched(msg.jobId, msg.job, msg.mark, ctx);
       case 'fetch_failed':
-        this.fetched(msg.jobId, undefined, msg.mark, ctx);
-        return this.staleReads.end(msg.mark);
+        return this.paging.fetched(msg.jobId, undefined, msg.mark, ctx);
       case 'commit_done':
         return this.committed(msg.batch, msg.reply, ctx);
       case 'flush':
         this.writes.flushArrived();
         return this.writes.flush(ctx, this.phase === 'serving');
       case 'wake':
-        this.wakeAtMs = null;
-        // Due delayed jobs become ready, as far as the ready bound allows; the rest go back to
-        // the store as due jobs, to be paged in.
-        for (const entry of this.queues.takeDue(ctx.env.clock.wallMs())) this.enqueue(entry, ctx);
-        return;
+        return this.paging.wake(ctx);
       case 'lease_check':
         return this.expireLeases(ctx);
     }
   }
 
-  // ---- Loading and paging ------------------------------------------------------------------
+  // ---- Loading -----------------------------------------------------------------------------
 
   private loaded(running: Job[], pending: Job[], pendingMore: boolean, ctx: ActorContext<OwnerMsg>): void {
     if (this.phase !== 'loading') return;
@@ -277,9 +273,7 @@ export class ShardOwner implements Actor<OwnerMsg> {
       this.running.add(entry);
       if (job.leaseWorker !== null) this.hold(entry, job.leaseWorker);
     }
-    // Before queueing: a job that does not fit spills and lowers the bound again.
-    this.spilledFromMs = pendingMore ? pending.at(-1)!.runAtMs : Number.POSITIVE_INFINITY;
-    for (const job of pending) this.enqueue(this.track(job), ctx);
+    this.paging.loaded(pending, pendingMore, ctx);
     this.phase = 'serving';
     ctx.env.logger.log('debug', 'owner.serving', { shard: this.shard, epoch: this.deps.epoch, running: running.length, pending: pending.length });
     // A worker whose connection closed while no owner here served the shard (between two
@@ -290,38 +284,6 @@ export class ShardOwner implements Actor<OwnerMsg> {
     const early = this.early;
     this.early = [];
     for (const msg of early) this.handle(msg, ctx);
-  }
-
-  private pageInIfRoom(ctx: ActorContext<OwnerMsg>): void {
-    const limit = this.deps.config.memoryJobsMax;
-    if (this.pagingIn || this.phase !== 'serving' || this.spilledFromMs > ctx.env.clock.wallMs() || this.queues.readySize > limit / 2) return;
-    // The store returns pending jobs by run_at: due ones first, then the earliest future ones.
-    this.pagingIn = true;
-    this.spilledDuringPageMs = Number.POSITIVE_INFINITY;
-    const mark = this.staleReads.begin();
-    ctx.pipe(
-      () => ctx.env.store.loadShardJobs(this.shard, 'pending', null, limit),
-      (pending) => ({ kind: 'page_in_done', pending, pendingMore: pending.length >= limit, mark }),
-      (error) => ({ kind: 'page_in_failed', error, mark }),
-    );
-  }
-
-  private pagedIn(pending: Job[], pendingMore: boolean, mark: ReadMark, ctx: ActorContext<OwnerMsg>): void {
-    this.pagingIn = false;
-    // A page that can no longer tell stale rows is dropped; the bound stays, so another comes.
-    if (this.phase !== 'serving' || this.staleReads.isBlind(mark)) return;
-    // What the page proves: a pending job it did not return lies past its last row (a full
-    // page) or does not exist, unless it spilled while the page was read. Rows that do not fit
-    // spill again below and lower the bound.
-    const last = pending.at(-1);
-    this.spilledFromMs = Math.min(this.spilledDuringPageMs, pendingMore && last !== undefined ? last.runAtMs : Number.POSITIVE_INFINITY);
-    for (const job of pending) {
-      // A job in memory is newer than its row. One that left memory since the read began (it
-      // finished, or spilled again) must not come back at the version read: a job that left
-      // pending is marked spilled and found by a later page-in.
-      if (this.entries.has(job.id) || this.staleReads.isStale(mark, job.id, job.version)) continue;
-      this.enqueue(this.track(job), ctx);
-    }
   }
 
   // ---- Submissions -------------------------------------------------------------------------
@@ -384,7 +346,7 @@ export class ShardOwner implements Actor<OwnerMsg> {
           this.running.add(entry);
           worker.lease(job, token, this.deps.config.leaseMs);
         }
-        this.enqueue(entry, ctx);
+        this.paging.enqueue(entry, ctx);
         this.notify(entry);
         this.runWaiting(entry);
         return;
@@ -429,7 +391,7 @@ export class ShardOwner implements Actor<OwnerMsg> {
     op: (entry: Entry) => void,
   ): void {
     if (this.phase !== 'serving') return reply({ ok: false, error: this.unavailable() });
-    const run = (entry: Entry | null | 'unavailable') => {
+    const run: Fetched<Entry> = (entry) => {
       if (entry === 'unavailable' || this.phase !== 'serving') return reply({ ok: false, error: this.unavailable() });
       // An entry whose insert failed meanwhile is no job at all.
       if (entry === null || entry.neverInserted || entry.job.tenant !== tenant) return reply({ ok: false, error: refusal('not_found', `no job ${jobId}`) });
@@ -438,45 +400,7 @@ export class ShardOwner implements Actor<OwnerMsg> {
     };
     const entry = this.entries.get(jobId);
     if (entry !== undefined) return run(entry);
-    const waiting = this.fetching.get(jobId);
-    if (waiting !== undefined) return void waiting.push(run);
-    this.fetching.set(jobId, [run]);
-    this.fetch(jobId, ctx);
-  }
-
-  private fetch(jobId: string, ctx: ActorContext<OwnerMsg>): void {
-    const mark = this.staleReads.begin();
-    ctx.pipe(
-      () => ctx.env.store.getJob(jobId),
-      (job) => ({ kind: 'fetch_done', jobId, job, mark }),
-      (error) => ({ kind: 'fetch_failed', jobId, error, mark }),
-    );
-  }
-
-  /** `job` undefined: the fetch failed. */
-  private fetched(jobId: string, job: Job | null | undefined, mark: ReadMark, ctx: ActorContext<OwnerMsg>): void {
-    const waiting = this.fetching.get(jobId) ?? [];
-    if (job === undefined) {
-      this.fetching.delete(jobId);
-      for (const run of waiting) run('unavailable');
-      return;
-    }
-    let entry = this.entries.get(jobId) ?? null;
-    // The job was in memory and left it while the read ran (see stale-reads.ts): the row may
-    // be older than the store, so read it again, for the same waiters. (A row of no job: the
-    // job never existed, or a retention that dropped a finished one; either way, not stale.)
-    if (entry === null && this.phase === 'serving' && (this.staleReads.isBlind(mark) || (job !== null && this.staleReads.isStale(mark, jobId, job.version)))) {
-      return this.fetch(jobId, ctx);
-    }
-    this.fetching.delete(jobId);
-    if (entry === null && job !== null && job.shard === this.shard) {
-      // A job in the store that memory does not hold: a spilled pending job, or a finished
-      // one. It is tracked while operated on; a pending one joins the queues.
-      entry = this.track(job);
-      if (job.state === 'pending') this.enqueue(entry, ctx);
-    }
-    for (const run of waiting) run(entry);
-    if (entry !== null && isTerminal(entry.job.state) && !entry.busy) this.evict(entry);
+    this.paging.fetch(jobId, run, ctx);
   }
 
   private cancel(entry: Entry, reply: (o: JobOutcome) => void, ctx: ActorContext<OwnerMsg>): void {
@@ -693,8 +617,8 @@ export class ShardOwner implements Actor<OwnerMsg> {
       }
       onCommitted();
       this.notify(entry);
-      if (next.state === 'pending') this.enqueue(entry, ctx);
-      if (isTerminal(next.state)) this.evict(entry);
+      if (next.state === 'pending') this.paging.enqueue(entry, ctx);
+      if (isTerminal(next.state)) this.paging.evict(entry);
       this.runWaiting(entry);
     });
     return next;
@@ -730,41 +654,6 @@ export class ShardOwner implements Actor<OwnerMsg> {
     return entry;
   }
 
-  /** Queues a pending job, or leaves it to the store when its bound is full: ready (due) jobs
-   * up to memoryJobsMax, and apart from them the earliest delayedJobsMax delayed ones (a later
-   * one makes room for an earlier one). A job someone waits on or watches is always held. */
-  private enqueue(entry: Entry, ctx: ActorContext<OwnerMsg>): void {
-    if (entry.job.state !== 'pending' || entry.place !== 'none') return;
-    const nowMs = ctx.env.clock.wallMs();
-    if (!pinned(entry)) {
-      const forced = buggify(ctx.env.testHooks, 'owner.spill');
-      if (entry.job.runAtMs <= nowMs) {
-        if (forced || this.queues.readySize >= this.deps.config.memoryJobsMax) return this.spill(entry);
-      } else if (forced || this.queues.delayedSize >= (this.deps.config.delayedJobsMax ?? this.deps.config.memoryJobsMax)) {
-        const latest = this.queues.latestDelayed();
-        if (forced || latest === undefined || pinned(latest) || !dueBefore(entry.job, latest.job)) return this.spill(entry);
-        this.queues.remove(latest);
-        this.spill(latest);
-      }
-    }
-    if (this.queues.add(entry, nowMs) === 'ready') this.backlogDirty.add(jobLane(entry.job));
-  }
-
-  /** Leaves a pending job to the store: a page-in finds it once due. */
-  private spill(entry: Entry): void {
-    this.spilledFromMs = Math.min(this.spilledFromMs, entry.job.runAtMs);
-    if (this.pagingIn) this.spilledDuringPageMs = Math.min(this.spilledDuringPageMs, entry.job.runAtMs);
-    this.entries.delete(entry.job.id);
-    this.staleReads.jobLeft(entry.job.id, entry.job.version);
-  }
-
-  private evict(entry: Entry): void {
-    if (entry.waiting.length > 0) return;
-    this.entries.delete(entry.job.id);
-    this.staleReads.jobLeft(entry.job.id, entry.job.version);
-    entry.subscribers = null;
-  }
-
   private notify(entry: Entry): void {
     if (entry.subscribers === null) return;
     for (const subscriber of entry.subscribers.values()) subscriber.changed(entry.job);
@@ -773,7 +662,7 @@ export class ShardOwner implements Actor<OwnerMsg> {
 
   private runWaiting(entry: Entry): void {
     while (!entry.busy && entry.waiting.length > 0) entry.waiting.shift()!();
-    if (isTerminal(entry.job.state) && !entry.busy && this.entries.get(entry.job.id) === entry) this.evict(entry);
+    if (isTerminal(entry.job.state) && !entry.busy && this.entries.get(entry.job.id) === entry) this.paging.evict(entry);
   }
 
   /** The answer to a caller whose write did not commit, or may not have. */
@@ -825,12 +714,12 @@ export class ShardOwner implements Actor<OwnerMsg> {
 
   private afterMessage(ctx: ActorContext<OwnerMsg>): void {
     if (this.phase !== 'serving') return;
-    this.armWake(ctx);
+    this.paging.armWake(ctx);
     if (this.running.size > 0 && !ctx.hasTimer('lease_check')) {
       const everyMs = buggify(ctx.env.testHooks, 'owner.short_lease_check') ? 1 : this.deps.config.leaseCheckMs;
       ctx.startTimer('lease_check', everyMs, { kind: 'lease_check' });
     }
-    this.pageInIfRoom(ctx);
+    this.paging.pageInIfRoom(ctx);
     if (this.backlogDirty.size > 0) {
       const counts: Array<[string, number, number]> = [...this.backlogDirty].map((queue) => [
         queue,
@@ -841,24 +730,6 @@ export class ShardOwner implements Actor<OwnerMsg> {
       this.deps.dispatcher.tell({ kind: 'backlog', shard: this.shard, owner: ctx.self, counts });
     }
   }
-
-  private armWake(ctx: ActorContext<OwnerMsg>): void {
-    const heldDue = this.queues.nextDueMs();
-    // A spilled job coming due needs a page-in; one already due waits for room, not time.
-    const spilledDue = this.spilledFromMs > ctx.env.clock.wallMs() && Number.isFinite(this.spilledFromMs) ? this.spilledFromMs : null;
-    const next = heldDue === null ? spilledDue : spilledDue === null ? heldDue : Math.min(heldDue, spilledDue);
-    if (next === null || (this.wakeAtMs !== null && this.wakeAtMs <= next)) return;
-    this.wakeAtMs = next;
-    ctx.startTimer('wake', next - ctx.env.clock.wallMs(), { kind: 'wake' });
-  }
-}
-
-function pinned(entry: Entry): boolean {
-  return entry.subscribers !== null || entry.waiting.length > 0;
-}
-
-function dueBefore(a: Job, b: Job): boolean {
-  return a.runAtMs < b.runAtMs || (a.runAtMs === b.runAtMs && a.id < b.id);
 }
 
 function isContinuation(msg: OwnerMsg): boolean {

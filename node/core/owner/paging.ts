@@ -1,0 +1,232 @@
+// What a shard owner holds of its shard in memory, and how the rest comes back from the store.
+//
+// An owner holds at most memoryJobsMax ready (due) jobs and, apart from them, the earliest
+// delayedJobsMax delayed (future) jobs, so that jobs due later never keep ready ones out; every
+// other pending job stays in the store ("spilled"). This file decides which pending jobs are
+// held (enqueue: the two bounds, a later delayed job making room for an earlier one), remembers
+// the earliest run_at it left in the store, pages due jobs in once the ready queues have
+// drained to half, arms the one wake timer for the next held delayed job or spilled job coming
+// due, and fetches single jobs that memory does not hold (for a cancel, requeue or
+// subscription). Both kinds of read race with the owner's own writes; stale-reads.ts says how
+// their rows are checked, and every job leaving memory (spilled, or evicted once finished) is
+// noted there.
+//
+// It lives apart from shard-owner.ts so that the owner reads as the state machine it is
+// (loading, serving, draining; leases and writes), while residency in memory is one concern
+// here. The owner keeps the map of entries and the queues; this file changes them only by
+// these rules.
+
+import type { ActorContext } from '../actor/runtime.ts';
+import { type Job, isTerminal } from '../job/job.ts';
+import { jobLane } from '../job/lane.ts';
+import type { OwnerMsg } from './owner-messages.ts';
+import type { Queued, ReadyQueues } from './ready-queue.ts';
+import { StaleReads, type ReadMark } from './stale-reads.ts';
+import { buggify } from '../test-hooks.ts';
+
+/** What paging needs of an owner's entry. */
+export interface PagedEntry extends Queued {
+  busy: boolean;
+  waiting: readonly unknown[];
+  subscribers: ReadonlyMap<string, unknown> | null;
+}
+
+export interface PagingDeps<E extends PagedEntry> {
+  shard: number;
+  memoryJobsMax: number;
+  delayedJobsMax: number;
+  /** The owner's jobs in memory, by id. */
+  entries: Map<string, E>;
+  queues: ReadyQueues<E>;
+  /** Lanes whose ready count changed, for the owner to tell the dispatcher. */
+  backlogDirty: Set<string>;
+  /** Makes an entry of a job read from the store and adds it to `entries`. */
+  track: (job: Job) => E;
+  /** Whether the owner still serves (reads that answer later are dropped otherwise). */
+  serving: () => boolean;
+}
+
+/** Runs an operation once a fetch has answered: the entry, null when there is no such job of
+ * this shard, or 'unavailable' when the read failed. */
+export type Fetched<E> = (entry: E | null | 'unavailable') => void;
+
+export class Paging<E extends PagedEntry> {
+  /** No pending job that memory does not hold is due before this instant (wall clock):
+   * +Infinity when memory holds them all. A page-in runs once it has come (and the ready queues
+   * have room), and the wake timer is armed for it. */
+  private spilledFromMs = Number.POSITIVE_INFINITY;
+  /** The same bound, for the jobs spilled while the page-in in flight ran. */
+  private spilledDuringPageMs = Number.POSITIVE_INFINITY;
+  private pagingIn = false;
+  private wakeAtMs: number | null = null;
+  private readonly fetching = new Map<string, Array<Fetched<E>>>();
+  /** Jobs that left memory while a read of the store was in flight (see stale-reads.ts). */
+  private readonly staleReads: StaleReads;
+
+  constructor(private readonly deps: PagingDeps<E>) {
+    this.staleReads = new StaleReads(Math.max(1_024, 4 * deps.memoryJobsMax));
+  }
+
+  /** The owner's first load: the first page of pending jobs, `pendingMore` when it was full. */
+  loaded(pending: Job[], pendingMore: boolean, ctx: ActorContext<OwnerMsg>): void {
+    // Before queueing: a job that does not fit spills and lowers the bound again.
+    this.spilledFromMs = pendingMore ? pending.at(-1)!.runAtMs : Number.POSITIVE_INFINITY;
+    for (const job of pending) this.enqueue(this.deps.track(job), ctx);
+  }
+
+  /** Queues a pending job, or leaves it to the store when its bound is full: ready (due) jobs
+   * up to memoryJobsMax, and apart from them the earliest delayedJobsMax delayed ones (a later
+   * one makes room for an earlier one). A job someone waits on or watches is always held. */
+  enqueue(entry: E, ctx: ActorContext<OwnerMsg>): void {
+    if (entry.job.state !== 'pending' || entry.place !== 'none') return;
+    const { queues } = this.deps;
+    const nowMs = ctx.env.clock.wallMs();
+    if (!pinned(entry)) {
+      const forced = buggify(ctx.env.testHooks, 'owner.spill');
+      if (entry.job.runAtMs <= nowMs) {
+        if (forced || queues.readySize >= this.deps.memoryJobsMax) return this.spill(entry);
+      } else if (forced || queues.delayedSize >= this.deps.delayedJobsMax) {
+        const latest = queues.latestDelayed();
+        if (forced || latest === undefined || pinned(latest) || !dueBefore(entry.job, latest.job)) return this.spill(entry);
+        queues.remove(latest);
+        this.spill(latest);
+      }
+    }
+    if (queues.add(entry, nowMs) === 'ready') this.deps.backlogDirty.add(jobLane(entry.job));
+  }
+
+  /** A finished job leaves memory, unless an operation still waits on it. */
+  evict(entry: E): void {
+    if (entry.waiting.length > 0) return;
+    this.deps.entries.delete(entry.job.id);
+    this.staleReads.jobLeft(entry.job.id, entry.job.version);
+    entry.subscribers = null;
+  }
+
+  /** The wake timer fired: due delayed jobs become ready, as far as the ready bound allows; the
+   * rest go back to the store as due jobs, to be paged in. */
+  wake(ctx: ActorContext<OwnerMsg>): void {
+    this.wakeAtMs = null;
+    for (const entry of this.deps.queues.takeDue(ctx.env.clock.wallMs())) this.enqueue(entry, ctx);
+  }
+
+  /** Arms the wake timer for the earliest held delayed job or spilled job coming due. */
+  armWake(ctx: ActorContext<OwnerMsg>): void {
+    const heldDue = this.deps.queues.nextDueMs();
+    // A spilled job coming due needs a page-in; one already due waits for room, not time.
+    const spilledDue = this.spilledFromMs > ctx.env.clock.wallMs() && Number.isFinite(this.spilledFromMs) ? this.spilledFromMs : null;
+    const next = heldDue === null ? spilledDue : spilledDue === null ? heldDue : Math.min(heldDue, spilledDue);
+    if (next === null || (this.wakeAtMs !== null && this.wakeAtMs <= next)) return;
+    this.wakeAtMs = next;
+    ctx.startTimer('wake', next - ctx.env.clock.wallMs(), { kind: 'wake' });
+  }
+
+  /** Starts a page-in when a spilled job is due and the ready queues have drained to half. */
+  pageInIfRoom(ctx: ActorContext<OwnerMsg>): void {
+    const limit = this.deps.memoryJobsMax;
+    if (this.pagingIn || !this.deps.serving() || this.spilledFromMs > ctx.env.clock.wallMs() || this.deps.queues.readySize > limit / 2) return;
+    // The store returns pending jobs by run_at: due ones first, then the earliest future ones.
+    this.pagingIn = true;
+    this.spilledDuringPageMs = Number.POSITIVE_INFINITY;
+    const mark = this.staleReads.begin();
+    ctx.pipe(
+      () => ctx.env.store.loadShardJobs(this.deps.shard, 'pending', null, limit),
+      (pending) => ({ kind: 'page_in_done', pending, pendingMore: pending.length >= limit, mark }),
+      (error) => ({ kind: 'page_in_failed', error, mark }),
+    );
+  }
+
+  pagedIn(pending: Job[], pendingMore: boolean, mark: ReadMark, ctx: ActorContext<OwnerMsg>): void {
+    this.pagingIn = false;
+    this.takePage(pending, pendingMore, mark, ctx);
+    this.staleReads.end(mark);
+  }
+
+  pageInFailed(error: unknown, mark: ReadMark, ctx: ActorContext<OwnerMsg>): void {
+    this.pagingIn = false;
+    this.staleReads.end(mark);
+    ctx.env.logger.log('warn', 'owner.page_in_failed', { shard: this.deps.shard, error: String(error) });
+  }
+
+  private takePage(pending: Job[], pendingMore: boolean, mark: ReadMark, ctx: ActorContext<OwnerMsg>): void {
+    // A page that can no longer tell stale rows is dropped; the bound stays, so another comes.
+    if (!this.deps.serving() || this.staleReads.isBlind(mark)) return;
+    // What the page proves: a pending job it did not return lies past its last row (a full
+    // page) or does not exist, unless it spilled while the page was read. Rows that do not fit
+    // spill again below and lower the bound.
+    const last = pending.at(-1);
+    this.spilledFromMs = Math.min(this.spilledDuringPageMs, pendingMore && last !== undefined ? last.runAtMs : Number.POSITIVE_INFINITY);
+    for (const job of pending) {
+      // A job in memory is newer than its row. One that left memory since the read began (it
+      // finished, or spilled again) must not come back at the version read: a job that left
+      // pending is marked spilled and found by a later page-in.
+      if (this.deps.entries.has(job.id) || this.staleReads.isStale(mark, job.id, job.version)) continue;
+      this.enqueue(this.deps.track(job), ctx);
+    }
+  }
+
+  /** Runs `run` with a job memory does not hold (spilled, or finished), once read from the
+   * store; one read serves everyone asking for the same job meanwhile. */
+  fetch(jobId: string, run: Fetched<E>, ctx: ActorContext<OwnerMsg>): void {
+    const waiting = this.fetching.get(jobId);
+    if (waiting !== undefined) return void waiting.push(run);
+    this.fetching.set(jobId, [run]);
+    this.read(jobId, ctx);
+  }
+
+  /** `job` undefined: the fetch failed. */
+  fetched(jobId: string, job: Job | null | undefined, mark: ReadMark, ctx: ActorContext<OwnerMsg>): void {
+    this.answerFetch(jobId, job, mark, ctx);
+    this.staleReads.end(mark);
+  }
+
+  private read(jobId: string, ctx: ActorContext<OwnerMsg>): void {
+    const mark = this.staleReads.begin();
+    ctx.pipe(
+      () => ctx.env.store.getJob(jobId),
+      (job) => ({ kind: 'fetch_done', jobId, job, mark }),
+      (error) => ({ kind: 'fetch_failed', jobId, error, mark }),
+    );
+  }
+
+  private answerFetch(jobId: string, job: Job | null | undefined, mark: ReadMark, ctx: ActorContext<OwnerMsg>): void {
+    const waiting = this.fetching.get(jobId) ?? [];
+    if (job === undefined) {
+      this.fetching.delete(jobId);
+      for (const run of waiting) run('unavailable');
+      return;
+    }
+    let entry = this.deps.entries.get(jobId) ?? null;
+    // The job was in memory and left it while the read ran (see stale-reads.ts): the row may
+    // be older than the store, so read it again, for the same waiters. (A row of no job: the
+    // job never existed, or a retention that dropped a finished one; either way, not stale.)
+    if (entry === null && this.deps.serving() && (this.staleReads.isBlind(mark) || (job !== null && this.staleReads.isStale(mark, jobId, job.version)))) {
+      return this.read(jobId, ctx);
+    }
+    this.fetching.delete(jobId);
+    if (entry === null && job !== null && job.shard === this.deps.shard) {
+      // A job in the store that memory does not hold: a spilled pending job, or a finished
+      // one. It is tracked while operated on; a pending one joins the queues.
+      entry = this.deps.track(job);
+      if (job.state === 'pending') this.enqueue(entry, ctx);
+    }
+    for (const run of waiting) run(entry);
+    if (entry !== null && isTerminal(entry.job.state) && !entry.busy) this.evict(entry);
+  }
+
+  /** Leaves a pending job to the store: a page-in finds it once due. */
+  private spill(entry: E): void {
+    this.spilledFromMs = Math.min(this.spilledFromMs, entry.job.runAtMs);
+    if (this.pagingIn) this.spilledDuringPageMs = Math.min(this.spilledDuringPageMs, entry.job.runAtMs);
+    this.deps.entries.delete(entry.job.id);
+    this.staleReads.jobLeft(entry.job.id, entry.job.version);
+  }
+}
+
+function pinned(entry: PagedEntry): boolean {
+  return entry.subscribers !== null || entry.waiting.length > 0;
+}
+
+function dueBefore(a: Job, b: Job): boolean {
+  return a.runAtMs < b.runAtMs || (a.runAtMs === b.runAtMs && a.id < b.id);
+}
