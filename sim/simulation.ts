@@ -10,10 +10,10 @@ import type { PlantedBug, TestHooks } from '../node/core/test-hooks.ts';
 import { Checkers, InvariantViolation } from './checkers.ts';
 import { EventQueue } from './event-queue.ts';
 import { describePlan, NO_FAULTS, swarmPlan, type FaultPlan } from './fault-plan.ts';
-import { faultyStore, type StoreFaults } from './faulty-store.ts';
 import { Health } from './health.ts';
 import { describeHostile, drawHostileMix, HOSTILE_TENANT, startHostiles } from './hostile.ts';
 import { HostileCheckers } from './hostile-checkers.ts';
+import { LockingDatabase, REAL_POOL_SIZES, type DatabaseFaults, type ModelBug } from './locking-store.ts';
 import { MemoryBacking, MemoryStore } from './memory-store.ts';
 import { runUntil } from './sim-env.ts';
 import { SimHost } from './sim-host.ts';
@@ -33,7 +33,8 @@ export interface SimOptions {
   /** Virtual time the liveness phase may take. */
   livenessBoundMs: number;
   shards: number;
-  planted: PlantedBug[];
+  /** Bugs planted in the node (test-hooks.ts) or in the store model (locking-store.ts). */
+  planted: Array<PlantedBug | ModelBug>;
   keepTrace: boolean;
   /** Hostile tenants and connections (hostile.ts): in some seeds, in every seed, or never. */
   hostile: 'seeded' | 'always' | 'never';
@@ -84,7 +85,7 @@ export async function runSimulation(options: SimOptions): Promise<SimResult> {
   const plan = options.faults ? swarmPlan(root.derive('faults'), options.nodes, options.durationMs, SHARD_LEASE_MS) : NO_FAULTS;
   const checkers = new Checkers();
   const hooksRandom = root.derive('buggify');
-  const planted = new Set(options.planted);
+  const planted = new Set<PlantedBug | ModelBug>(options.planted);
   let healed = false;
   const hooks: TestHooks = {
     buggify: (site) => !healed && plan.buggify.includes(site) && hooksRandom.next() < 0.25,
@@ -109,18 +110,28 @@ export async function runSimulation(options: SimOptions): Promise<SimResult> {
       hostileChecks.committed(batch, outcomes, before);
     },
   };
-  const storeFaults = (): StoreFaults =>
+  const storeFaults = (): DatabaseFaults =>
     healed
-      ? { errorRate: 0, unknownRate: 0, latencyMinMs: 0.2, latencyMaxMs: 2, slowFactor: () => 1 }
+      ? { errorRate: 0, unknownRate: 0, terminateRate: 0, latencyMinMs: 0.1, latencyMaxMs: 1, slowFactor: () => 1 }
       : {
           errorRate: plan.storeErrorRate,
           unknownRate: plan.storeUnknownRate,
-          latencyMinMs: 0.2,
-          latencyMaxMs: plan.storeLatencyMaxMs,
+          terminateRate: plan.sessionTerminateRate,
+          // Per statement, one way: a commit makes several round trips.
+          latencyMinMs: 0.1,
+          latencyMaxMs: plan.storeLatencyMaxMs / 2,
           slowFactor: () => (plan.storeSlow.some(([a, b]) => queue.nowMs - START_MS >= a && queue.nowMs - START_MS < b) ? 20 : 1),
         };
-  const storeRandom = root.derive('store');
-  const store = faultyStore(new MemoryStore(backing), queue, storeRandom, storeFaults, (op) => trace.add(`store:${op}`));
+  const database = new LockingDatabase(
+    queue,
+    backing,
+    new MemoryStore(backing),
+    root.derive('store'),
+    storeFaults,
+    (bug) => planted.has(bug),
+    { deadlock: (detail) => checkers.deadlocked(detail), waited: (op, key, holders) => checkers.lockWaited(op, key, holders) },
+    (op) => trace.add(`store:${op}`),
+  );
 
   // The hosts.
   const config: NodeConfig = {
@@ -155,10 +166,28 @@ export async function runSimulation(options: SimOptions): Promise<SimResult> {
         : { delayMinMs: 0.1, delayMaxMs: plan.nodeDelayMaxMs, dropRate: plan.nodeDropRate, duplicateRate: plan.nodeDuplicateRate },
     trace,
   );
+  // Each incarnation of a host is a process with connections of its own.
+  const openStore = (i: number, incarnation: number) => {
+    const host = () => hosts[i]!;
+    return database.connect(
+      {
+        node: `n${i}`,
+        gone: () => host().incarnation !== incarnation || !host().alive,
+        pausedUntilMs: () => host().pausedUntil,
+        pause: (forMs) => {
+          if (healed) return;
+          trace.add(`holder-pause n${i}`);
+          health.paused(i, queue.nowMs - START_MS, forMs);
+          host().pause(forMs);
+        },
+      },
+      plan.pools ?? REAL_POOL_SIZES,
+    );
+  };
   hosts = Array.from(
     { length: options.nodes },
     (_, i) =>
-      new SimHost(`n${i}`, queue, root.derive(`node-${i}`), store, config, hooks, nodeNetwork.networkOf(`n${i}`), (host, event, fields) =>
+      new SimHost(`n${i}`, queue, root.derive(`node-${i}`), (incarnation) => openStore(i, incarnation), config, hooks, nodeNetwork.networkOf(`n${i}`), (host, event, fields) =>
         hostileChecks.logged(host, event, fields),
       ),
   );
@@ -250,6 +279,7 @@ export async function runSimulation(options: SimOptions): Promise<SimResult> {
       hosts[h]!.leave(() => queue.schedule(Math.max(0, backAtMs - queue.nowMs), () => hosts[h]!.start()));
     });
   }
+  for (const [h, at, forMs] of plan.holderPauses) afterMs(at, () => database.pauseHolder(`n${h}`, forMs));
   for (const [h, at, forMs] of plan.pauses) afterMs(at, () => (trace.add(`pause n${h}`), hosts[h]!.pause(forMs)));
   for (const [h, at, skewMs] of plan.clockJumps) afterMs(at, () => (hosts[h]!.skewMs = skewMs));
   for (const [h, at, forMs] of plan.isolations) {
