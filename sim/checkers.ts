@@ -186,6 +186,11 @@ export class Checkers implements StoreObserver {
     return n;
   }
 
+  /** Jobs pending (as committed) and due by `nowMs`. */
+  pendingDue(nowMs: number): Job[] {
+    return [...this.jobs.values()].filter((job) => job.state === 'pending' && job.runAtMs <= nowMs);
+  }
+
   job(id: string): Job | undefined {
     return this.jobs.get(id);
   }

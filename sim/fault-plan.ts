@@ -62,6 +62,9 @@ export interface FaultPlan {
   /** Fewer connections than the real node opens (sim/locking-store.ts REAL_POOL_SIZES), so
    * that pools run dry; null: the real sizes. */
   pools: PoolSizes | null;
+  /** Owners that hold few jobs in memory (ready, delayed), so that jobs spill to the store and
+   * are paged in; null: the simulator's usual bound. */
+  ownerMemory: { ready: number; delayed: number } | null;
 }
 
 export const NO_FAULTS: FaultPlan = {
@@ -88,6 +91,7 @@ export const NO_FAULTS: FaultPlan = {
   holderPauses: [],
   sessionTerminateRate: 0,
   pools: null,
+  ownerMemory: null,
 };
 
 /** A random plan for a run of `durationMs` on `hosts` hosts; `shardLeaseMs` sets how long a
@@ -138,6 +142,7 @@ export function swarmPlan(random: SeededRandom, hosts: number, durationMs: numbe
     sessionTerminateRate: on(0.25) ? random.next() * 0.02 : 0,
     // The lease pool keeps its real two connections: renewal must cope with that.
     pools: on(0.25) ? { writes: 2 + random.int(5), leases: 2, reads: 1 + random.int(3) } : null,
+    ownerMemory: on(0.2) ? { ready: 4 + random.int(12), delayed: 2 + random.int(6) } : null,
   };
 }
 
@@ -165,6 +170,7 @@ export function describePlan(plan: FaultPlan): string {
   if (plan.holderPauses.length > 0) parts.push(`holder-pauses×${plan.holderPauses.length}`);
   if (plan.sessionTerminateRate > 0) parts.push(`session-kills=${plan.sessionTerminateRate.toFixed(3)}`);
   if (plan.pools !== null) parts.push(`pools=${plan.pools.writes}/${plan.pools.leases}/${plan.pools.reads}`);
+  if (plan.ownerMemory !== null) parts.push(`owner-memory=${plan.ownerMemory.ready}+${plan.ownerMemory.delayed}`);
   if (plan.buggify.length > 0) parts.push(`buggify=${plan.buggify.join('+')}`);
   return parts.join(' ');
 }

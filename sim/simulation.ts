@@ -9,6 +9,8 @@ import { SeededRandom } from '../node/core/random.ts';
 import type { PlantedBug, TestHooks } from '../node/core/test-hooks.ts';
 import { Checkers, InvariantViolation } from './checkers.ts';
 import { EventQueue } from './event-queue.ts';
+import { FailoverChecker, failoverBoundMs } from './failover-checker.ts';
+import { ReadyJobsChecker } from './ready-jobs-checker.ts';
 import { describePlan, NO_FAULTS, swarmPlan, type FaultPlan } from './fault-plan.ts';
 import { Health } from './health.ts';
 import { describeHostile, drawHostileMix, HOSTILE_TENANT, startHostiles } from './hostile.ts';
@@ -137,7 +139,14 @@ export async function runSimulation(options: SimOptions): Promise<SimResult> {
   const config: NodeConfig = {
     ...DEFAULT_NODE_CONFIG,
     shardCount: options.shards,
-    owner: { ...DEFAULT_NODE_CONFIG.owner, leaseMs: 3_000, leaseCheckMs: 250, memoryJobsMax: 64, uncommittedMax: plan.uncommittedMax },
+    owner: {
+      ...DEFAULT_NODE_CONFIG.owner,
+      leaseMs: 3_000,
+      leaseCheckMs: 250,
+      memoryJobsMax: plan.ownerMemory?.ready ?? 64,
+      ...(plan.ownerMemory === null ? {} : { delayedJobsMax: plan.ownerMemory.delayed }),
+      uncommittedMax: plan.uncommittedMax,
+    },
     shards: { shardLeaseMs: SHARD_LEASE_MS, safetyMarginMs: 1_500, renewEveryMs: 1_000, acquireRetryMs: 500 },
     gateway: {
       ...DEFAULT_NODE_CONFIG.gateway,
@@ -224,12 +233,14 @@ export async function runSimulation(options: SimOptions): Promise<SimResult> {
   // On every host, for each tenant (a worker only gets its own tenant's jobs), a worker: one
   // modelled (it can hang or turn zombie on purpose) and one the real SDK (its own credit,
   // heartbeats, reconnects and re-sends, under the same faults), alternating across hosts.
-  hosts.forEach((host, i) => {
+  const workers = hosts.map((host, i) => {
     const [modelled, sdk] = i % 2 === 0 ? ['t1', 't2'] : ['t2', 't1'];
-    new SimWorker(`w${i}`, 4, queue, workloadRandom.derive(`w${i}`), dialerTo(() => host, modelled), checkers).start();
+    const worker = new SimWorker(`w${i}`, modelled, 4, queue, workloadRandom.derive(`w${i}`), dialerTo(() => host, modelled), checkers);
+    worker.start();
     // It starts on this host and fails over to the hosts it learns of (their `sim://` URLs).
     const byUrl = (url: string) => dialerTo(() => hosts.find((h) => `sim://${h.id}` === url), sdk);
     startSdkWorker(`sim://${host.id}`, byUrl, queue, workloadRandom.derive(`sdk${i}`), checkers, 4);
+    return worker;
   });
 
   // Hostile clients, on random streams of their own (a seed without them runs as it did before
@@ -349,6 +360,10 @@ export async function runSimulation(options: SimOptions): Promise<SimResult> {
 
   // Liveness phase: heal everything and wait for every acknowledged job to finish.
   healed = true;
+  const report = (invariant: string, detail: string) => checkers.report(invariant, detail);
+  new FailoverChecker(queue, () => hosts, options.shards, failoverBoundMs(config), report).start();
+  const setBackMs = (host: string) => Math.max(0, ...plan.clockJumps.filter(([h]) => `n${h}` === host).map(([, , skewMs]) => -skewMs));
+  new ReadyJobsChecker(queue, () => hosts, workers, (nowMs) => checkers.pendingDue(nowMs), setBackMs, report).start();
   unreachable.clear();
   nodeNetwork.healAll();
   for (const host of hosts) {
