@@ -39,6 +39,8 @@ export class Checkers implements StoreObserver {
   readonly acked = new Map<string, number>();
   /** `tenant/key` → the job the first acknowledgement named. */
   private readonly ackedKeys = new Map<string, string>();
+  /** Told of every lease that commits (a job going to running), for the ready-jobs checker. */
+  onLeased: ((job: Job) => void) | null = null;
   /** Handler starts per job, to report duplicate executions. */
   readonly executions = new Map<string, number>();
 
@@ -98,8 +100,9 @@ export class Checkers implements StoreObserver {
       }
       this.verdicts.set(tokenKey, next.state);
     }
-    if (next.state === 'running' && prev.state !== 'running' && next.attempts <= prev.attempts) {
-      this.fail('lease attempts only increase', `${next.id} leased at attempt ${next.attempts} after ${prev.attempts}`);
+    if (next.state === 'running' && prev.state !== 'running') {
+      if (next.attempts <= prev.attempts) this.fail('lease attempts only increase', `${next.id} leased at attempt ${next.attempts} after ${prev.attempts}`);
+      this.onLeased?.(next);
     }
     this.checkAttempts(next);
     this.jobs.set(next.id, next);

@@ -1,6 +1,9 @@
 // After healing: no ready job waits while a worker that could run it sits idle. A job that is
 // due and pending (as committed) must be leased within a bound while a modelled worker of its
-// tenant, connected to the node that serves the job's shard, has free credit for its queue.
+// tenant, connected to the node that serves the job's shard, has free credit for its queue,
+// unless jobs of its lane (tenant and queue) at its priority or better are being leased
+// meanwhile: those come first (priority, then round-robin across sources: dispatcher.ts), and
+// a worker that keeps taking them is busy, not idle.
 // The owner keeps its ready jobs apart from its delayed ones (docs/DESIGN.md, "Jobs"), so jobs
 // due later never keep ready ones out of memory; when they do, or a due job left in the store
 // is never paged in, this is what shows it. Small owner memories in the fault plan
@@ -21,6 +24,8 @@ const LOOK_EVERY_MS = 250;
 export class ReadyJobsChecker {
   /** Job id → since when it has waited, due, with an idle worker at hand. */
   private readonly waitingSince = new Map<string, number>();
+  /** Lane → priority → when a job of that lane and priority was last leased. */
+  private readonly leasedAt = new Map<string, Map<number, number>>();
 
   constructor(
     private readonly queue: EventQueue,
@@ -34,6 +39,20 @@ export class ReadyJobsChecker {
     private readonly excusedMs: (host: string) => number,
     private readonly report: (invariant: string, detail: string) => void,
   ) {}
+
+  /** A lease of `job` committed. */
+  leased(job: Job): void {
+    const lane = `${job.tenant}/${job.queue}`;
+    if (!this.leasedAt.has(lane)) this.leasedAt.set(lane, new Map());
+    this.leasedAt.get(lane)!.set(job.priority, this.queue.nowMs);
+  }
+
+  /** When a job of `job`'s lane at its priority or better was last leased. */
+  private lastLeaseAhead(job: Job): number {
+    let last = Number.NEGATIVE_INFINITY;
+    for (const [priority, atMs] of this.leasedAt.get(`${job.tenant}/${job.queue}`) ?? []) if (priority >= job.priority) last = Math.max(last, atMs);
+    return last;
+  }
 
   /** From now on (healing: clocks are right again), look until the run ends. */
   start(): void {
@@ -51,7 +70,7 @@ export class ReadyJobsChecker {
         const idle = this.workers.find((w) => w.tenant === job.tenant && w.node === owners[0] && w.freeSlots(job.queue) > 0);
         if (idle === undefined) continue;
         waiting.add(job.id);
-        const since = this.waitingSince.get(job.id) ?? nowMs;
+        const since = Math.max(this.waitingSince.get(job.id) ?? nowMs, this.lastLeaseAhead(job));
         this.waitingSince.set(job.id, since);
         if (nowMs - since > WAIT_BOUND_MS + this.excusedMs(owners[0]!)) {
           this.report(

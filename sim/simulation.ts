@@ -363,7 +363,9 @@ export async function runSimulation(options: SimOptions): Promise<SimResult> {
   const report = (invariant: string, detail: string) => checkers.report(invariant, detail);
   new FailoverChecker(queue, () => hosts, options.shards, failoverBoundMs(config), report).start();
   const setBackMs = (host: string) => Math.max(0, ...plan.clockJumps.filter(([h]) => `n${h}` === host).map(([, , skewMs]) => -skewMs));
-  new ReadyJobsChecker(queue, () => hosts, workers, (nowMs) => checkers.pendingDue(nowMs), setBackMs, report).start();
+  const readyJobs = new ReadyJobsChecker(queue, () => hosts, workers, (nowMs) => checkers.pendingDue(nowMs), setBackMs, report);
+  checkers.onLeased = (job) => readyJobs.leased(job);
+  readyJobs.start();
   unreachable.clear();
   nodeNetwork.healAll();
   for (const host of hosts) {
