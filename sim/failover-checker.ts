@@ -6,6 +6,7 @@
 
 import type { NodeConfig } from '../node/core/node.ts';
 import type { EventQueue } from './event-queue.ts';
+import { SESSIONS } from './locking-store.ts';
 import type { SimHost } from './sim-host.ts';
 
 /** How often the liveness phase looks at who serves what. */
@@ -23,10 +24,8 @@ export function failoverBoundMs(config: NodeConfig): number {
   const shards = config.shards;
   const membership = config.cluster?.membership;
   const detect = membership === undefined ? 0 : membership.deadAfterMs + membership.stableForMs;
-  return shards.shardLeaseMs + detect + 2 * shards.acquireRetryMs + LEASE_LOCK_TIMEOUT_MS;
+  return shards.shardLeaseMs + detect + 2 * shards.acquireRetryMs + SESSIONS.leases.lockMs;
 }
-
-const LEASE_LOCK_TIMEOUT_MS = 2_000;
 
 export class FailoverChecker {
   /** Per shard, since when it has been unserved (null: served). */

@@ -24,7 +24,8 @@ export class Health {
   private readonly nodeFaults: Window[] = [];
   /** Faults that delay or lose what one node tells another: pauses and partitions. */
   private readonly talkFaults: Window[] = [];
-  /** Store faults: error and commit-unknown rates (the whole fault phase), slow periods. */
+  /** Store faults: error, commit-unknown and session-kill rates (the whole fault phase), slow
+   * periods. */
   private readonly storeFaults: Window[] = [];
   /** The slow periods alone. */
   private readonly storeSlow: Window[] = [];

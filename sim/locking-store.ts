@@ -48,7 +48,7 @@ export const MODEL_BUGS: readonly ModelBug[] = ['renewal_locks_shards'];
 
 /** The real sessions' settings (pg-store.ts TIMEOUTS): the simulator's shard lease is shorter
  * than production's 15 s, which makes these relatively harsher, the safe direction. */
-const SESSIONS = {
+export const SESSIONS = {
   writes: { statementMs: 10_000, idleInTransactionMs: 5_000, lockMs: null },
   leases: { statementMs: 5_000, idleInTransactionMs: 5_000, lockMs: 2_000 },
   reads: { statementMs: 30_000, idleInTransactionMs: 5_000, lockMs: null },
@@ -146,9 +146,9 @@ export class LockingDatabase {
   /** A new process's store: pools of its own. */
   connect(process: ClientProcess, sizes: PoolSizes): Store {
     return new LockingClient(this, process, {
-      writes: new SimPool(this.queue, 'writes', sizes.writes, CHECKOUT_TIMEOUT_MS),
-      leases: new SimPool(this.queue, 'leases', sizes.leases, CHECKOUT_TIMEOUT_MS),
-      reads: new SimPool(this.queue, 'reads', sizes.reads, CHECKOUT_TIMEOUT_MS),
+      writes: new SimPool(this.queue, sizes.writes, CHECKOUT_TIMEOUT_MS),
+      leases: new SimPool(this.queue, sizes.leases, CHECKOUT_TIMEOUT_MS),
+      reads: new SimPool(this.queue, sizes.reads, CHECKOUT_TIMEOUT_MS),
     });
   }
 }

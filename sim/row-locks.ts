@@ -18,7 +18,7 @@ import type { EventQueue } from './event-queue.ts';
 export type LockMode = 'share' | 'exclusive';
 
 /** PostgreSQL's default deadlock_timeout. */
-export const DEADLOCK_TIMEOUT_MS = 1_000;
+const DEADLOCK_TIMEOUT_MS = 1_000;
 
 /** One transaction as the lock table sees it. */
 export interface LockOwner {

@@ -19,7 +19,6 @@ export class SimPool {
 
   constructor(
     private readonly queue: EventQueue,
-    readonly name: string,
     readonly size: number,
     private readonly checkoutTimeoutMs: number,
   ) {}
