@@ -7,7 +7,8 @@
 // - no job is committed terminal twice, and every committed change is a legal transition;
 // - no write under a stale shard epoch or a stale lease token is accepted;
 // - shard epochs and lease attempts only increase;
-// - attempts never exceed the maximum.
+// - attempts never exceed the maximum;
+// - store transactions never deadlock, and commits never wait for lease renewal or release.
 // Duplicate executions (at-least-once) are counted, not failed. What connections may do to
 // jobs (lease holders, tenants, closed workers, silent connections) and whether healthy nodes
 // keep their shards is checked in hostile-checkers.ts, which reports here.
@@ -38,6 +39,8 @@ export class Checkers implements StoreObserver {
   readonly acked = new Map<string, number>();
   /** `tenant/key` → the job the first acknowledgement named. */
   private readonly ackedKeys = new Map<string, string>();
+  /** Told of every lease that commits (a job going to running), for the ready-jobs checker. */
+  onLeased: ((job: Job) => void) | null = null;
   /** Handler starts per job, to report duplicate executions. */
   readonly executions = new Map<string, number>();
 
@@ -97,8 +100,9 @@ export class Checkers implements StoreObserver {
       }
       this.verdicts.set(tokenKey, next.state);
     }
-    if (next.state === 'running' && prev.state !== 'running' && next.attempts <= prev.attempts) {
-      this.fail('lease attempts only increase', `${next.id} leased at attempt ${next.attempts} after ${prev.attempts}`);
+    if (next.state === 'running' && prev.state !== 'running') {
+      if (next.attempts <= prev.attempts) this.fail('lease attempts only increase', `${next.id} leased at attempt ${next.attempts} after ${prev.attempts}`);
+      this.onLeased?.(next);
     }
     this.checkAttempts(next);
     this.jobs.set(next.id, next);
@@ -106,6 +110,21 @@ export class Checkers implements StoreObserver {
 
   private checkAttempts(job: Job): void {
     if (job.attempts > job.retry.attemptsMax) this.fail('attempts never exceed the maximum', `${job.id} at attempt ${job.attempts} of ${job.retry.attemptsMax}`);
+  }
+
+  // ---- Row locks (sim/locking-store.ts) ---------------------------------------------------
+
+  /** The store's statements lock rows in one order (docs/DESIGN.md, "Lock order"), so no two
+   * of its transactions can deadlock. */
+  deadlocked(detail: string): void {
+    this.fail('no deadlocks between store transactions', detail);
+  }
+
+  /** Commits lock only `shards` rows, renewal and release only `shard_leases` rows, so a
+   * commit never waits for them: when it did, a renewal stalled the whole commit pipeline. */
+  lockWaited(op: string, key: string, holders: string[]): void {
+    const lease = holders.find((h) => h === 'renewShards' || h === 'releaseShards');
+    if (op === 'commit' && lease !== undefined) this.fail('commits never wait for shard lease renewal', `a commit waited for ${lease} on ${key}`);
   }
 
   // ---- What clients and workers were told ----------------------------------------------
@@ -168,6 +187,11 @@ export class Checkers implements StoreObserver {
     let n = 0;
     for (const count of this.executions.values()) if (count > 1) n += count - 1;
     return n;
+  }
+
+  /** Jobs pending (as committed) and due by `nowMs`. */
+  pendingDue(nowMs: number): Job[] {
+    return [...this.jobs.values()].filter((job) => job.state === 'pending' && job.runAtMs <= nowMs);
   }
 
   job(id: string): Job | undefined {

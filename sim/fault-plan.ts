@@ -3,6 +3,7 @@
 
 import type { SeededRandom } from '../node/core/random.ts';
 import type { BuggifySite } from '../node/core/test-hooks.ts';
+import type { PoolSizes } from './locking-store.ts';
 
 export const BUGGIFY_SITES: readonly BuggifySite[] = ['owner.delay_flush', 'owner.spill', 'owner.short_lease_check', 'committer.small_batches'];
 
@@ -51,6 +52,19 @@ export interface FaultPlan {
   /** [host index, at ms, back after ms]: the node leaves the cluster gracefully (hands its
    * shards off, stops), then starts again: membership churn. */
   leaves: Array<[number, number, number]>;
+  /** [host index, at ms, paused for ms]: from `at`, the host freezes at the next point where
+   * one of its transactions is open between two statements (SIGSTOP mid-commit), holding its
+   * row locks and connections; the server ends such a session after 5 s idle. */
+  holderPauses: Array<[number, number, number]>;
+  /** Probability that the server ends a session between two statements of a transaction
+   * (57P01: a restart, pg_terminate_backend). */
+  sessionTerminateRate: number;
+  /** Fewer connections than the real node opens (sim/locking-store.ts REAL_POOL_SIZES), so
+   * that pools run dry; null: the real sizes. */
+  pools: PoolSizes | null;
+  /** Owners that hold few jobs in memory (ready, delayed), so that jobs spill to the store and
+   * are paged in; null: the simulator's usual bound. */
+  ownerMemory: { ready: number; delayed: number } | null;
 }
 
 export const NO_FAULTS: FaultPlan = {
@@ -74,6 +88,10 @@ export const NO_FAULTS: FaultPlan = {
   ratePerSecond: null,
   buggify: [],
   leaves: [],
+  holderPauses: [],
+  sessionTerminateRate: 0,
+  pools: null,
+  ownerMemory: null,
 };
 
 /** A random plan for a run of `durationMs` on `hosts` hosts; `shardLeaseMs` sets how long a
@@ -119,6 +137,12 @@ export function swarmPlan(random: SeededRandom, hosts: number, durationMs: numbe
     buggify: BUGGIFY_SITES.filter(() => on(0.25)),
     // Drawn last, so that the faults above stay what they were for every seed.
     leaves: cluster && on(0.4) ? times(1 + random.int(2), () => [host(), at(), 1_000 + random.int(8_000)]) : [],
+    // Some shorter than the server's idle-in-transaction timeout (5 s), some longer.
+    holderPauses: on(0.3) ? times(1 + random.int(3), () => [host(), at(), 500 + random.int(8_000)]) : [],
+    sessionTerminateRate: on(0.25) ? random.next() * 0.02 : 0,
+    // The lease pool keeps its real two connections: renewal must cope with that.
+    pools: on(0.25) ? { writes: 2 + random.int(5), leases: 2, reads: 1 + random.int(3) } : null,
+    ownerMemory: on(0.2) ? { ready: 4 + random.int(12), delayed: 2 + random.int(6) } : null,
   };
 }
 
@@ -143,6 +167,10 @@ export function describePlan(plan: FaultPlan): string {
   if (plan.uncommittedMax < 20_000) parts.push(`uncommitted≤${plan.uncommittedMax}`);
   if (plan.ratePerSecond !== null) parts.push(`rate=${plan.ratePerSecond}/s`);
   if (plan.leaves.length > 0) parts.push(`leaves×${plan.leaves.length}`);
+  if (plan.holderPauses.length > 0) parts.push(`holder-pauses×${plan.holderPauses.length}`);
+  if (plan.sessionTerminateRate > 0) parts.push(`session-kills=${plan.sessionTerminateRate.toFixed(3)}`);
+  if (plan.pools !== null) parts.push(`pools=${plan.pools.writes}/${plan.pools.leases}/${plan.pools.reads}`);
+  if (plan.ownerMemory !== null) parts.push(`owner-memory=${plan.ownerMemory.ready}+${plan.ownerMemory.delayed}`);
   if (plan.buggify.length > 0) parts.push(`buggify=${plan.buggify.join('+')}`);
   return parts.join(' ');
 }

@@ -24,7 +24,8 @@ export class Health {
   private readonly nodeFaults: Window[] = [];
   /** Faults that delay or lose what one node tells another: pauses and partitions. */
   private readonly talkFaults: Window[] = [];
-  /** Store faults: error and commit-unknown rates (the whole fault phase), slow periods. */
+  /** Store faults: error, commit-unknown and session-kill rates (the whole fault phase), slow
+   * periods. */
   private readonly storeFaults: Window[] = [];
   /** The slow periods alone. */
   private readonly storeSlow: Window[] = [];
@@ -76,12 +77,19 @@ export class Health {
           break;
       }
     }
-    if (plan.storeErrorRate > 0 || plan.storeUnknownRate > 0) add(this.storeFaults, 0, healAtMs, null);
+    if (plan.storeErrorRate > 0 || plan.storeUnknownRate > 0 || plan.sessionTerminateRate > 0) add(this.storeFaults, 0, healAtMs, null);
     for (const [from, to] of plan.storeSlow) {
       add(this.storeFaults, from, to, null);
       add(this.storeSlow, from, to + BACKLOG_AFTERMATH_MS, null);
     }
     if (plan.nodeDropRate > 0 || plan.nodeDuplicateRate > 0) add(this.peerFaults, 0, healAtMs, null);
+  }
+
+  /** A holder pause (fault-plan.ts) struck `node` at `atMs` for `forMs`: known only when it
+   * strikes, since it waits for a transaction of the node to be open. */
+  paused(node: number, atMs: number, forMs: number): void {
+    this.nodeFaults.push({ fromMs: atMs, toMs: atMs + forMs, node });
+    this.talkFaults.push({ fromMs: atMs, toMs: atMs + forMs + BACKLOG_AFTERMATH_MS, node });
   }
 
   /** Node `node` could reach the store and was neither paused, down, leaving nor cut off from

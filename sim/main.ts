@@ -4,7 +4,10 @@
 
 import { parseArgs } from 'node:util';
 import { PLANTED_BUGS, type PlantedBug } from '../node/core/test-hooks.ts';
+import { MODEL_BUGS, type ModelBug } from './locking-store.ts';
 import { DEFAULT_SIM_OPTIONS, runSimulation, type SimOptions } from './simulation.ts';
+
+const BUGS: readonly string[] = [...PLANTED_BUGS, ...MODEL_BUGS];
 
 const HELP = `npm run sim -- [options]
   --seed N            run one seed
@@ -14,7 +17,7 @@ const HELP = `npm run sim -- [options]
   --faults on|off     inject faults (default on)
   --duration S        virtual seconds of the fault phase (default ${DEFAULT_SIM_OPTIONS.durationMs / 1000})
   --shards N          shards (default ${DEFAULT_SIM_OPTIONS.shards})
-  --plant BUG         plant a known bug (${PLANTED_BUGS.join(', ')})
+  --plant BUG         plant a known bug (${BUGS.join(', ')})
   --hostile WHEN      hostile tenants and connections: seeded (in some seeds, the default), always, never
                       too (a known bug of the node: off by default until it is fixed)
   --trace             print the failing (or single) seed's event trace`;
@@ -46,7 +49,7 @@ async function main(): Promise<number> {
     return n;
   };
   for (const bug of values.plant ?? []) {
-    if (!(PLANTED_BUGS as readonly string[]).includes(bug)) throw new Error(`unknown bug '${bug}' (one of ${PLANTED_BUGS.join(', ')})`);
+    if (!BUGS.includes(bug)) throw new Error(`unknown bug '${bug}' (one of ${BUGS.join(', ')})`);
   }
   const hostile = values.hostile ?? DEFAULT_SIM_OPTIONS.hostile;
   if (hostile !== 'seeded' && hostile !== 'always' && hostile !== 'never') throw new Error(`--hostile takes seeded, always or never, got '${hostile}'`);
@@ -57,7 +60,7 @@ async function main(): Promise<number> {
     faults: (values.faults ?? 'on') !== 'off',
     durationMs: int(values.duration, '--duration', DEFAULT_SIM_OPTIONS.durationMs / 1000) * 1000,
     shards: Math.max(1, int(values.shards, '--shards', DEFAULT_SIM_OPTIONS.shards)),
-    planted: (values.plant ?? []) as PlantedBug[],
+    planted: (values.plant ?? []) as Array<PlantedBug | ModelBug>,
     keepTrace: values.trace === true,
     hostile,
   };

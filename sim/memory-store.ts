@@ -2,8 +2,8 @@
 // store (fenced commits, conditional writes, idempotency, daily partitions for retention). It
 // passes the same conformance suite (test/conformance), so it cannot drift from Postgres.
 // Its clock is injected: virtual time in the simulator. Every operation completes in one
-// synchronous step, so a commit is trivially atomic; latency and faults are added around it by
-// sim/faulty-store.ts.
+// synchronous step, so a commit is trivially atomic; row locks, latency and faults are added
+// around it by sim/locking-store.ts.
 
 import type { Job, JobState } from '../node/core/job/job.ts';
 import { LIVE_STATES } from '../node/core/job/job.ts';

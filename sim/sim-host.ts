@@ -24,7 +24,8 @@ export class SimHost {
     readonly id: string,
     private readonly queue: EventQueue,
     private readonly random: SeededRandom,
-    private readonly store: Store,
+    /** The store of one incarnation: a new process opens its own connections. */
+    private readonly openStore: (incarnation: number) => Store,
     private readonly config: NodeConfig,
     private readonly hooks: TestHooks,
     private readonly network: Network,
@@ -55,7 +56,7 @@ export class SimHost {
       timers: this.timers(incarnation),
       random: this.random.derive(`incarnation-${incarnation}`),
       logger: { log: (_level, event, fields) => this.onLog(this.id, event, fields) },
-      store: this.store,
+      store: this.openStore(incarnation),
       network: this.network,
       testHooks: this.hooks,
     };

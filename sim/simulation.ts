@@ -9,11 +9,13 @@ import { SeededRandom } from '../node/core/random.ts';
 import type { PlantedBug, TestHooks } from '../node/core/test-hooks.ts';
 import { Checkers, InvariantViolation } from './checkers.ts';
 import { EventQueue } from './event-queue.ts';
+import { FailoverChecker, failoverBoundMs } from './failover-checker.ts';
+import { ReadyJobsChecker } from './ready-jobs-checker.ts';
 import { describePlan, NO_FAULTS, swarmPlan, type FaultPlan } from './fault-plan.ts';
-import { faultyStore, type StoreFaults } from './faulty-store.ts';
 import { Health } from './health.ts';
 import { describeHostile, drawHostileMix, HOSTILE_TENANT, startHostiles } from './hostile.ts';
 import { HostileCheckers } from './hostile-checkers.ts';
+import { LockingDatabase, REAL_POOL_SIZES, type DatabaseFaults, type ModelBug } from './locking-store.ts';
 import { MemoryBacking, MemoryStore } from './memory-store.ts';
 import { runUntil } from './sim-env.ts';
 import { SimHost } from './sim-host.ts';
@@ -33,7 +35,8 @@ export interface SimOptions {
   /** Virtual time the liveness phase may take. */
   livenessBoundMs: number;
   shards: number;
-  planted: PlantedBug[];
+  /** Bugs planted in the node (test-hooks.ts) or in the store model (locking-store.ts). */
+  planted: Array<PlantedBug | ModelBug>;
   keepTrace: boolean;
   /** Hostile tenants and connections (hostile.ts): in some seeds, in every seed, or never. */
   hostile: 'seeded' | 'always' | 'never';
@@ -84,7 +87,7 @@ export async function runSimulation(options: SimOptions): Promise<SimResult> {
   const plan = options.faults ? swarmPlan(root.derive('faults'), options.nodes, options.durationMs, SHARD_LEASE_MS) : NO_FAULTS;
   const checkers = new Checkers();
   const hooksRandom = root.derive('buggify');
-  const planted = new Set(options.planted);
+  const planted = new Set<PlantedBug | ModelBug>(options.planted);
   let healed = false;
   const hooks: TestHooks = {
     buggify: (site) => !healed && plan.buggify.includes(site) && hooksRandom.next() < 0.25,
@@ -109,24 +112,41 @@ export async function runSimulation(options: SimOptions): Promise<SimResult> {
       hostileChecks.committed(batch, outcomes, before);
     },
   };
-  const storeFaults = (): StoreFaults =>
+  const storeFaults = (): DatabaseFaults =>
     healed
-      ? { errorRate: 0, unknownRate: 0, latencyMinMs: 0.2, latencyMaxMs: 2, slowFactor: () => 1 }
+      ? { errorRate: 0, unknownRate: 0, terminateRate: 0, latencyMinMs: 0.1, latencyMaxMs: 1, slowFactor: () => 1 }
       : {
           errorRate: plan.storeErrorRate,
           unknownRate: plan.storeUnknownRate,
-          latencyMinMs: 0.2,
-          latencyMaxMs: plan.storeLatencyMaxMs,
+          terminateRate: plan.sessionTerminateRate,
+          // Per statement, one way: a commit makes several round trips.
+          latencyMinMs: 0.1,
+          latencyMaxMs: plan.storeLatencyMaxMs / 2,
           slowFactor: () => (plan.storeSlow.some(([a, b]) => queue.nowMs - START_MS >= a && queue.nowMs - START_MS < b) ? 20 : 1),
         };
-  const storeRandom = root.derive('store');
-  const store = faultyStore(new MemoryStore(backing), queue, storeRandom, storeFaults, (op) => trace.add(`store:${op}`));
+  const database = new LockingDatabase(
+    queue,
+    backing,
+    new MemoryStore(backing),
+    root.derive('store'),
+    storeFaults,
+    (bug) => planted.has(bug),
+    { deadlock: (detail) => checkers.deadlocked(detail), waited: (op, key, holders) => checkers.lockWaited(op, key, holders) },
+    (op) => trace.add(`store:${op}`),
+  );
 
   // The hosts.
   const config: NodeConfig = {
     ...DEFAULT_NODE_CONFIG,
     shardCount: options.shards,
-    owner: { ...DEFAULT_NODE_CONFIG.owner, leaseMs: 3_000, leaseCheckMs: 250, memoryJobsMax: 64, uncommittedMax: plan.uncommittedMax },
+    owner: {
+      ...DEFAULT_NODE_CONFIG.owner,
+      leaseMs: 3_000,
+      leaseCheckMs: 250,
+      memoryJobsMax: plan.ownerMemory?.ready ?? 64,
+      ...(plan.ownerMemory === null ? {} : { delayedJobsMax: plan.ownerMemory.delayed }),
+      uncommittedMax: plan.uncommittedMax,
+    },
     shards: { shardLeaseMs: SHARD_LEASE_MS, safetyMarginMs: 1_500, renewEveryMs: 1_000, acquireRetryMs: 500 },
     gateway: {
       ...DEFAULT_NODE_CONFIG.gateway,
@@ -155,10 +175,28 @@ export async function runSimulation(options: SimOptions): Promise<SimResult> {
         : { delayMinMs: 0.1, delayMaxMs: plan.nodeDelayMaxMs, dropRate: plan.nodeDropRate, duplicateRate: plan.nodeDuplicateRate },
     trace,
   );
+  // Each incarnation of a host is a process with connections of its own.
+  const openStore = (i: number, incarnation: number) => {
+    const host = () => hosts[i]!;
+    return database.connect(
+      {
+        node: `n${i}`,
+        gone: () => host().incarnation !== incarnation || !host().alive,
+        pausedUntilMs: () => host().pausedUntil,
+        pause: (forMs) => {
+          if (healed) return;
+          trace.add(`holder-pause n${i}`);
+          health.paused(i, queue.nowMs - START_MS, forMs);
+          host().pause(forMs);
+        },
+      },
+      plan.pools ?? REAL_POOL_SIZES,
+    );
+  };
   hosts = Array.from(
     { length: options.nodes },
     (_, i) =>
-      new SimHost(`n${i}`, queue, root.derive(`node-${i}`), store, config, hooks, nodeNetwork.networkOf(`n${i}`), (host, event, fields) =>
+      new SimHost(`n${i}`, queue, root.derive(`node-${i}`), (incarnation) => openStore(i, incarnation), config, hooks, nodeNetwork.networkOf(`n${i}`), (host, event, fields) =>
         hostileChecks.logged(host, event, fields),
       ),
   );
@@ -195,12 +233,14 @@ export async function runSimulation(options: SimOptions): Promise<SimResult> {
   // On every host, for each tenant (a worker only gets its own tenant's jobs), a worker: one
   // modelled (it can hang or turn zombie on purpose) and one the real SDK (its own credit,
   // heartbeats, reconnects and re-sends, under the same faults), alternating across hosts.
-  hosts.forEach((host, i) => {
+  const workers = hosts.map((host, i) => {
     const [modelled, sdk] = i % 2 === 0 ? ['t1', 't2'] : ['t2', 't1'];
-    new SimWorker(`w${i}`, 4, queue, workloadRandom.derive(`w${i}`), dialerTo(() => host, modelled), checkers).start();
+    const worker = new SimWorker(`w${i}`, modelled, 4, queue, workloadRandom.derive(`w${i}`), dialerTo(() => host, modelled), checkers);
+    worker.start();
     // It starts on this host and fails over to the hosts it learns of (their `sim://` URLs).
     const byUrl = (url: string) => dialerTo(() => hosts.find((h) => `sim://${h.id}` === url), sdk);
     startSdkWorker(`sim://${host.id}`, byUrl, queue, workloadRandom.derive(`sdk${i}`), checkers, 4);
+    return worker;
   });
 
   // Hostile clients, on random streams of their own (a seed without them runs as it did before
@@ -250,6 +290,7 @@ export async function runSimulation(options: SimOptions): Promise<SimResult> {
       hosts[h]!.leave(() => queue.schedule(Math.max(0, backAtMs - queue.nowMs), () => hosts[h]!.start()));
     });
   }
+  for (const [h, at, forMs] of plan.holderPauses) afterMs(at, () => database.pauseHolder(`n${h}`, forMs));
   for (const [h, at, forMs] of plan.pauses) afterMs(at, () => (trace.add(`pause n${h}`), hosts[h]!.pause(forMs)));
   for (const [h, at, skewMs] of plan.clockJumps) afterMs(at, () => (hosts[h]!.skewMs = skewMs));
   for (const [h, at, forMs] of plan.isolations) {
@@ -319,6 +360,12 @@ export async function runSimulation(options: SimOptions): Promise<SimResult> {
 
   // Liveness phase: heal everything and wait for every acknowledged job to finish.
   healed = true;
+  const report = (invariant: string, detail: string) => checkers.report(invariant, detail);
+  new FailoverChecker(queue, () => hosts, options.shards, failoverBoundMs(config), report).start();
+  const setBackMs = (host: string) => Math.max(0, ...plan.clockJumps.filter(([h]) => `n${h}` === host).map(([, , skewMs]) => -skewMs));
+  const readyJobs = new ReadyJobsChecker(queue, () => hosts, workers, (nowMs) => checkers.pendingDue(nowMs), setBackMs, report);
+  checkers.onLeased = (job) => readyJobs.leased(job);
+  readyJobs.start();
   unreachable.clear();
   nodeNetwork.healAll();
   for (const host of hosts) {

@@ -235,6 +235,7 @@ export class SimWorker {
 
   constructor(
     readonly name: string,
+    readonly tenant: string,
     private readonly slots: number,
     private readonly queue: EventQueue,
     private readonly random: SeededRandom,
@@ -265,6 +266,19 @@ export class SimWorker {
 
   private send(message: ToNode): void {
     if (this.link?.open && this.greeted) this.link.send(message);
+  }
+
+  /** The node it is connected to and greeted by, if any. */
+  get node(): string | null {
+    return this.link?.open && this.greeted ? this.link.host.id : null;
+  }
+
+  /** Slots of `queue` it has given credit for and no attempt holds (the ready-jobs checker). */
+  freeSlots(queue: string): number {
+    if (this.node === null) return 0;
+    let busy = 0;
+    for (const run of this.running.values()) if (run.queue === queue) busy++;
+    return this.slots - busy;
   }
 
   private onMessage(message: FromNode): void {
