@@ -32,11 +32,6 @@ export class ReadyJobsChecker {
     private readonly hosts: () => readonly SimHost[],
     private readonly workers: readonly SimWorker[],
     private readonly pendingDue: (nowMs: number) => Job[],
-    /** Extra wait excused on a host: a known bug of the owner (shard-owner.ts, armWake) arms
-     * its wake-up for the next delayed job as a delay from the wall clock of the moment, so
-     * after the clock is set back (a skew that healing then corrects) due jobs wait out the
-     * old delay, as long as the skew was. Remove when fixed. */
-    private readonly excusedMs: (host: string) => number,
     private readonly report: (invariant: string, detail: string) => void,
   ) {}
 
@@ -72,7 +67,7 @@ export class ReadyJobsChecker {
         waiting.add(job.id);
         const since = Math.max(this.waitingSince.get(job.id) ?? nowMs, this.lastLeaseAhead(job));
         this.waitingSince.set(job.id, since);
-        if (nowMs - since > WAIT_BOUND_MS + this.excusedMs(owners[0]!)) {
+        if (nowMs - since > WAIT_BOUND_MS) {
           this.report(
             'no ready job waits while a worker of its queue is idle',
             `${job.id} (${job.tenant}/${job.queue}, due ${((nowMs - job.runAtMs) / 1000).toFixed(1)} s ago) pending for ${((nowMs - since) / 1000).toFixed(1)} s on ${owners[0]} while ${idle.name} had ${idle.freeSlots(job.queue)} free slots there`,

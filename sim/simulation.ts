@@ -362,8 +362,7 @@ export async function runSimulation(options: SimOptions): Promise<SimResult> {
   healed = true;
   const report = (invariant: string, detail: string) => checkers.report(invariant, detail);
   new FailoverChecker(queue, () => hosts, options.shards, failoverBoundMs(config), report).start();
-  const setBackMs = (host: string) => Math.max(0, ...plan.clockJumps.filter(([h]) => `n${h}` === host).map(([, , skewMs]) => -skewMs));
-  const readyJobs = new ReadyJobsChecker(queue, () => hosts, workers, (nowMs) => checkers.pendingDue(nowMs), setBackMs, report);
+  const readyJobs = new ReadyJobsChecker(queue, () => hosts, workers, (nowMs) => checkers.pendingDue(nowMs), report);
   checkers.onLeased = (job) => readyJobs.leased(job);
   readyJobs.start();
   unreachable.clear();

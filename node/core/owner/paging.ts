@@ -58,7 +58,11 @@ export class Paging<E extends PagedEntry> {
   /** The same bound, for the jobs spilled while the page-in in flight ran. */
   private spilledDuringPageMs = Number.POSITIVE_INFINITY;
   private pagingIn = false;
-  private wakeAtMs: number | null = null;
+  /** When the wake timer fires, on the monotonic clock: job due times are wall-clock times, but
+   * a timer runs on monotonic time, so a wall clock stepped forward must bring the wake-up
+   * forward too (compared on the wall clock, a wake-up armed while the clock was behind kept its
+   * old delay, and due jobs waited as long as the step). */
+  private wakeFiresAtMs: number | null = null;
   private readonly fetching = new Map<string, Array<Fetched<E>>>();
   /** Jobs that left memory while a read of the store was in flight (see stale-reads.ts). */
   private readonly staleReads: StaleReads;
@@ -106,7 +110,7 @@ export class Paging<E extends PagedEntry> {
   /** The wake timer fired: due delayed jobs become ready, as far as the ready bound allows; the
    * rest go back to the store as due jobs, to be paged in. */
   wake(ctx: ActorContext<OwnerMsg>): void {
-    this.wakeAtMs = null;
+    this.wakeFiresAtMs = null;
     for (const entry of this.deps.queues.takeDue(ctx.env.clock.wallMs())) this.enqueue(entry, ctx);
   }
 
@@ -116,9 +120,12 @@ export class Paging<E extends PagedEntry> {
     // A spilled job coming due needs a page-in; one already due waits for room, not time.
     const spilledDue = this.spilledFromMs > ctx.env.clock.wallMs() && Number.isFinite(this.spilledFromMs) ? this.spilledFromMs : null;
     const next = heldDue === null ? spilledDue : spilledDue === null ? heldDue : Math.min(heldDue, spilledDue);
-    if (next === null || (this.wakeAtMs !== null && this.wakeAtMs <= next)) return;
-    this.wakeAtMs = next;
-    ctx.startTimer('wake', next - ctx.env.clock.wallMs(), { kind: 'wake' });
+    if (next === null) return;
+    const nowMs = ctx.env.clock.monotonicMs();
+    const firesAtMs = nowMs + Math.max(0, next - ctx.env.clock.wallMs());
+    if (this.wakeFiresAtMs !== null && this.wakeFiresAtMs <= firesAtMs) return;
+    this.wakeFiresAtMs = firesAtMs;
+    ctx.startTimer('wake', firesAtMs - nowMs, { kind: 'wake' });
   }
 
   /** Starts a page-in when a spilled job is due and the ready queues have drained to half. */
