@@ -98,6 +98,8 @@ export class Membership implements Actor<MembershipMsg> {
   private readonly peers = new Map<string, Peer>();
   private leaving = false;
   private ring: string[] = [];
+  /** The peers last reported dead with the ring. */
+  private dead: string[] = [];
   private lastPublishMs = -Infinity;
   /** Monotonic start: the ring is first published `stableForMs` later, once the node has heard
    * its peers, so that a node joining a running cluster does not first claim every shard. */
@@ -221,10 +223,17 @@ export class Membership implements Actor<MembershipMsg> {
     if (waitingForPeers && members.length === 0) return;
     if (!this.leaving) members.push(ctx.env.nodeId);
     members.sort();
-    if (members.length === this.ring.length && members.every((m, i) => m === this.ring[i])) return;
-    this.ring = members;
     const dead = heard > silent.length ? silent : [];
+    // A change of the dead alone is news too: a majority regained (a node rejoining, heard but
+    // not in the ring yet) lets the shards of a peer already silent be taken now.
+    if (sameList(members, this.ring) && sameList(dead, this.dead)) return;
+    this.ring = members;
+    this.dead = dead;
     ctx.env.logger.log('info', 'membership.ring_changed', { members, dead });
     this.deps.ringChanged(members, dead);
   }
+}
+
+function sameList(a: readonly string[], b: readonly string[]): boolean {
+  return a.length === b.length && a.every((x, i) => x === b[i]);
 }
