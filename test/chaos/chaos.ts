@@ -4,6 +4,7 @@
 //
 //   npm run chaos -- [--nodes 3] [--seconds 60] [--faults kill-node,stop-node,…|all] [--seed N]
 //                    [--rate 40] [--shards 32] [--drain-ms 120000] [--runs 1] [--keep] [--json]
+//                    [--node-log-level warn|info|debug]
 
 import { parseArgs } from 'node:util';
 import { aggregate } from './aggregate.ts';
@@ -19,6 +20,7 @@ const { values } = parseArgs({
     shards: { type: 'string', default: '32' },
     'drain-ms': { type: 'string', default: '120000' },
     runs: { type: 'string', default: '1' },
+    'node-log-level': { type: 'string', default: 'warn' },
     keep: { type: 'boolean', default: false },
     json: { type: 'boolean', default: false },
   },
@@ -43,6 +45,7 @@ for (let run = 0; run < Number(values.runs); run++) {
     shards: Number(values.shards),
     drainMs: Number(values['drain-ms']),
     keep: values.keep,
+    nodeLogLevel: values['node-log-level'],
   });
   reports.push(report);
   process.stdout.write(`${values.json ? JSON.stringify(report) : report.summary}\n`);

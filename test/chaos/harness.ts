@@ -51,6 +51,8 @@ export interface ChaosOptions {
   drainMs?: number;
   /** Keep the run's directory (logs, acks) even when the run passes. */
   keep?: boolean;
+  /** The nodes' log level (default warn; info logs ring changes and shard moves). */
+  nodeLogLevel?: string;
   log?: (line: string) => void;
 }
 
@@ -191,7 +193,7 @@ export async function runChaos(options: ChaosOptions): Promise<ChaosReport> {
       try {
         const proxied = new URL(dbUrl);
         proxied.port = String(slot.proxy.port);
-        const node = await spawnNode({ databaseUrl: proxied.toString(), dataDir: slot.dataDir, port: slot.port, shards, join: peers, clusterKeyFile: keyFile, logLevel: 'warn' });
+        const node = await spawnNode({ databaseUrl: proxied.toString(), dataDir: slot.dataDir, port: slot.port, shards, join: peers, clusterKeyFile: keyFile, logLevel: options.nodeLogLevel ?? 'warn' });
         slot.node = node;
         slot.expectingExit = false;
         node.child.once('exit', (code, signal) => {
