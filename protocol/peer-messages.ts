@@ -15,6 +15,7 @@ import {
   BACKLOG_QUEUES_MAX,
   CREDIT_SLOTS_MAX,
   LABEL_CHARS_MAX,
+  MEMBERS_MAX,
   RID_MAX,
   SHARD_COUNT_MAX,
   URL_CHARS_MAX,
@@ -52,6 +53,9 @@ export interface MemberHeartbeat {
   /** Where clients connect (a ws:// or wss:// URL). */
   clientUrl: string;
   load: { shards: number; backlog: QueueBacklog[] };
+  /** Peers the sender has declared dead (silent past the failure detector's bound while it
+   * heard a majority). A node that never heard them, having joined since, takes their word. */
+  dead?: string[];
 }
 
 /** What a gateway forwards: a client request, or a worker's word about a lease. */
@@ -177,6 +181,7 @@ export const PEER: SchemaTable<PeerMessage> = {
       shards: int(0, SHARD_COUNT_MAX),
       backlog: arr(obj({ tenant: tenantSchema, queue: queueSchema, ready: countSchema, topPriority: prioritySchema, shards: opt(int(1, SHARD_COUNT_MAX)) }), BACKLOG_QUEUES_MAX),
     }),
+    dead: opt(arr(nodeIdSchema, MEMBERS_MAX)),
   }),
   forward: obj({
     t: literal('forward'),

@@ -27,8 +27,8 @@ function setup(joining = false) {
   const system = new ActorSystem(env);
   const actor = new Membership({ config: CONFIG, incarnation: 1, clientUrl: 'ws://a', addrs: ['/ip4/127.0.0.1/tcp/1'], joining, load: () => ({ shards: 0, backlog: [] }), ringChanged: (m, dead) => void (rings.push(m), deaths.push(dead)) });
   const ref = system.spawn('membership', actor);
-  const heartbeat = (node: string, incarnation = 1, state: 'alive' | 'leaving' = 'alive'): void =>
-    ref.tell({ kind: 'heartbeat', heartbeat: { t: 'member_heartbeat', node, incarnation, state, addrs: [], clientUrl: `ws://${node}`, load: { shards: 0, backlog: [] } } });
+  const heartbeat = (node: string, incarnation = 1, state: 'alive' | 'leaving' = 'alive', dead?: string[]): void =>
+    ref.tell({ kind: 'heartbeat', heartbeat: { t: 'member_heartbeat', node, incarnation, state, addrs: [], clientUrl: `ws://${node}`, load: { shards: 0, backlog: [] }, ...(dead && { dead }) } });
   /** Runs `ms` of virtual time, with `node` heartbeating every 100 ms while it is in `beating`. */
   const run = async (ms: number, beating: string[] = []) => {
     const end = queue.nowMs + ms;
@@ -119,6 +119,7 @@ describe('membership', () => {
     expect(m.rings.at(-1)).toEqual(['a', 'b', 'c']);
     await m.run(1_100, ['c']); // b dies: a and c hear each other
     expect([m.rings.at(-1), m.deaths.at(-1)]).toEqual([['a', 'c'], ['b']]);
+    expect(m.published.at(-1)!.dead).toEqual(['b']);
     await m.run(700); // c falls silent, and b comes back...
     await m.run(400, ['b']); // ...heard, not yet in the ring, when c is dead
     expect([m.rings.at(-1), m.deaths.at(-1)]).toEqual([['a'], ['c']]);
@@ -132,5 +133,22 @@ describe('membership', () => {
     // b restarts: heard, not yet in the ring; with it a and b outnumber the silent c.
     await m.run(300, ['b']);
     expect([m.rings.at(-1), m.deaths.at(-1)]).toEqual([['a'], ['c']]);
+  });
+
+  it('takes a peer\'s word that a node it never heard is dead, and passes on only the dead it saw die itself', async () => {
+    const m = setup(true);
+    await m.run(700, ['b']);
+    expect(m.rings.at(-1)).toEqual(['a', 'b']);
+    // b declared c dead before a joined: a never heard c.
+    for (let i = 0; i < 3; i++) {
+      m.heartbeat('b', 1, 'alive', ['c']);
+      await m.run(100);
+    }
+    expect([m.rings.at(-1), m.deaths.at(-1)]).toEqual([['a', 'b'], ['c']]);
+    await m.run(200, ['b']);
+    expect(m.published.at(-1)!.dead).toBeUndefined();
+    // c is heard again: b's word no longer counts once it stops saying so.
+    await m.run(2_100, ['b', 'c']);
+    expect(m.deaths.at(-1)).toEqual([]);
   });
 });

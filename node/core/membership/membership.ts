@@ -15,6 +15,7 @@
 // decides liveness only.
 
 import type { MemberHeartbeat } from '../../../protocol/peer-messages.ts';
+import { MEMBERS_MAX } from '../../../protocol/limits.ts';
 import type { Actor, ActorContext } from '../actor/runtime.ts';
 
 export const MEMBERS_TOPIC = 'kairos/members/1';
@@ -100,6 +101,14 @@ export class Membership implements Actor<MembershipMsg> {
   private ring: string[] = [];
   /** The peers last reported dead with the ring. */
   private dead: string[] = [];
+  /** Those of them this node saw die by its own clock: what its heartbeats tell. Never a word
+   * taken from a peer, or two nodes would keep telling each other of a node gone for good. */
+  private seenDead: string[] = [];
+  /** Nodes other peers' heartbeats say they declared dead, and when they last said so. A node
+   * that joined after a peer fell silent never heard it, so never sees it die by its own
+   * clock; without their word it waited out the dead peer's shard leases for the shards its
+   * ring gave it (14-17 s in the fault harness, when a node died while another rejoined). */
+  private readonly reportedDead = new Map<string, number>();
   private lastPublishMs = -Infinity;
   /** Monotonic start: the ring is first published `stableForMs` later, once the node has heard
    * its peers, so that a node joining a running cluster does not first claim every shard. */
@@ -164,6 +173,7 @@ export class Membership implements Actor<MembershipMsg> {
       addrs: this.deps.addrs,
       clientUrl: this.deps.clientUrl,
       load: this.deps.load(),
+      ...(this.seenDead.length > 0 && { dead: this.seenDead.slice(0, MEMBERS_MAX) }),
     };
     ctx.env.network.publish(MEMBERS_TOPIC, heartbeat);
   }
@@ -184,6 +194,7 @@ export class Membership implements Actor<MembershipMsg> {
       presentSinceMs: wasAbsent ? now : peer!.presentSinceMs,
       inRing: peer?.inRing ?? false,
     });
+    for (const node of hb.dead ?? []) if (node !== ctx.env.nodeId) this.reportedDead.set(node, now);
     if (hb.state === 'leaving') this.publishRing(ctx);
   }
 
@@ -217,7 +228,16 @@ export class Membership implements Actor<MembershipMsg> {
     // node is not the one cut off, and counting only ring members made a node whose peer died
     // while another rejoined wait out the dead peer's lease (14-23 s instead of 5).
     const statuses = [...this.peers].map(([node, p]) => [node, this.statusOf(p, now)] as const);
-    const silent = statuses.filter(([, status]) => status === 'dead').map(([node]) => node).sort();
+    const seenDead = statuses.filter(([, status]) => status === 'dead').map(([node]) => node);
+    const silent = [...seenDead];
+    // A peer's word that a node is dead counts while it is fresh (repeated every heartbeat) and
+    // this node has not heard that node lately itself.
+    for (const [node, saidAtMs] of this.reportedDead) {
+      const peer = this.peers.get(node);
+      if (now - saidAtMs >= this.deps.config.suspectAfterMs) this.reportedDead.delete(node);
+      else if (!silent.includes(node) && (peer === undefined || this.statusOf(peer, now) === 'suspect')) silent.push(node);
+    }
+    silent.sort();
     const heard = 1 + statuses.filter(([, status]) => status === 'alive' || status === 'suspect').length;
     const waitingForPeers = this.ring.length === 0 && this.deps.joining && now - this.startedAtMs < this.deps.config.joinTimeoutMs;
     if (waitingForPeers && members.length === 0) return;
@@ -229,6 +249,7 @@ export class Membership implements Actor<MembershipMsg> {
     if (sameList(members, this.ring) && sameList(dead, this.dead)) return;
     this.ring = members;
     this.dead = dead;
+    this.seenDead = dead.filter((node) => seenDead.includes(node));
     ctx.env.logger.log('info', 'membership.ring_changed', { members, dead });
     this.deps.ringChanged(members, dead);
   }

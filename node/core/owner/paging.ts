@@ -24,6 +24,11 @@ import type { Queued, ReadyQueues } from './ready-queue.ts';
 import { StaleReads, type ReadMark } from './stale-reads.ts';
 import { buggify } from '../test-hooks.ts';
 
+/** The longest the wake timer sleeps: it is armed on the wall clock of the moment, and a clock
+ * that was behind and is then stepped forward would otherwise keep due jobs waiting as long as
+ * the step. An owner that is told of nothing meanwhile checks again this often. */
+const WAKE_CHECK_MAX_MS = 5_000;
+
 /** What paging needs of an owner's entry. */
 export interface PagedEntry extends Queued {
   busy: boolean;
@@ -122,7 +127,7 @@ export class Paging<E extends PagedEntry> {
     const next = heldDue === null ? spilledDue : spilledDue === null ? heldDue : Math.min(heldDue, spilledDue);
     if (next === null) return;
     const nowMs = ctx.env.clock.monotonicMs();
-    const firesAtMs = nowMs + Math.max(0, next - ctx.env.clock.wallMs());
+    const firesAtMs = nowMs + Math.min(WAKE_CHECK_MAX_MS, Math.max(0, next - ctx.env.clock.wallMs()));
     if (this.wakeFiresAtMs !== null && this.wakeFiresAtMs <= firesAtMs) return;
     this.wakeFiresAtMs = firesAtMs;
     ctx.startTimer('wake', firesAtMs - nowMs, { kind: 'wake' });
