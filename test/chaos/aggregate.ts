@@ -34,7 +34,8 @@ export function aggregate(reports: ChaosReport[]): ChaosAggregate {
     return {
       kind,
       injected: records.length,
-      notRecovered: records.length - times.length,
+      // A worker holds no shards: nothing to recover, no failover time.
+      notRecovered: kind === 'kill-worker' ? 0 : records.length - times.length,
       failoverMs: times.length === 0 ? null : { min: times[0]!, median: times[Math.floor(times.length / 2)]!, max: times.at(-1)! },
     };
   });
