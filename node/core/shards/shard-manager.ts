@@ -139,11 +139,14 @@ export class ShardManager implements Actor<ShardManagerMsg> {
     }
   }
 
+  /** Runs the acquisition asked for while one was in flight; false when none runs now (none
+   * asked, or the node is shutting down: a failed acquisition must then let shutdown finish,
+   * which once waited forever for an acquisition that never started). */
   private acquireIfAsked(ctx: ActorContext<ShardManagerMsg>): boolean {
     if (!this.acquireAgain) return false;
     this.acquireAgain = false;
     this.acquire(ctx);
-    return true;
+    return this.acquiring;
   }
 
   private acquire(ctx: ActorContext<ShardManagerMsg>): void {
