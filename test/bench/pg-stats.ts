@@ -15,6 +15,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import pg from 'pg';
 import { parentPid } from './cpu-usage.ts';
+import { onInterrupt } from './on-interrupt.ts';
 
 /** The job writes a commit carries on average is 3 × jobs / commits: both systems write each
  * job three times (added, leased, finished: Kairos an insert and two updates, graphile-worker
@@ -127,6 +128,8 @@ const ANSWER_WAIT_MS = 10_000;
 
 export function roundTripCounter(): RoundTripCounter {
   const dir = mkdtempSync(join(tmpdir(), 'kairos-round-trips-'));
+  const remove = async () => rmSync(dir, { recursive: true, force: true });
+  const forget = onInterrupt(remove);
   const asked = new Map<number, number>();
   const readOne = async (pid: number): Promise<number> => {
     const reports = (asked.get(pid) ?? 0) + 1;
@@ -144,7 +147,10 @@ export function roundTripCounter(): RoundTripCounter {
   return {
     env: { KAIROS_BENCH_ROUND_TRIPS_DIR: dir },
     read: async (pids) => (await Promise.all(pids.map(readOne))).reduce((sum, n) => sum + n, 0),
-    close: () => rmSync(dir, { recursive: true, force: true }),
+    close: () => {
+      forget();
+      void remove();
+    },
   };
 }
 
