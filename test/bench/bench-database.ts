@@ -52,8 +52,8 @@ export async function openBenchServer(options: { preferDebian15: boolean; log: (
     rmSync(tempDir, { recursive: true, force: true });
   };
   const forget = onInterrupt(stopAndRemove);
-  const version = await adminQuery(server.connectionString, "SELECT current_setting('server_version') AS v, current_setting('fsync') AS f");
-  const describe = `${server.origin}, PostgreSQL ${String(version[0]!.v).split(' ')[0]}, fsync ${version[0]!.f}`;
+  const version = await query<{ v: string; f: string }>(server.connectionString, "SELECT current_setting('server_version') AS v, current_setting('fsync') AS f");
+  const describe = `${server.origin}, PostgreSQL ${version[0]!.v.split(' ')[0]}, fsync ${version[0]!.f}`;
   options.log(`on ${describe}`);
   if (options.preferDebian15 && !describe.includes('PostgreSQL 15')) options.log('not PostgreSQL 15: the figures are not comparable with the issue\'s');
   return {
@@ -61,13 +61,13 @@ export async function openBenchServer(options: { preferDebian15: boolean; log: (
     describe,
     async createDatabase(prefix) {
       const name = `${prefix}_${Date.now().toString(36)}`;
-      await adminQuery(server.connectionString, `CREATE DATABASE ${name}`);
+      await query(server.connectionString, `CREATE DATABASE ${name}`);
       // A checkpoint now, so that no run starts with a predecessor's dirty pages to flush.
-      await adminQuery(server.connectionString, 'CHECKPOINT');
+      await query(server.connectionString, 'CHECKPOINT');
       return databaseUrl(server.connectionString, name);
     },
     async dropDatabase(url) {
-      await adminQuery(server.connectionString, `DROP DATABASE IF EXISTS ${new URL(url).pathname.slice(1)} WITH (FORCE)`);
+      await query(server.connectionString, `DROP DATABASE IF EXISTS ${new URL(url).pathname.slice(1)} WITH (FORCE)`);
     },
     async stop() {
       forget();
@@ -98,11 +98,12 @@ async function postgresUser(): Promise<{ uid?: number; gid?: number }> {
   return { uid: Number(uid.stdout.trim()), gid: Number(gid.stdout.trim()) };
 }
 
-async function adminQuery(connectionString: string, text: string): Promise<Array<Record<string, unknown>>> {
+/** One statement on a connection of its own. */
+export async function query<R extends pg.QueryResultRow>(connectionString: string, text: string): Promise<R[]> {
   const client = new pg.Client({ connectionString });
   await client.connect();
   try {
-    return (await client.query(text)).rows;
+    return (await client.query<R>(text)).rows;
   } finally {
     await client.end();
   }

@@ -4,7 +4,7 @@
 import { join } from 'node:path';
 import { readFileSync } from 'node:fs';
 import { Logger, runMigrations } from 'graphile-worker';
-import pg from 'pg';
+import { query } from './bench-database.ts';
 import { WORKER_SETTINGS } from './graphile-client.ts';
 import type { SystemUnderTest } from './shape.ts';
 
@@ -20,14 +20,8 @@ export async function prepareGraphile(url: string): Promise<SystemUnderTest> {
     nodePids: [],
     async verify(jobUrl, jobs) {
       // It deletes a job when it completes; a failed one would stay, with its error.
-      const client = new pg.Client({ connectionString: jobUrl });
-      await client.connect();
-      try {
-        const { rows } = await client.query<{ n: string }>('SELECT count(*) AS n FROM graphile_worker._private_jobs');
-        if (Number(rows[0]!.n) !== 0) throw new Error(`${rows[0]!.n} of ${jobs} jobs were not completed`);
-      } finally {
-        await client.end();
-      }
+      const [left] = await query<{ n: string }>(jobUrl, 'SELECT count(*) AS n FROM graphile_worker._private_jobs');
+      if (Number(left!.n) !== 0) throw new Error(`${left!.n} of ${jobs} jobs were not completed`);
     },
     figures: () => ({ slotsPerWorker: WORKER_SETTINGS.concurrentJobs }),
   };

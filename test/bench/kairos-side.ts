@@ -8,9 +8,9 @@
 import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import pg from 'pg';
 import { writeClusterKeyFile } from '../../node/adapters/libp2p/cluster-key.ts';
 import { startChildNode, type ChildNode } from '../../node/cli/child-node.ts';
+import { query } from './bench-database.ts';
 import { onInterrupt } from './on-interrupt.ts';
 import { roundTripCounter, type RoundTripCounter } from './pg-stats.ts';
 import { log, measureShape, ROUND_TRIPS_PRELOAD, shapeOf, type BenchLine, type ShapeArgs, type SystemUnderTest } from './shape.ts';
@@ -100,14 +100,4 @@ async function balanced(url: string, all: ChildNode[]): Promise<void> {
 function peakRssMb(pid: number): number {
   const status = readFileSync(`/proc/${pid}/status`, 'utf8');
   return Math.round(Number(/VmHWM:\s+(\d+) kB/.exec(status)?.[1] ?? 0) / 1024);
-}
-
-async function query<R extends pg.QueryResultRow>(url: string, text: string): Promise<R[]> {
-  const client = new pg.Client({ connectionString: url });
-  await client.connect();
-  try {
-    return (await client.query<R>(text)).rows;
-  } finally {
-    await client.end();
-  }
 }

@@ -17,7 +17,7 @@
 //    - the PostgreSQL figures of pg-stats.ts.
 // 2. Latency: `latencyJobs` jobs added one call each, at 200 calls a second; start latency is
 //    from the add call to the handler's start (p50, p99).
-// Then every job is checked to have finished, once, with one query (system.verify).
+// Then one query checks that every job finished (system.verify).
 
 import { fork, type ChildProcess } from 'node:child_process';
 import { join } from 'node:path';
