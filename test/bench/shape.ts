@@ -144,6 +144,8 @@ export async function measureShape(system: SystemUnderTest, options: ShapeOption
     const allRolesMs = roleMs('node') + roleMs('workers') + roleMs('producer') + roleMs('postgres');
     const otherMs = machineBusyMs() - busyBeforeMs - allRolesMs - (own.user + own.system) / 1000;
     const e2eSec = (endMs - submitted.firstCallMs) / 1000;
+    // CPU profiles (KAIROS_BENCH_PROFILE) are timed on the same clock, so they can be cut to it.
+    log(`throughput phase: ${submitted.firstCallMs.toFixed(0)}-${endMs.toFixed(0)} ms on CLOCK_MONOTONIC`);
     const pgFigures = await pgWindow.read(jobs, e2eSec, log);
 
     log(`latency: ${latencyJobs} jobs, one call each, at ${LATENCY_RATE_PER_SEC}/s`);
