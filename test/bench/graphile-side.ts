@@ -18,6 +18,9 @@ export async function prepareGraphile(url: string): Promise<SystemUnderTest> {
     producerOptions: { url },
     workerOptions: () => ({ url }),
     nodePids: [],
+    // add_jobs returns the jobs it added, the lease (an UPDATE … RETURNING) the jobs it took,
+    // and completion deletes them.
+    jobWrites: /\.add_jobs\(|^\s*with j as|^\s*delete from "graphile_worker"\._private_jobs/i,
     async verify(jobUrl, jobs) {
       // It deletes a job when it completes; a failed one would stay, with its error.
       const [left] = await query<{ n: string }>(jobUrl, 'SELECT count(*) AS n FROM graphile_worker._private_jobs');

@@ -6,6 +6,8 @@
 // - commits: transactions that wrote, from the transaction-id counter (a transaction takes an
 //   id at its first write; read-only ones take none), whoever wrote them: on a shared server
 //   other databases' writes count too;
+// - job writes per job and per commit (the mean batch): the rows of the statements that write
+//   job rows (each system names them), from pg_stat_statements;
 // - WAL bytes per job, from the WAL position (also server-wide).
 // pg_stat_statements must be in shared_preload_libraries (bench-database.ts loads it on the
 // servers it starts); without it the statement figures are null and the rest still stand.
@@ -17,10 +19,6 @@ import pg from 'pg';
 import { parentPid } from './cpu-usage.ts';
 import { onInterrupt } from './on-interrupt.ts';
 
-/** The job writes a commit carries on average is 3 × jobs / commits: both systems write each
- * job three times (added, leased, finished: Kairos an insert and two updates, graphile-worker
- * an insert, an update and a delete). */
-const WRITES_PER_JOB = 3;
 const STATEMENTS_SHOWN = 8;
 
 export interface PgFigures {
@@ -28,14 +26,16 @@ export interface PgFigures {
   roundTripsPerJob: number;
   pgExecUsPerJob: number | null;
   commitsPerSec: number;
-  jobWritesPerCommit: number;
+  jobWritesPerJob: number | null;
+  jobWritesPerCommit: number | null;
   walBytesPerJob: number;
 }
 
 export interface PgWindow {
   /** Ends the window: reads the figures for `jobs` jobs over `seconds`, and logs the
-   * statements that took the most database time. */
-  read(jobs: number, seconds: number, log: (line: string) => void): Promise<PgFigures>;
+   * statements that took the most database time. `jobWrites` matches the statements that write
+   * job rows, each row it reports being one write of one job. */
+  read(jobs: number, seconds: number, jobWrites: RegExp, log: (line: string) => void): Promise<PgFigures>;
 }
 
 /** A connection to the benchmark's database whose own statements pg_stat_statements ignores. */
@@ -65,12 +65,13 @@ export async function openPgWindow(db: pg.Client, statements: boolean, roundTrip
   const before = await counters(db);
   const tripsBefore = await roundTrips.read(clientPids);
   return {
-    async read(jobs, seconds, log) {
+    async read(jobs, seconds, jobWrites, log) {
       const after = await counters(db);
       const trips = (await roundTrips.read(clientPids)) - tripsBefore;
       const commits = Number(after.xid - before.xid);
       let statementsPerJob: number | null = null;
       let pgExecUsPerJob: number | null = null;
+      let jobWritesTotal: number | null = null;
       if (statements) {
         const { rows } = await db.query<{ calls: string; rows: string; ms: number; query: string }>(
           `SELECT calls, rows, total_exec_time AS ms, query FROM pg_stat_statements
@@ -79,6 +80,7 @@ export async function openPgWindow(db: pg.Client, statements: boolean, roundTrip
         );
         statementsPerJob = rows.reduce((sum, r) => sum + Number(r.calls), 0) / jobs;
         pgExecUsPerJob = (rows.reduce((sum, r) => sum + r.ms, 0) * 1000) / jobs;
+        jobWritesTotal = rows.filter((r) => jobWrites.test(r.query)).reduce((sum, r) => sum + Number(r.rows), 0);
         log('statements by database time (per job: calls, µs; rows per call; the statement):');
         for (const r of rows.slice(0, STATEMENTS_SHOWN)) {
           const perCall = Number(r.rows) / Number(r.calls);
@@ -90,7 +92,8 @@ export async function openPgWindow(db: pg.Client, statements: boolean, roundTrip
         roundTripsPerJob: round(trips / jobs, 3)!,
         pgExecUsPerJob: round(pgExecUsPerJob, 1),
         commitsPerSec: Math.round(commits / seconds),
-        jobWritesPerCommit: round((WRITES_PER_JOB * jobs) / Math.max(1, commits), 1)!,
+        jobWritesPerJob: round(jobWritesTotal === null ? null : jobWritesTotal / jobs, 2),
+        jobWritesPerCommit: round(jobWritesTotal === null ? null : jobWritesTotal / Math.max(1, commits), 1),
         walBytesPerJob: Math.round(Number(after.walBytes - before.walBytes) / jobs),
       };
     },

@@ -43,6 +43,9 @@ export interface SystemUnderTest {
   workerOptions(index: number): Record<string, unknown>;
   /** Its own server processes (Kairos's nodes); none for graphile-worker. */
   nodePids: number[];
+  /** Matches the text of its statements that write job rows (add, lease, finish), whose row
+   * counts in pg_stat_statements are job writes. */
+  jobWrites: RegExp;
   /** Throws unless every job finished, as it should; run once, after the measurements. */
   verify(url: string, jobs: number): Promise<void>;
   /** Figures of its own for the line (peak RSS of the nodes, settings). */
@@ -146,7 +149,7 @@ export async function measureShape(system: SystemUnderTest, options: ShapeOption
     const e2eSec = (endMs - submitted.firstCallMs) / 1000;
     // CPU profiles (KAIROS_BENCH_PROFILE) are timed on the same clock, so they can be cut to it.
     log(`throughput phase: ${submitted.firstCallMs.toFixed(0)}-${endMs.toFixed(0)} ms on CLOCK_MONOTONIC`);
-    const pgFigures = await pgWindow.read(jobs, e2eSec, log);
+    const pgFigures = await pgWindow.read(jobs, e2eSec, system.jobWrites, log);
 
     log(`latency: ${latencyJobs} jobs, one call each, at ${LATENCY_RATE_PER_SEC}/s`);
     await reopen(workers);
