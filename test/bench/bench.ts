@@ -6,7 +6,7 @@
 //
 //   npm run bench [-- --nodes N --jobs N --workers N --concurrency N --payload-bytes N
 //                     --chunk N --latency-jobs N]
-//   KAIROS_BENCH_PROFILE=DIR npm run bench   (also writes each node's CPU profile to DIR)
+//   KAIROS_BENCH_PROFILE=DIR npm run bench   (also writes each process's CPU profile to DIR)
 
 import { parseArgs } from 'node:util';
 import { openBenchServer } from './bench-database.ts';

@@ -2,8 +2,6 @@
 // (a cluster when nodes > 1, measured once every node serves shards), each with the
 // round-trip counter preloaded; the producer gets a client per node and worker i connects to
 // node i mod nodes.
-//
-//   KAIROS_BENCH_PROFILE=DIR   also writes each node's CPU profile to DIR (node --cpu-prof)
 
 import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
@@ -13,7 +11,7 @@ import { startChildNode, type ChildNode } from '../../node/cli/child-node.ts';
 import { query } from './bench-database.ts';
 import { onInterrupt } from './on-interrupt.ts';
 import { roundTripCounter, type RoundTripCounter } from './pg-stats.ts';
-import { log, measureShape, ROUND_TRIPS_PRELOAD, shapeOf, type BenchLine, type ShapeArgs, type SystemUnderTest } from './shape.ts';
+import { log, measureShape, profileFlags, ROUND_TRIPS_PRELOAD, shapeOf, type BenchLine, type ShapeArgs, type SystemUnderTest } from './shape.ts';
 
 const TOKEN = 'bench-token-0001';
 const QUEUE = 'bench';
@@ -51,12 +49,11 @@ export async function startKairos(options: KairosOptions): Promise<SystemUnderTe
   try {
     const keyFile = join(tempDir, 'cluster.key');
     await writeClusterKeyFile(keyFile);
-    const profile = process.env.KAIROS_BENCH_PROFILE;
     const startNode = (i: number, seeds: string[]) =>
       startChildNode({
         args: ['--port', '0', '--data-dir', join(tempDir, `node-${i}`), '--log-level', 'warn', '--cluster-key', keyFile, ...seeds.flatMap((a) => ['--join', a])],
         env: { DATABASE_URL: options.url, KAIROS_TOKENS: `${TOKEN}=bench`, ...options.roundTrips.env },
-        nodeOptions: ['--import', ROUND_TRIPS_PRELOAD, ...(profile ? ['--cpu-prof', `--cpu-prof-dir=${profile}`] : [])],
+        nodeOptions: ['--import', ROUND_TRIPS_PRELOAD, ...profileFlags()],
       });
     nodes.push(await startNode(0, []));
     nodes.push(...(await Promise.all(Array.from({ length: options.nodes - 1 }, (_, i) => startNode(i + 1, [nodes[0]!.peerAddress])))));

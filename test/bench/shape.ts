@@ -33,6 +33,13 @@ const STALL_MS = 60_000;
 /** Preloaded into every process that talks to PostgreSQL. */
 export const ROUND_TRIPS_PRELOAD = pathToFileURL(join(HERE, 'round-trips.mjs')).href;
 
+/** With KAIROS_BENCH_PROFILE=DIR, every process of a run (nodes, workers, producer) writes its
+ * CPU profile to DIR when it exits, named with its pid; the log names each role's pids. */
+export function profileFlags(): string[] {
+  const dir = process.env.KAIROS_BENCH_PROFILE;
+  return dir ? ['--cpu-prof', `--cpu-prof-dir=${dir}`] : [];
+}
+
 /** A system set up on the benchmark's database, ready for its producer and workers. */
 export interface SystemUnderTest {
   /** Its name in the output. */
@@ -147,8 +154,8 @@ export async function measureShape(system: SystemUnderTest, options: ShapeOption
     const allRolesMs = roleMs('node') + roleMs('workers') + roleMs('producer') + roleMs('postgres');
     const otherMs = machineBusyMs() - busyBeforeMs - allRolesMs - (own.user + own.system) / 1000;
     const e2eSec = (endMs - submitted.firstCallMs) / 1000;
-    // CPU profiles (KAIROS_BENCH_PROFILE) are timed on the same clock, so they can be cut to it.
-    log(`throughput phase: ${submitted.firstCallMs.toFixed(0)}-${endMs.toFixed(0)} ms on CLOCK_MONOTONIC`);
+    // CPU profiles (profileFlags) are timed on the same clock, so they can be cut to the phase.
+    log(`throughput phase: ${submitted.firstCallMs.toFixed(0)}-${endMs.toFixed(0)} ms on CLOCK_MONOTONIC; pids ${JSON.stringify(roles)}`);
     const pgFigures = await pgWindow.read(jobs, e2eSec, system.jobWrites, log);
 
     log(`latency: ${latencyJobs} jobs, one call each, at ${LATENCY_RATE_PER_SEC}/s`);
@@ -275,7 +282,7 @@ interface Role<In, Out extends { t: string }> {
 
 async function spawnRole<In, Out extends { t: string }>(script: string, adapterModule: string, options: Record<string, unknown>, env: Record<string, string>): Promise<Role<In, Out>> {
   const child: ChildProcess = fork(join(HERE, script), [adapterModule, JSON.stringify(options)], {
-    execArgv: ['--import', 'tsx', '--import', ROUND_TRIPS_PRELOAD],
+    execArgv: ['--import', 'tsx', '--import', ROUND_TRIPS_PRELOAD, ...profileFlags()],
     env: { ...process.env, ...env },
     stdio: ['ignore', 'inherit', 'inherit', 'ipc'],
   });
