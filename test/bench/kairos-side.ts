@@ -56,7 +56,12 @@ export async function startKairos(options: KairosOptions): Promise<SystemUnderTe
         nodeOptions: ['--import', ROUND_TRIPS_PRELOAD, ...profileFlags()],
       });
     nodes.push(await startNode(0, []));
-    nodes.push(...(await Promise.all(Array.from({ length: options.nodes - 1 }, (_, i) => startNode(i + 1, [nodes[0]!.peerAddress])))));
+    // Settled, not Promise.all: a node that fails must not leave another's failure unhandled,
+    // and every node that did start must be stopped.
+    const joined = await Promise.allSettled(Array.from({ length: options.nodes - 1 }, (_, i) => startNode(i + 1, [nodes[0]!.peerAddress])));
+    for (const result of joined) if (result.status === 'fulfilled') nodes.push(result.value);
+    const failed = joined.find((result) => result.status === 'rejected');
+    if (failed !== undefined) throw failed.reason;
     if (options.nodes > 1) await balanced(options.url, nodes);
     options.log(`${options.nodes} Kairos node(s) serving`);
   } catch (error) {
