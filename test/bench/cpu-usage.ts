@@ -1,7 +1,7 @@
-// CPU time of this process, of the PostgreSQL server it started, and of everything else on the
-// machine, from /proc (Linux). On a shared 2-core machine a throughput figure means little
-// without knowing how much of the CPU the benchmark actually got; CPU time per job does not
-// depend on that.
+// CPU time of this process, of the PostgreSQL server it started, of given process trees (the
+// benchmark's roles), and of everything else on the machine, from /proc (Linux). On a shared
+// 2-core machine a throughput figure means little without knowing how much of the CPU the
+// benchmark actually got; CPU time per job does not depend on that.
 
 import { readFileSync, readdirSync } from 'node:fs';
 import { availableParallelism } from 'node:os';
@@ -95,6 +95,37 @@ export function processCpuMs(pid: number): number | null {
   return fields === null ? null : (Number(fields[11]) + Number(fields[12])) * TICK_MS;
 }
 
+/** CPU time so far of the processes in `roots` with all their descendants, in ms, including
+ * the descendants that have exited and been waited for (a parent's cutime and cstime). Two
+ * readings bracket a phase without sampling in between: a child that exits meanwhile (a
+ * PostgreSQL backend whose pool closed it) moves from the live sum into its parent's
+ * waited-for time, so it is neither lost nor counted twice. */
+export function treeCpuMs(roots: number[]): number {
+  const childrenOf = new Map<number, number[]>();
+  const ownMs = new Map<number, number>();
+  for (const entry of readdirSync('/proc')) {
+    if (!/^\d+$/.test(entry)) continue;
+    const fields = statFields(Number(entry));
+    if (fields === null) continue;
+    const ppid = Number(fields[1]);
+    childrenOf.set(ppid, [...(childrenOf.get(ppid) ?? []), Number(entry)]);
+    ownMs.set(Number(entry), (Number(fields[11]) + Number(fields[12]) + Number(fields[13]) + Number(fields[14])) * TICK_MS);
+  }
+  let totalMs = 0;
+  const pending = [...roots];
+  for (let pid = pending.pop(); pid !== undefined; pid = pending.pop()) {
+    totalMs += ownMs.get(pid) ?? 0;
+    pending.push(...(childrenOf.get(pid) ?? []));
+  }
+  return totalMs;
+}
+
+/** The parent of a process; null once it is gone. */
+export function parentPid(pid: number): number | null {
+  const fields = statFields(pid);
+  return fields === null ? null : Number(fields[1]);
+}
+
 /** The fields of /proc/<pid>/stat after the command name; null once the process is gone. */
 function statFields(pid: number): string[] | null {
   try {
@@ -105,8 +136,10 @@ function statFields(pid: number): string[] | null {
   }
 }
 
-function machineBusyMs(): number {
-  const fields = readFileSync('/proc/stat', 'utf8').split('\n')[0]!.trim().split(/\s+/).slice(1).map(Number);
-  const idle = (fields[3] ?? 0) + (fields[4] ?? 0);
-  return (fields.reduce((sum, n) => sum + n, 0) - idle) * TICK_MS;
+/** CPU time the machine's processes and kernel have used since boot: user, nice, system, irq
+ * and softirq. Not idle or iowait; not steal (the hypervisor's); not guest, which user
+ * already includes. */
+export function machineBusyMs(): number {
+  const [user = 0, nice = 0, system = 0, , , irq = 0, softirq = 0] = readFileSync('/proc/stat', 'utf8').split('\n')[0]!.trim().split(/\s+/).slice(1).map(Number);
+  return (user + nice + system + irq + softirq) * TICK_MS;
 }

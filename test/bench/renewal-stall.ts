@@ -92,11 +92,11 @@ const loadBefore = loadavg();
 try {
   await adminQuery(server.connectionString, 'CREATE DATABASE kairos_renewal');
   await adminQuery(url, 'CREATE EXTENSION pg_stat_statements');
-  const node = await startProcess('renewal-node.ts', ['--data-dir', join(tempDir, 'node'), '--renew-ms', String(renewMs)], { DATABASE_URL: url, KAIROS_TOKENS: `${TOKEN}=bench` });
+  const node = await startProcess('test/bench/renewal-node.ts', ['--data-dir', join(tempDir, 'node'), '--renew-ms', String(renewMs)], { DATABASE_URL: url, KAIROS_TOKENS: `${TOKEN}=bench` });
   const { url: nodeUrl, shardLeaseMs } = node.ready as { url: string; shardLeaseMs: number };
   await Promise.all(
     Array.from({ length: Number(values.workers) }, () =>
-      startProcess('bench-worker.ts', ['--url', nodeUrl, '--token', TOKEN, '--queue', 'bench', '--concurrency', values.concurrency!], {}),
+      startProcess('test/support/worker-main.ts', ['--url', nodeUrl, '--token', TOKEN, '--queue', 'bench', '--concurrency', values.concurrency!], {}),
     ),
   );
   const client = await connect({ url: nodeUrl, token: TOKEN, client: 'bench-producer', onWarning: () => {}, requestTimeoutMs: 120_000 });
@@ -351,9 +351,9 @@ function round2(n: number): number {
   return Math.round(n * 100) / 100;
 }
 
-/** A TypeScript child process under tsx that prints a JSON line with "ready":true once up. */
+/** A TypeScript child process under tsx that prints a JSON line saying it is ready once up. */
 async function startProcess(script: string, args: string[], env: Record<string, string>) {
-  const child = spawn(process.execPath, ['--import', 'tsx', join(ROOT, 'test/bench', script), ...args], {
+  const child = spawn(process.execPath, ['--import', 'tsx', join(ROOT, script), ...args], {
     cwd: ROOT,
     env: { ...process.env, ...env },
     stdio: ['pipe', 'pipe', 'pipe'],
@@ -366,7 +366,8 @@ async function startProcess(script: string, args: string[], env: Record<string, 
     let out = '';
     child.stdout!.on('data', (chunk: Buffer) => {
       out += chunk.toString();
-      const line = out.split('\n').find((l) => l.includes('"ready":true'));
+      // The node prints {"ready":true,…}; the worker (test/support/worker-main.ts) {"event":"ready"}.
+      const line = out.split('\n').find((l) => l.includes('"ready":true') || l.includes('"event":"ready"'));
       if (line !== undefined) resolveReady(JSON.parse(line));
     });
     child.once('close', (code) => reject(new Error(`${script} exited (${code}) before it was ready:\n${stderr}`)));
