@@ -176,6 +176,10 @@ export class ShardManager implements Actor<ShardManagerMsg> {
       this.deps.routes.set(shard, ref);
     }
     if (leases.length > 0) ctx.env.logger.log('info', 'shards.acquired', { count: leases.length, owned: this.owned.size });
+    // The ring may have moved while the acquisition was in flight: shards no longer ours go on
+    // to their next owner at once. Kept, they were renewed here for good while the node the
+    // ring names waited for them (`shards.held_elsewhere`, a node never ready).
+    for (const [shard, owned] of this.owned) if (!this.desired.has(shard)) this.stopOwner(shard, owned);
     // Shards we wanted but did not get are held by someone whose lease has not lapsed yet.
     const missing = [...this.desired].filter((shard) => !this.owned.has(shard)).length;
     this.noteMissing(missing, ctx);
