@@ -14,7 +14,6 @@ import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { parseArgs } from 'node:util';
-import pg from 'pg';
 import { chooseDatabase } from '../../node/store/database-url.ts';
 import { freePort } from '../../node/store/embedded.ts';
 import { migrate } from '../../node/store/migrate.ts';
@@ -22,6 +21,7 @@ import { databaseUrl } from '../support/db-url.ts';
 import { spawnCluster } from '../support/spawn-cluster.ts';
 import { TEST_TOKEN, type SpawnedNode } from '../support/spawn-node.ts';
 import { spawnWorker, type SpawnedWorker } from '../support/spawn-worker.ts';
+import { query } from './bench-database.ts';
 
 const ROOT = resolve(import.meta.dirname, '../..');
 const QUEUE = 'fairness';
@@ -101,16 +101,6 @@ try {
   for (const w of workers) await w.kill('SIGKILL');
   await cluster.stop();
   await database.stop();
-}
-
-async function query<R extends pg.QueryResultRow>(connectionString: string, text: string): Promise<R[]> {
-  const client = new pg.Client({ connectionString });
-  await client.connect();
-  try {
-    return (await client.query<R>(text)).rows;
-  } finally {
-    await client.end();
-  }
 }
 
 async function until(what: string, timeoutMs: number, probe: () => Promise<boolean>): Promise<void> {
