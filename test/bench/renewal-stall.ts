@@ -26,6 +26,7 @@ import pg from 'pg';
 import { connect } from '../../protocol/sdk/index.ts';
 import { freePort, startEmbeddedPostgres } from '../../node/store/embedded.ts';
 import { databaseUrl } from '../support/db-url.ts';
+import { query } from './bench-database.ts';
 
 const ROOT = resolve(import.meta.dirname, '../..');
 const TOKEN = 'bench-token-0001';
@@ -90,8 +91,8 @@ const children: Array<{ stop(): Promise<void> }> = [];
 const loadBefore = loadavg();
 
 try {
-  await adminQuery(server.connectionString, 'CREATE DATABASE kairos_renewal');
-  await adminQuery(url, 'CREATE EXTENSION pg_stat_statements');
+  await query(server.connectionString, 'CREATE DATABASE kairos_renewal');
+  await query(url, 'CREATE EXTENSION pg_stat_statements');
   const node = await startProcess('test/bench/renewal-node.ts', ['--data-dir', join(tempDir, 'node'), '--renew-ms', String(renewMs)], { DATABASE_URL: url, KAIROS_TOKENS: `${TOKEN}=bench` });
   const { url: nodeUrl, shardLeaseMs } = node.ready as { url: string; shardLeaseMs: number };
   await Promise.all(
@@ -385,14 +386,4 @@ async function startProcess(script: string, args: string[], env: Record<string, 
   };
   children.push(handle);
   return handle;
-}
-
-async function adminQuery(connectionString: string, text: string): Promise<void> {
-  const client = new pg.Client({ connectionString });
-  await client.connect();
-  try {
-    await client.query(text);
-  } finally {
-    await client.end();
-  }
 }

@@ -369,12 +369,16 @@ export async function runChaos(options: ChaosOptions): Promise<ChaosReport> {
     const liveNodes = nodeSlots.filter((s) => s.node !== null);
     const rec: FaultRecord = { kind, atMs: Date.now() - faultStart, victim: '-', detail: '', shards: 0, failoverMs: null, probesFailed: 0, minRate: 0 };
     let t0 = Date.now();
+    /** A live node for the fault, the shards it holds, and those to probe (all, if none). */
+    const pickVictim = async () => {
+      const slot = pick(liveNodes);
+      rec.victim = slot.name;
+      const held = await heldShards(slot);
+      return { slot, held, target: held.length > 0 ? held : allShards };
+    };
     switch (kind) {
       case 'kill-node': {
-        const slot = pick(liveNodes);
-        rec.victim = slot.name;
-        const held = await heldShards(slot);
-        const target = held.length > 0 ? held : allShards;
+        const { slot, held, target } = await pickVictim();
         t0 = Date.now();
         slot.expectingExit = true;
         await slot.node!.kill('SIGKILL');
@@ -387,11 +391,8 @@ export async function runChaos(options: ChaosOptions): Promise<ChaosReport> {
         break;
       }
       case 'stop-node': {
-        const slot = pick(liveNodes);
-        rec.victim = slot.name;
+        const { slot, held, target } = await pickVictim();
         const pauseMs = between(5_000, 20_000);
-        const held = await heldShards(slot);
-        const target = held.length > 0 ? held : allShards;
         t0 = Date.now();
         const child = slot.node!.child;
         child.kill('SIGSTOP');
@@ -445,10 +446,7 @@ export async function runChaos(options: ChaosOptions): Promise<ChaosReport> {
         break;
       }
       case 'proxy-reset': {
-        const slot = pick(liveNodes);
-        rec.victim = slot.name;
-        const held = await heldShards(slot);
-        const target = held.length > 0 ? held : allShards;
+        const { slot, target } = await pickVictim();
         t0 = Date.now();
         const n = slot.proxy.resetAll();
         const p = await probe(target, t0, 60_000);
@@ -457,12 +455,9 @@ export async function runChaos(options: ChaosOptions): Promise<ChaosReport> {
         break;
       }
       case 'proxy-delay': {
-        const slot = pick(liveNodes);
-        rec.victim = slot.name;
+        const { slot, target } = await pickVictim();
         const delayMs = between(200, 2_000);
         const forMs = between(5_000, 15_000);
-        const held = await heldShards(slot);
-        const target = held.length > 0 ? held : allShards;
         t0 = Date.now();
         slot.proxy.setDelay(delayMs);
         const healed = sleep(forMs).then(() => slot.proxy.setDelay(0));
