@@ -32,7 +32,6 @@ import {
   URL_CHARS_MAX,
   type AdvertisedLimits,
 } from './limits.ts';
-import { joinKey } from './msgpack-read.ts';
 import {
   arr,
   bin,
@@ -358,9 +357,9 @@ const retrySpecSchema: Schema<RetrySpec> = refine(
     backoffMaxMs: opt(int(0, 7 * 86_400_000)),
     jitter: opt(num(0, 1)),
   }),
-  (spec, path) => {
+  (spec) => {
     const problem = retryPolicyProblem(retryPolicyOf(spec));
-    return problem === null ? null : new Invalid(path, problem);
+    return problem === null ? null : new Invalid('', problem);
   },
 );
 
@@ -374,9 +373,9 @@ export const submitSpecSchema: Schema<SubmitSpec> = refine(
     idempotencyKey: opt(idempotencyKeySchema),
     retry: opt(retrySpecSchema),
   }),
-  (spec, path) =>
+  (spec) =>
     spec.runAt !== undefined && spec.delayMs !== undefined
-      ? new Invalid(joinKey(path, 'delayMs'), 'runAt and delayMs exclude each other')
+      ? new Invalid('delayMs', 'runAt and delayMs exclude each other')
       : null,
 );
 

@@ -28,6 +28,22 @@ const FORBIDDEN_KEYS: ReadonlySet<string> = new Set(['__proto__', 'constructor',
 
 const utf8 = new TextDecoder('utf-8', { fatal: true, ignoreBOM: true });
 
+/* Short ASCII strings (message types, queue names, ids: most strings of a frame) are built
+ * without TextDecoder, whose fixed cost per call (about 0.3 µs here) is several times the work
+ * for a few bytes: by hand up to ASCII_BY_HAND_BYTES_MAX, beyond that by Buffer's latin1
+ * decoding when the frame is a Buffer (as ws delivers it). ASCII is valid UTF-8 that decodes
+ * byte for byte, so the result is the same, not a looser check. */
+const ASCII_FAST_BYTES_MAX = 64;
+const ASCII_BY_HAND_BYTES_MAX = 8;
+
+/* Keys repeat in every frame (`t`, `rid`, `token`, `jobId` ...): the last string read for
+ * each of a few hundred byte patterns is kept, and a key whose bytes match is not built
+ * again. Only keys: values such as job ids differ every time and would only evict them. */
+const KEY_CACHE_SLOTS = 512;
+const KEY_CACHE_BYTES_MAX = 24;
+const keyCacheBytes: (Uint8Array | undefined)[] = new Array(KEY_CACHE_SLOTS);
+const keyCacheTexts: string[] = new Array(KEY_CACHE_SLOTS);
+
 /** An array or map still being filled. */
 interface Open {
   array: WireValue[] | null;
@@ -59,12 +75,15 @@ class Reader {
   private values = 0;
   private readonly stack: Open[] = [];
   private readonly view: DataView;
+  /** The frame as a Node Buffer, when it is one. */
+  private readonly buffer: Buffer | null;
 
   constructor(
     private readonly bytes: Uint8Array,
     private readonly limits: CodecLimits,
   ) {
     this.view = new DataView(bytes.buffer, bytes.byteOffset, bytes.byteLength);
+    this.buffer = typeof Buffer === 'function' && Buffer.isBuffer(bytes) ? bytes : null;
   }
 
   frame(): WireMap {
@@ -154,7 +173,7 @@ class Reader {
     else if (token === 0xda) length = this.uint(2);
     else if (token === 0xdb) length = this.uint(4);
     else throw this.refuse('map keys must be strings');
-    const key = this.str(length);
+    const key = length <= KEY_CACHE_BYTES_MAX ? this.cachedKey(length) : this.str(length);
     if (FORBIDDEN_KEYS.has(key)) throw this.refuse(`key "${key}" is forbidden`, key);
     if (Object.hasOwn(map, key)) throw this.refuse('duplicate key', key);
     return key;
@@ -199,11 +218,44 @@ class Reader {
     return value;
   }
 
+  /** A key of at most KEY_CACHE_BYTES_MAX bytes, from the cache when it was read before. */
+  private cachedKey(length: number): string {
+    if (length > this.limits.stringBytesMax) return this.str(length); // refused there
+    const bytes = this.bytes;
+    const at = this.pos;
+    if (length > bytes.length - at) return this.str(length); // refused there
+    let hash = length;
+    for (let i = 0; i < length; i++) hash = (Math.imul(hash, 31) + bytes[at + i]!) | 0;
+    const slot = hash & (KEY_CACHE_SLOTS - 1);
+    const cached = keyCacheBytes[slot];
+    if (cached !== undefined && cached.length === length) {
+      let same = true;
+      for (let i = 0; i < length; i++) {
+        if (cached[i] !== bytes[at + i]) {
+          same = false;
+          break;
+        }
+      }
+      if (same) {
+        this.pos += length;
+        return keyCacheTexts[slot]!;
+      }
+    }
+    const key = this.str(length);
+    keyCacheBytes[slot] = bytes.slice(at, at + length);
+    keyCacheTexts[slot] = key;
+    return key;
+  }
+
   private str(length: number): string {
     if (length > this.limits.stringBytesMax) {
       throw this.refuse(`string of ${length} bytes exceeds the limit of ${this.limits.stringBytesMax}`);
     }
     const at = this.advance(length);
+    if (length <= ASCII_FAST_BYTES_MAX && isAscii(this.bytes, at, length)) {
+      if (length <= ASCII_BY_HAND_BYTES_MAX) return asciiByHand(this.bytes, at, length);
+      if (this.buffer !== null) return this.buffer.toString('latin1', at, at + length);
+    }
     try {
       return utf8.decode(this.bytes.subarray(at, at + length));
     } catch {
@@ -247,6 +299,17 @@ class Reader {
     }
     return refuse(key === undefined ? path : joinKey(path, key), problem);
   }
+}
+
+function isAscii(bytes: Uint8Array, at: number, length: number): boolean {
+  for (let i = at; i < at + length; i++) if (bytes[i]! >= 0x80) return false;
+  return true;
+}
+
+function asciiByHand(bytes: Uint8Array, at: number, length: number): string {
+  let text = '';
+  for (let i = at; i < at + length; i++) text += String.fromCharCode(bytes[i]!);
+  return text;
 }
 
 function isFixMap(token: number): boolean {

@@ -14,13 +14,23 @@ import { joinKey, type WireMap } from './msgpack-read.ts';
 
 export class Invalid {
   constructor(
-    /** Path of the offending value, e.g. `jobs[3].priority`; '' for the frame itself. */
+    /** Path of the offending value from the value checked, e.g. `jobs[3].priority`; '' for
+     * that value itself. */
     readonly field: string,
     readonly problem: string,
   ) {}
 
   get message(): string {
     return this.field === '' ? this.problem : `${this.field}: ${this.problem}`;
+  }
+
+  /** The same problem as the map or array holding the value sees it: under its field `step`
+   * (a key, which may come from the sender) or item index `step`. Paths are built this way,
+   * from the bottom, so that a valid message, by far the common case, builds none. */
+  within(step: string | number): Invalid {
+    const head = typeof step === 'number' ? `[${step}]` : joinKey('', step);
+    const field = this.field === '' ? head : this.field.startsWith('[') ? `${head}${this.field}` : `${head}.${this.field}`;
+    return new Invalid(field, this.problem);
   }
 }
 
@@ -48,7 +58,7 @@ export type Meta =
  * and the declared type disagree. */
 export interface Schema<in out T> {
   readonly meta: Meta;
-  check(value: unknown, path: string): T | Invalid;
+  check(value: unknown): T | Invalid;
 }
 
 /** A schema of any type: under invariance only `any` can name it. */
@@ -69,7 +79,7 @@ export function opt<T>(schema: Schema<T>): Optional<T> {
   return { optionalOf: schema };
 }
 
-function schema<T>(meta: Meta, check: (value: unknown, path: string) => T | Invalid): Schema<T> {
+function schema<T>(meta: Meta, check: (value: unknown) => T | Invalid): Schema<T> {
   return { meta, check };
 }
 
@@ -77,15 +87,15 @@ export function str(maxChars: number, options: { minChars?: number; format?: Str
   const minChars = options.minChars ?? 0;
   const format = options.format ?? null;
   const range = minChars > 0 ? `${minChars} to ${maxChars} characters` : `at most ${maxChars} characters`;
-  return schema({ kind: 'str', minChars, maxChars, format }, (value, path) => {
-    if (typeof value !== 'string') return new Invalid(path, 'must be a string');
+  return schema({ kind: 'str', minChars, maxChars, format }, (value) => {
+    if (typeof value !== 'string') return new Invalid('', 'must be a string');
     // A string has at least length/2 and at most length code points: count only when that
     // range does not settle it.
     if (value.length > maxChars || value.length < 2 * minChars) {
       const chars = codePoints(value);
-      if (chars > maxChars || chars < minChars) return new Invalid(path, `must be ${range}`);
+      if (chars > maxChars || chars < minChars) return new Invalid('', `must be ${range}`);
     }
-    if (format !== null && !format.test(value)) return new Invalid(path, `must be ${format.name}`);
+    if (format !== null && !format.test(value)) return new Invalid('', `must be ${format.name}`);
     return value;
   });
 }
@@ -104,9 +114,9 @@ function codePoints(value: string): number {
 }
 
 export function int(min: number, max: number): Schema<number> {
-  return schema({ kind: 'int', min, max }, (value, path) => {
+  return schema({ kind: 'int', min, max }, (value) => {
     if (typeof value !== 'number' || !Number.isInteger(value) || value < min || value > max) {
-      return new Invalid(path, `must be an integer in [${min}, ${max}]`);
+      return new Invalid('', `must be an integer in [${min}, ${max}]`);
     }
     return value;
   });
@@ -114,31 +124,31 @@ export function int(min: number, max: number): Schema<number> {
 
 /** Any finite number in [min, max], integer or not. */
 export function num(min: number, max: number): Schema<number> {
-  return schema({ kind: 'num', min, max }, (value, path) => {
+  return schema({ kind: 'num', min, max }, (value) => {
     if (typeof value !== 'number' || !(value >= min && value <= max)) {
-      return new Invalid(path, `must be a number in [${min}, ${max}]`);
+      return new Invalid('', `must be a number in [${min}, ${max}]`);
     }
     return value;
   });
 }
 
-export const bool: Schema<boolean> = schema({ kind: 'bool' }, (value, path) =>
-  typeof value === 'boolean' ? value : new Invalid(path, 'must be a boolean'),
+export const bool: Schema<boolean> = schema({ kind: 'bool' }, (value) =>
+  typeof value === 'boolean' ? value : new Invalid('', 'must be a boolean'),
 );
 
 export function bin(maxBytes: number): Schema<Uint8Array> {
-  return schema({ kind: 'bin', maxBytes }, (value, path) => {
-    if (!(value instanceof Uint8Array)) return new Invalid(path, 'must be bytes (msgpack bin)');
-    if (value.length > maxBytes) return new Invalid(path, `must be at most ${maxBytes} bytes`);
+  return schema({ kind: 'bin', maxBytes }, (value) => {
+    if (!(value instanceof Uint8Array)) return new Invalid('', 'must be bytes (msgpack bin)');
+    if (value.length > maxBytes) return new Invalid('', `must be at most ${maxBytes} bytes`);
     return value;
   });
 }
 
 export function oneOf<const L extends string>(values: readonly L[]): Schema<L> {
   const expected = values.map((v) => `"${v}"`).join(', ');
-  return schema({ kind: 'oneOf', values }, (value, path) => {
+  return schema({ kind: 'oneOf', values }, (value) => {
     if (typeof value !== 'string' || !(values as readonly string[]).includes(value)) {
-      return new Invalid(path, values.length === 1 ? `must be ${expected}` : `must be one of ${expected}`);
+      return new Invalid('', values.length === 1 ? `must be ${expected}` : `must be one of ${expected}`);
     }
     return value as L;
   });
@@ -149,21 +159,21 @@ export function literal<const L extends string>(value: L): Schema<L> {
 }
 
 export function arr<T>(item: Schema<T>, maxLength: number): Schema<T[]> {
-  return schema({ kind: 'arr', item, maxLength }, (value, path) => {
-    if (!Array.isArray(value)) return new Invalid(path, 'must be an array');
-    if (value.length > maxLength) return new Invalid(path, `must have at most ${maxLength} items`);
-    const out: T[] = [];
+  return schema({ kind: 'arr', item, maxLength }, (value) => {
+    if (!Array.isArray(value)) return new Invalid('', 'must be an array');
+    if (value.length > maxLength) return new Invalid('', `must have at most ${maxLength} items`);
+    const out: T[] = new Array(value.length);
     for (let i = 0; i < value.length; i++) {
-      const checked = item.check(value[i], `${path}[${i}]`);
-      if (checked instanceof Invalid) return checked;
-      out.push(checked);
+      const checked = item.check(value[i]);
+      if (checked instanceof Invalid) return checked.within(i);
+      out[i] = checked;
     }
     return out;
   });
 }
 
 export function nullable<T>(inner: Schema<T>): Schema<T | null> {
-  return schema({ kind: 'nullable', inner }, (value, path) => (value === null ? null : inner.check(value, path)));
+  return schema({ kind: 'nullable', inner }, (value) => (value === null ? null : inner.check(value)));
 }
 
 type Fields = Record<string, AnySchema | Optional<any>>;
@@ -184,21 +194,27 @@ export function obj<const F extends Fields>(fields: F): Schema<ObjOf<F>> {
     specs[name] =
       'optionalOf' in field ? { schema: field.optionalOf, optional: true } : { schema: field, optional: false };
   }
-  const entries = Object.entries(specs);
-  return schema({ kind: 'obj', fields: specs }, (value, path) => {
-    if (!isMap(value)) return new Invalid(path, 'must be a map');
-    for (const key of Object.keys(value)) {
-      if (!Object.hasOwn(specs, key)) return new Invalid(joinKey(path, key), 'unknown field');
+  const names = Object.keys(specs);
+  const fieldSpecs = names.map((name) => specs[name]!);
+  return schema({ kind: 'obj', fields: specs }, (value) => {
+    if (!isMap(value)) return new Invalid('', 'must be a map');
+    const keys = Object.keys(value);
+    let known = 0;
+    for (const name of names) if (Object.hasOwn(value, name)) known++;
+    if (known !== keys.length) {
+      const unknown = keys.find((key) => !Object.hasOwn(specs, key))!;
+      return new Invalid(joinKey('', unknown), 'unknown field');
     }
     const out: Record<string, unknown> = {};
-    for (const [name, spec] of entries) {
-      const fieldPath = joinKey(path, name);
-      if (!Object.hasOwn(value, name) || value[name] === undefined) {
-        if (spec.optional) continue;
-        return new Invalid(fieldPath, 'is required');
+    for (let i = 0; i < names.length; i++) {
+      const name = names[i]!;
+      const field = value[name];
+      if (field === undefined) {
+        if (fieldSpecs[i]!.optional) continue;
+        return new Invalid(name, 'is required');
       }
-      const checked = spec.schema.check(value[name], fieldPath);
-      if (checked instanceof Invalid) return checked;
+      const checked = fieldSpecs[i]!.schema.check(field);
+      if (checked instanceof Invalid) return checked.within(name);
       out[name] = checked;
     }
     return out as ObjOf<F>;
@@ -206,19 +222,19 @@ export function obj<const F extends Fields>(fields: F): Schema<ObjOf<F>> {
 }
 
 /** Adds a check across fields, run after `inner` accepted the value. */
-export function refine<T>(inner: Schema<T>, problem: (value: T, path: string) => Invalid | null): Schema<T> {
-  return schema({ kind: 'refine', inner }, (value, path) => {
-    const checked = inner.check(value, path);
+export function refine<T>(inner: Schema<T>, problem: (value: T) => Invalid | null): Schema<T> {
+  return schema({ kind: 'refine', inner }, (value) => {
+    const checked = inner.check(value);
     if (checked instanceof Invalid) return checked;
-    return problem(checked, path) ?? checked;
+    return problem(checked) ?? checked;
   });
 }
 
 /** One of two map shapes, told apart by whether `key` is present. */
 export function keyed<A, B>(key: string, withKey: Schema<A>, withoutKey: Schema<B>): Schema<A | B> {
-  return schema({ kind: 'keyed', key, withKey, withoutKey }, (value, path) => {
-    if (!isMap(value)) return new Invalid(path, 'must be a map');
-    return Object.hasOwn(value, key) ? withKey.check(value, path) : withoutKey.check(value, path);
+  return schema({ kind: 'keyed', key, withKey, withoutKey }, (value) => {
+    if (!isMap(value)) return new Invalid('', 'must be a map');
+    return Object.hasOwn(value, key) ? withKey.check(value) : withoutKey.check(value);
   });
 }
 
@@ -229,15 +245,15 @@ export type SchemaTable<T extends { t: string }> = { [K in T['t']]: Schema<Extra
 export function tagged<T extends { t: string }>(variants: SchemaTable<T>): Schema<T> {
   // A Map, not the object: `t` comes from outside and must not find `constructor` and friends.
   const table = new Map<string, AnySchema>(Object.entries(variants));
-  return schema({ kind: 'tagged', variants: table }, (value, path) => {
-    if (!isMap(value)) return new Invalid(path, 'must be a map');
+  return schema({ kind: 'tagged', variants: table }, (value) => {
+    if (!isMap(value)) return new Invalid('', 'must be a map');
     const t = value['t'];
     const variant = typeof t === 'string' ? table.get(t) : undefined;
     if (variant === undefined) {
       const names = [...table.keys()].map((k) => `"${k}"`).join(', ');
-      return new Invalid(joinKey(path, 't'), `must be one of ${names}`);
+      return new Invalid('t', `must be one of ${names}`);
     }
-    return variant.check(value, path) as T | Invalid;
+    return variant.check(value) as T | Invalid;
   });
 }
 

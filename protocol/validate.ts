@@ -49,7 +49,11 @@ export function decodeFromPeer(bytes: Uint8Array, limits: CodecLimits = CODEC_LI
 function decodeWith<M>(bytes: Uint8Array, variants: ReadonlyMap<string, AnySchema>, limits: CodecLimits): Decoded<M> {
   const frame = decodeFrame(bytes, limits);
   if (!frame.ok) return { ok: false, rid: null, error: bounded(frame.error) };
-  const { v, ...message } = frame.value;
+  // The version is the frame's, not the message's: taken out here (a delete, not a copy of
+  // the map), so the message's schema sees only its own fields.
+  const message = frame.value;
+  const v = message['v'];
+  delete message['v'];
   const rid = ridOf(message);
   if (v === undefined) return refuse(rid, 'bad_request', new Invalid('v', 'is required'));
   if (typeof v !== 'number' || !Number.isInteger(v)) {
@@ -66,7 +70,7 @@ function decodeWith<M>(bytes: Uint8Array, variants: ReadonlyMap<string, AnySchem
     const text = `unknown message type "${clip(t, 64)}"`;
     return { ok: false, rid, error: { code: 'unknown_type', message: text, field: 't' } };
   }
-  const checked: unknown = schema.check(message, '');
+  const checked: unknown = schema.check(message);
   if (checked instanceof Invalid) return refuse(rid, 'bad_request', checked);
   return { ok: true, msg: checked as M };
 }

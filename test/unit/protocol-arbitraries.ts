@@ -52,7 +52,7 @@ export function arbitraryOf(schema: AnySchema): fc.Arbitrary<unknown> {
       return fc.record(model, { requiredKeys });
     }
     case 'refine':
-      return arbitraryOf(meta.inner).filter((value) => !(schema.check(value, '') instanceof Invalid));
+      return arbitraryOf(meta.inner).filter((value) => !(schema.check(value) instanceof Invalid));
     case 'keyed':
       return fc.oneof(arbitraryOf(meta.withKey), arbitraryOf(meta.withoutKey));
     case 'tagged':

@@ -120,6 +120,20 @@ describe('decoding', () => {
     expect(decoded(encodeMessage({ t: 'x', s: text }))['s']).toBe(text);
   });
 
+  it('reads the same strings from a Buffer as from a Uint8Array, ASCII or not, keys repeated or not', () => {
+    const strings = ['', 'a', 'abcdefgh', 'abcdefghi', 'x'.repeat(64), 'x'.repeat(65), 'é', `${'x'.repeat(20)}é`, '\u0000\u007f', '😀'];
+    fc.assert(
+      fc.property(fc.array(fc.constantFrom(...strings), { maxLength: 12 }), fc.string({ maxLength: 80 }), (keys, value) => {
+        const message: Record<string, unknown> = { t: 'x' };
+        keys.forEach((key, i) => (message[`${key}${i}`] = `${value}${key}`));
+        const bytes = encodeMessage(message as { t: string });
+        const fromBuffer = { ...decoded(Buffer.from(bytes)) };
+        expect(fromBuffer).toEqual({ ...decoded(bytes) });
+        expect(fromBuffer).toEqual({ v: 1, ...message });
+      }),
+    );
+  });
+
   it('agrees with msgpackr on every sample', () => {
     const unpackr = new Unpackr({ mapsAsObjects: false, useRecords: false, int64AsType: 'number' });
     const plain = (value: unknown): unknown => {
