@@ -73,6 +73,11 @@ export interface SubmitSpec {
   delayMs?: number;
   /** Submissions of one tenant with the same key map to one job. */
   idempotencyKey?: string;
+  /** The key only makes resending this submission safe (the SDK sets this for the keys it
+   * generates): the node may place the job on a shard it serves itself instead of the one
+   * the key hashes to, which saves forwarding it to another node. One key still yields one
+   * job: keys are unique per tenant in the store, whichever shard claims them. */
+  anyShard?: boolean;
   retry?: RetrySpec;
 }
 
@@ -371,6 +376,7 @@ export const submitSpecSchema: Schema<SubmitSpec> = refine(
     runAt: opt(timeSchema),
     delayMs: opt(int(0, DELAY_MS_MAX)),
     idempotencyKey: opt(idempotencyKeySchema),
+    anyShard: opt(bool),
     retry: opt(retrySpecSchema),
   }),
   (spec) =>

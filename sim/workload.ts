@@ -77,7 +77,13 @@ export class SimProducer {
         priority: this.random.int(5) - 2,
         retry: { attemptsMax: 1 + this.random.int(4), backoffBaseMs: 50, backoffMaxMs: 2_000, jitter: 0.5 },
       };
-      if (this.random.next() < mix.keyed) spec.idempotencyKey = `${this.tenant}-k${n}`;
+      if (this.random.next() < mix.keyed) {
+        spec.idempotencyKey = `${this.tenant}-k${n}`;
+        // Half of the keys are placed where they arrive, as the SDK's generated keys are, so
+        // that a retry through another node lands on another shard and only the store's
+        // uniqueness of keys keeps it one job. (By n, not a draw, so seeds replay as before.)
+        if (n % 2 === 0) spec.anyShard = true;
+      }
       if (this.random.next() < mix.delayed) spec.delayMs = this.random.int(3_000);
       const submission: Submission = { n, spec, state: 'waiting', rid: 0, tries: 0 };
       this.all.push(submission);

@@ -133,7 +133,7 @@ export class KairosClient {
    * with OutcomeUnknownError when, at the retry deadline, the job may or may not exist. */
   async submit(spec: SubmitSpec): Promise<SubmitResult> {
     const generated = spec.idempotencyKey === undefined;
-    const job = generated ? { ...spec, idempotencyKey: this.runtime.uuid() } : spec;
+    const job = generated ? { ...spec, idempotencyKey: this.runtime.uuid(), anyShard: true } : spec;
     const reply = await this.call({ t: 'submit', rid: 0, job }).catch((error: Error) => {
       throw mayHaveApplied(error) ? new OutcomeUnknownError(job.idempotencyKey!, error) : error;
     });

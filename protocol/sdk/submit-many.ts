@@ -42,7 +42,7 @@ export async function submitMany(specs: readonly SubmitSpec[], deps: SubmitManyD
   const { runtime } = deps;
   // Every job gets a key, so a batch re-sent after a dropped link creates nothing twice.
   const generated = specs.map((spec) => spec.idempotencyKey === undefined);
-  const keyed = specs.map((spec, i) => (generated[i] ? { ...spec, idempotencyKey: runtime.uuid() } : spec));
+  const keyed = specs.map((spec, i) => (generated[i] ? { ...spec, idempotencyKey: runtime.uuid(), anyShard: true } : spec));
   const results = new Array<SubmitManyResult>(specs.length);
   const deadlineMs = runtime.clock.monotonicMs() + (deps.retry?.deadlineMs ?? 0);
   const { batchMax, inflightMax, frameBytesMax } = deps.limits;

@@ -1,16 +1,19 @@
 // Node processes with one cluster key form one cluster on one database: they find one another
 // by gossip through the node they join, agree on a ring and split the shards between them. A
 // node with another key cannot reach them: it never enters their ring nor they its, and it
-// gets no shard. A member restarted in its data dir comes back under the same id.
+// gets no shard. A member restarted in its data dir comes back under the same id. Jobs whose
+// keys the SDK generated stay on the node that received them.
 
 import { mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { writeClusterKeyFile } from '../../node/adapters/libp2p/cluster-key.ts';
+import { shardOfJobId } from '../../node/core/job/job-id.ts';
+import { connect } from '../../protocol/sdk/index.ts';
 import { adminQuery, createTestDatabase, type TestDatabase } from '../support/db.ts';
 import { spawnCluster, type SpawnedCluster } from '../support/spawn-cluster.ts';
-import { spawnStartedNode, type StartedNode } from '../support/spawn-node.ts';
+import { spawnStartedNode, TEST_TOKEN, type StartedNode } from '../support/spawn-node.ts';
 
 const SHARDS = 16;
 /** What three members of a bounded-load ring may each own: a fair third is 5.3. */
@@ -85,6 +88,32 @@ describe('cluster formation', () => {
     const ids = cluster.nodes.map((n) => n.nodeId);
     expect(new Set(ids).size).toBe(3);
     await untilSharedBy(ids, deadline);
+  }, 60_000);
+
+  it("places a job whose key the SDK generated on the receiving node's shards, and keeps one key one job across nodes", async () => {
+    const [a, b] = cluster!.nodes;
+    const [viaA, viaB] = await Promise.all([a!, b!].map((node) => connect({ url: node.url, token: TEST_TOKEN, onWarning: () => {} })));
+    try {
+      const servedBy = async (jobId: string) => {
+        const rows = await adminQuery<{ owner: string }>('SELECT l.owner FROM shard_leases l WHERE l.id = $1', [shardOfJobId(jobId, SHARDS)], db.name);
+        return rows[0]?.owner;
+      };
+      // The SDK generates a key for each of these and marks it anyShard: none is forwarded.
+      const results = await viaB!.submitMany(Array.from({ length: 40 }, () => ({ queue: 'placement', payload: new Uint8Array([1]) })));
+      for (const result of results) {
+        if (result instanceof Error) throw result;
+        expect(await servedBy(result.jobId)).toBe(b!.nodeId);
+      }
+      // One key, sent through both nodes: each places it on a shard of its own, and the store's
+      // uniqueness of keys makes the second a duplicate of the first.
+      const spec = { queue: 'placement', payload: new Uint8Array([2]), idempotencyKey: 'placed-anywhere', anyShard: true };
+      const first = await viaA!.submit(spec);
+      const second = await viaB!.submit(spec);
+      expect(second).toEqual({ jobId: first.jobId, duplicate: true });
+      expect(await servedBy(first.jobId)).toBe(a!.nodeId);
+    } finally {
+      await Promise.all([viaA, viaB].map((client) => client!.close()));
+    }
   }, 60_000);
 
   it('keeps a node with another key out of the ring and off every shard', async () => {

@@ -184,10 +184,12 @@ export class Router {
     if (!ctx.hasTimer('sweep')) ctx.startTimer('sweep', SWEEP_EVERY_MS, { kind: 'sweep' });
   }
 
-  /** A keyed submission's shard follows from its key; a keyless one goes to a shard served here. */
+  /** A keyed submission's shard follows from its key; a keyless one, or one whose key may go
+   * anywhere (`anyShard`), goes to a shard served here. */
   private submitShard(state: ConnState, spec: SubmitSpec, ctx: ActorContext<GatewayMsg>): number {
     const { routes } = this.g.deps;
-    return shardForSubmission(state.conn.tenant, spec.idempotencyKey ?? null, routes.shardCount, () => routes.anyLocalShard((n) => ctx.env.random.int(n)));
+    const placingKey = spec.anyShard === true ? null : (spec.idempotencyKey ?? null);
+    return shardForSubmission(state.conn.tenant, placingKey, routes.shardCount, () => routes.anyLocalShard((n) => ctx.env.random.int(n)));
   }
 
   /** The node to forward a request for `shard` to, or null to route it here (served here, no

@@ -53,9 +53,9 @@ export function shardOfJobId(id: string, shardCount: number): number | null {
   return parts.shard;
 }
 
-/** The shard a submission goes to. A submission with an idempotency key always hashes to the
- * same shard, so that one owner sees every retry of it and can deduplicate in memory; one
- * without a key goes to the shard the caller drew at random. */
+/** The shard a submission goes to. A submission placed by its idempotency key always hashes
+ * to the same shard, so that one owner sees every retry of it and can deduplicate in memory;
+ * one without such a key goes to the shard the caller drew at random. */
 export function shardForSubmission(
   tenant: string,
   idempotencyKey: string | null,

@@ -30,8 +30,9 @@ export class RoutingTable {
   }
 
   /** A shard served here, drawn with `pick(n)` (uniform in [0, n)), or any shard of the
-   * cluster when none is served here. A submission without an idempotency key may go to any
-   * shard, so it goes to one this node serves and needs no hop to another. */
+   * cluster when none is served here. A submission without an idempotency key, or whose key
+   * may go anywhere (`anyShard`), may go to any shard, so it goes to one this node serves and
+   * needs no hop to another. */
   anyLocalShard(pick: (n: number) => number): number {
     return this.local.length > 0 ? this.local[pick(this.local.length)]! : pick(this.shardCount);
   }
