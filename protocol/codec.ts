@@ -20,7 +20,7 @@ const writer = new MsgpackWriter();
  * programmer error: a value that is not null, boolean, finite number, string, Uint8Array,
  * array or plain object. */
 export function encodeMessage<M extends { t: string }>(message: M, version: number = PROTOCOL_VERSION): Uint8Array {
-  return writer.encode({ ...message, v: version });
+  return writer.encodeVersioned(message as unknown as Record<string, unknown>, version);
 }
 
 /** Decodes one frame into a null-prototype map, or says what is wrong with it. Never throws. */

@@ -21,6 +21,14 @@ export class MsgpackWriter {
     return this.buf.slice(0, this.pos);
   }
 
+  /** Encodes `object` with a `v` field of `version` added (in place of any of its own), as
+   * encode({ ...object, v: version }) would, without building that copy. */
+  encodeVersioned(object: Record<string, unknown>, version: number): Uint8Array {
+    this.pos = 0;
+    this.map(object, version);
+    return this.buf.slice(0, this.pos);
+  }
+
   private value(value: unknown): void {
     switch (typeof value) {
       case 'string':
@@ -119,14 +127,24 @@ export class MsgpackWriter {
     for (const item of items) this.value(item);
   }
 
-  private map(object: Record<string, unknown>): void {
+  private map(object: Record<string, unknown>, version?: number): void {
     const keys: string[] = [];
-    for (const key in object) if (object[key] !== undefined) keys.push(key);
-    keys.sort(compareKeys);
-    const n = keys.length;
+    for (const key in object) if (object[key] !== undefined && !(version !== undefined && key === 'v')) keys.push(key);
+    // Objects built in the canonical order need no sort; checking costs a compare per key.
+    for (let i = 1; i < keys.length; i++) {
+      if (compareKeys(keys[i - 1]!, keys[i]!) > 0) {
+        keys.sort(compareKeys);
+        break;
+      }
+    }
+    const n = keys.length + (version === undefined ? 0 : 1);
     if (n < 16) this.byte(0x80 | n);
     else if (n < 0x10000) this.head(0xde, n, 2);
     else this.head(0xdf, n, 4);
+    if (version !== undefined) {
+      this.string('v');
+      this.number(version);
+    }
     for (const key of keys) {
       this.string(key);
       this.value(object[key]);
