@@ -4,6 +4,7 @@
 // system runtime uses only what browsers also have.
 
 import { setLongTimeout, type LongTimeout } from '../long-timeout.ts';
+import { uuidV7 } from './uuid-v7.ts';
 
 export interface SdkRuntime {
   clock: { monotonicMs(): number };
@@ -13,7 +14,7 @@ export interface SdkRuntime {
   };
   /** Uniform in [0, 1); only for jitter. */
   random: { next(): number };
-  /** A fresh idempotency key. */
+  /** A fresh idempotency key, unique among all: the system runtime's start with the time. */
   uuid(): string;
   /** Runs `fn` after the current turn; used to coalesce frames (credit) sent in one turn. */
   defer(fn: () => void): void;
@@ -27,6 +28,6 @@ export const systemRuntime: SdkRuntime = {
     cancelTimer: (id) => (id as LongTimeout).cancel(),
   },
   random: { next: () => Math.random() },
-  uuid: () => globalThis.crypto.randomUUID(),
+  uuid: () => uuidV7(),
   defer: (fn) => queueMicrotask(fn),
 };
