@@ -95,6 +95,8 @@ SELECT (SELECT count(*) FROM batch)::int AS seen, (SELECT count(*) FROM gone)::i
 
 /** Timings of a pass's two parts, for the benchmark (test/bench/drop-partition.ts). */
 export interface RetentionObserver {
+  /** ACCESS EXCLUSIVE on jobs is held, ms after BEGIN: the wait for the commits in flight. */
+  lockTaken?(ms: number): void;
   /** The transaction that creates and drops partitions ended (committed or not); ms it took,
    * from BEGIN, ACCESS EXCLUSIVE on jobs held for the part after its LOCK TABLE. */
   lockedDone?(ms: number): void;
@@ -132,6 +134,7 @@ export async function runRetention(
     if (toCreate.length === 0 && expired.length === 0) return { commit: true, value: report };
 
     await client.query('LOCK TABLE ONLY jobs IN ACCESS EXCLUSIVE MODE');
+    observer.lockTaken?.(performance.now() - lockedStart);
     for (const day of toCreate) report.created.push(await createPartition(client, day));
     const shards = Array.from({ length: shardCount }, (_, shard) => shard);
     for (const day of expired) {

@@ -46,9 +46,11 @@ export function dropOldestDay(url: string, preloaded: Preloaded, dropped: (jobs:
       log(`dropping ${name} (${oldest.jobs} jobs) through the retention pass`);
       let lockedEnd = Number.NaN;
       let dropMs = Number.NaN;
+      let lockWaitMs = Number.NaN;
       let keys = { count: 0, ms: Number.NaN };
       const start = performance.now();
       const report = await runRetention(pool, preloaded.shardCount, nowMs, { daysAhead: 0, keepDays }, {
+        lockTaken: (ms) => (lockWaitMs = ms),
         lockedDone: (ms) => {
           lockedEnd = performance.now();
           dropMs = ms;
@@ -62,7 +64,7 @@ export function dropOldestDay(url: string, preloaded: Preloaded, dropped: (jobs:
       const before = durations(samples.filter((s) => s.endMs <= start));
       const during = durations(samples.filter((s) => s.startMs < lockedEnd && s.endMs > start));
       const keyDeletion = durations(samples.filter((s) => s.startMs < end && s.endMs > lockedEnd));
-      log(`dropped ${name} in ${dropMs.toFixed(1)} ms, then ${keys.count} keys in ${keys.ms.toFixed(0)} ms`);
+      log(`dropped ${name} in ${dropMs.toFixed(1)} ms (ACCESS EXCLUSIVE on jobs taken ${lockWaitMs.toFixed(1)} ms after BEGIN), then ${keys.count} keys in ${keys.ms.toFixed(0)} ms`);
       return {
         dropMs: round2(dropMs),
         keyDeletionMs: round2(keys.ms),
