@@ -97,8 +97,9 @@ SELECT (SELECT count(*) FROM batch)::int AS seen, (SELECT count(*) FROM gone)::i
 export interface RetentionObserver {
   /** ACCESS EXCLUSIVE on jobs is held, ms after BEGIN: the wait for the commits in flight. */
   lockTaken?(ms: number): void;
-  /** The transaction that creates and drops partitions ended (committed or not); ms it took,
-   * from BEGIN, ACCESS EXCLUSIVE on jobs held for the part after its LOCK TABLE. */
+  /** The transaction that creates and drops partitions ended (committed or not): ms from
+   * BEGIN to COMMIT's answer. ACCESS EXCLUSIVE on jobs is held from lockTaken until the
+   * commit, which removes the dropped partitions' files after releasing its locks. */
   lockedDone?(ms: number): void;
   /** The keys of the dropped days are deleted: how many, and the ms that took. */
   keysDeleted?(keys: number, ms: number): void;

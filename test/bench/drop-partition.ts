@@ -2,9 +2,11 @@
 // phase, the oldest preloaded day's partition is dropped through the store's own retention
 // pass (runRetention, with a keepDays that makes exactly that day expired), while a probe
 // (commit-probe.ts) times a commit every 10 ms from the start of the phase. Figures:
-// - dropMs: the pass's transaction that holds ACCESS EXCLUSIVE on jobs, from BEGIN (waiting
-//   for the commits in flight included) to COMMIT; keyDeletionMs and keysDeleted: the day's
-//   idempotency keys deleted after it, in batches;
+// - dropMs: the pass's transaction that takes ACCESS EXCLUSIVE on jobs, from BEGIN (waiting
+//   for the commits in flight included) to COMMIT's answer. PostgreSQL unlinks the dropped
+//   partition's files after releasing its locks and before answering, so commits are held
+//   back for less than this; stderr also says when the lock was taken;
+// - keyDeletionMs and keysDeleted: the day's idempotency keys, deleted after it in batches;
 // - commitP99BeforeDropMs: the probe's commits from the start of the phase to the drop;
 //   commitP99DuringDropMs: those that overlapped the locked transaction (a handful: their p99
 //   is their maximum); commitP99DuringKeyDeletionMs: those that overlapped the key deletion;
