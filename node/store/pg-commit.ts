@@ -156,7 +156,8 @@ const INSERT_JOBS_SQL = insertJobsSql(false);
 const INSERT_JOBS_TOLERANT_SQL = insertJobsSql(true);
 
 /* The jobs that idempotency keys already name.
- * In: $1 tenants, $2 keys (pairwise). Out: (tenant, key, job_id) of those present.
+ * In: $1 tenants, $2 keys (pairwise). Out: (tenant, key, job_id) of those present; the job
+ * named may be gone, for a while after retention dropped its day (see applyInserts).
  * A separate statement on purpose: under READ COMMITTED it takes a fresh snapshot, so it sees
  * a key that a concurrent transaction committed while INSERT_JOBS_SQL waited for it; a read
  * inside that statement would use the statement's older snapshot and find nothing. */
@@ -191,8 +192,11 @@ async function applyInserts(
   for (const { index, write } of inserts) {
     if (outcomes[index] !== undefined) continue;
     const existingJobId = existing.get(keyOf(write.job.tenant, write.job.idempotencyKey!));
-    // No row: the key's job was dropped by retention between the two statements. Nothing was
-    // written for this insert; the caller may submit it again.
+    // No row: retention deleted the key (its job's day was dropped) between the two
+    // statements. Nothing was written for this insert; the caller may submit it again.
+    // A row whose job is gone: its day was dropped and retention has not deleted the day's
+    // keys yet (pg-retention.ts deletes them after the drop, in batches). The submission is a
+    // duplicate of a job that ran and expired, as it would have been the moment before.
     outcomes[index] = existingJobId === undefined ? { ok: false, reason: 'conflict' } : { ok: false, reason: 'duplicate', existingJobId };
   }
 }

@@ -56,6 +56,11 @@ CREATE INDEX jobs_tenant_status_created_at ON ONLY public.jobs USING btree (tena
 
 CREATE TABLE jobs_default PARTITION OF jobs DEFAULT;
 
+CREATE TABLE retention_key_sweeps (
+  day_start timestamp with time zone NOT NULL,
+  CONSTRAINT retention_key_sweeps_pkey PRIMARY KEY (day_start)
+);
+
 CREATE TABLE schema_migrations (
   version integer NOT NULL,
   name text NOT NULL,

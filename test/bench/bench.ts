@@ -5,15 +5,18 @@
 // figure means.
 //
 //   npm run bench [-- --nodes N --jobs N --workers N --concurrency N --payload-bytes N
-//                     --chunk N --latency-jobs N]
+//                     --chunk N --latency-jobs N --preload N --drop-partition]
+//   --preload N: first fill the jobs table with N finished jobs over the 30 days that end
+//   yesterday (preload.ts); --drop-partition (with --preload): drop the oldest of those days
+//   halfway through the throughput phase and time it and commits meanwhile (drop-partition.ts)
 //   KAIROS_BENCH_PROFILE=DIR npm run bench   (also writes each process's CPU profile to DIR)
 
 import { parseArgs } from 'node:util';
 import { openBenchServer } from './bench-database.ts';
-import { benchKairos } from './kairos-side.ts';
+import { benchKairos, KAIROS_ARGS } from './kairos-side.ts';
 import { log, SHAPE_ARGS } from './shape.ts';
 
-const { values } = parseArgs({ options: SHAPE_ARGS });
+const { values } = parseArgs({ options: { ...SHAPE_ARGS, ...KAIROS_ARGS } });
 const server = await openBenchServer({ preferDebian15: false, log });
 try {
   const url = await server.createDatabase('kairos_bench');

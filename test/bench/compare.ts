@@ -5,15 +5,17 @@
 // rates, behind for CPU and latency).
 //
 //   npm run bench:compare [-- the options of npm run bench]
+//   --preload N and --drop-partition apply to Kairos only: graphile-worker runs on an empty
+//   table, so with them the ratios compare a full table with an empty one.
 
 import { parseArgs } from 'node:util';
 import { openBenchServer } from './bench-database.ts';
 import { prepareGraphile } from './graphile-side.ts';
-import { benchKairos } from './kairos-side.ts';
+import { benchKairos, KAIROS_ARGS } from './kairos-side.ts';
 import { roundTripCounter } from './pg-stats.ts';
 import { log, measureShape, SHAPE_ARGS, shapeOf, type BenchLine } from './shape.ts';
 
-const { values } = parseArgs({ options: SHAPE_ARGS });
+const { values } = parseArgs({ options: { ...SHAPE_ARGS, ...KAIROS_ARGS } });
 const server = await openBenchServer({ preferDebian15: true, log });
 try {
   const graphile = await onFreshDatabase('graphile_bench', async (url) => {

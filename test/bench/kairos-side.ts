@@ -1,7 +1,10 @@
 // Kairos set up for the benchmark: `kairos start` node processes on the benchmark's database
 // (a cluster when nodes > 1, measured once every node serves shards), each with the
 // round-trip counter preloaded; the producer gets a client per node and worker i connects to
-// node i mod nodes.
+// node i mod nodes. Kairos's own options: --preload N fills the jobs table first
+// (preload.ts), --drop-partition drops the oldest preloaded day during the throughput phase
+// (drop-partition.ts); the line also gives the tables' bytes per job after the run
+// (table-bytes.ts).
 
 import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
@@ -9,19 +12,50 @@ import { join } from 'node:path';
 import { writeClusterKeyFile } from '../../node/adapters/libp2p/cluster-key.ts';
 import { startChildNode, type ChildNode } from '../../node/cli/child-node.ts';
 import { query } from './bench-database.ts';
+import { dropOldestDay } from './drop-partition.ts';
 import { onInterrupt } from './on-interrupt.ts';
 import { roundTripCounter, type RoundTripCounter } from './pg-stats.ts';
+import { preloadJobs } from './preload.ts';
 import { log, measureShape, profileFlags, ROUND_TRIPS_PRELOAD, shapeOf, type BenchLine, type ShapeArgs, type SystemUnderTest } from './shape.ts';
+import { tableBytesPerJob } from './table-bytes.ts';
 
 const TOKEN = 'bench-token-0001';
+const TENANT = 'bench';
 const QUEUE = 'bench';
 
+/** Kairos's own options, beside the shape's (bench.ts and compare.ts take both). */
+export const KAIROS_ARGS = {
+  preload: { type: 'string', default: '0' },
+  'drop-partition': { type: 'boolean', default: false },
+} as const;
+
+export type KairosArgs = ShapeArgs & { preload: string; 'drop-partition': boolean };
+
 /** Kairos measured in the shape on the database `url` (of a server the caller holds). */
-export async function benchKairos(url: string, args: ShapeArgs): Promise<BenchLine> {
+export async function benchKairos(url: string, args: KairosArgs): Promise<BenchLine> {
+  const shape = shapeOf(args);
+  const preload = Number(args.preload);
+  if (!Number.isSafeInteger(preload) || preload < 0) throw new Error(`--preload takes a number of jobs, got ${args.preload}`);
+  if (args['drop-partition'] && preload === 0) throw new Error('--drop-partition drops a preloaded day: it needs --preload');
   const roundTrips = roundTripCounter();
   const kairos = await startKairos({ url, nodes: Number(args.nodes), concurrency: Number(args.concurrency), roundTrips, log });
   try {
-    return await measureShape(kairos, { url, roundTrips, log, ...shapeOf(args) });
+    const preloaded = preload === 0 ? null : await preloadJobs(url, { jobs: preload, tenant: TENANT, queue: QUEUE, payloadBytes: shape.payloadBytes, log });
+    // Preloaded jobs still in the table: all of them, less the day --drop-partition drops.
+    let kept = preload;
+    const line = await measureShape(
+      { ...kairos, verify: (verifyUrl, jobs) => kairos.verify(verifyUrl, jobs + kept) },
+      {
+        url,
+        roundTrips,
+        log,
+        ...shape,
+        alongside: preloaded !== null && args['drop-partition'] ? dropOldestDay(url, preloaded, (jobs) => (kept -= jobs), log) : undefined,
+      },
+    );
+    // verify() has checked that the table holds exactly these.
+    const jobsInTable = kept + shape.jobs + shape.latencyJobs;
+    return { ...line, preloadedJobs: preload, ...(await tableBytesPerJob(url, jobsInTable)) };
   } finally {
     await kairos.stop();
     roundTrips.close();
@@ -52,7 +86,7 @@ export async function startKairos(options: KairosOptions): Promise<SystemUnderTe
     const startNode = (i: number, seeds: string[]) =>
       startChildNode({
         args: ['--port', '0', '--data-dir', join(tempDir, `node-${i}`), '--log-level', 'warn', '--cluster-key', keyFile, ...seeds.flatMap((a) => ['--join', a])],
-        env: { DATABASE_URL: options.url, KAIROS_TOKENS: `${TOKEN}=bench`, ...options.roundTrips.env },
+        env: { DATABASE_URL: options.url, KAIROS_TOKENS: `${TOKEN}=${TENANT}`, ...options.roundTrips.env },
         nodeOptions: ['--import', ROUND_TRIPS_PRELOAD, ...profileFlags()],
       });
     nodes.push(await startNode(0, []));

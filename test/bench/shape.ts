@@ -97,6 +97,10 @@ export interface ShapeOptions {
   workers: number;
   roundTrips: RoundTripCounter;
   log(line: string): void;
+  /** Something to run beside the throughput phase (Kairos's --drop-partition): started with
+   * the phase, given a promise of the moment half its jobs have started; its figures join the
+   * line. It is awaited after the phase's figures are taken, before the latency phase. */
+  alongside?(halfway: Promise<void>): Promise<Record<string, unknown>>;
 }
 
 export interface CpuUsPerJob {
@@ -128,12 +132,12 @@ export async function measureShape(system: SystemUnderTest, options: ShapeOption
     Array.from({ length: options.workers }, (_, i) => spawnRole<ToWorker, FromWorker>('worker.ts', system.adapterModule, system.workerOptions(i), env)),
   );
   const producer = await spawnRole<ToProducer, FromProducer>('producer.ts', system.adapterModule, system.producerOptions, env);
+  const progress = new Progress(workers);
   const db = await statsConnection(options.url);
   try {
     const statements = await enableStatements(db);
     if (!statements) log('pg_stat_statements is not loaded on this server: no statement figures');
     const postmaster = await postmasterPid(db);
-    const progress = new Progress(workers);
 
     log(`${system.name}: ${jobs} jobs of ${payloadBytes} bytes added in chunks of ${chunk}, ${workers.length} worker processes`);
     const clientPids = [...system.nodePids, ...workers.map((w) => w.pid), producer.pid];
@@ -144,6 +148,11 @@ export async function measureShape(system: SystemUnderTest, options: ShapeOption
     const ownBefore = process.cpuUsage();
 
     producer.send({ t: 'submit', jobs, chunk, payloadBytes });
+    // Settled at once, so that a failure of it is not unhandled while the phase runs.
+    const alongside = options.alongside?.(progress.until(Math.ceil(jobs / 2))).then(
+      (figures) => ({ figures }),
+      (error: unknown) => ({ error }),
+    );
     const [submitted] = await Promise.all([producer.next('submitted'), progress.until(jobs)]);
     const endMs = await drain(workers);
 
@@ -157,6 +166,12 @@ export async function measureShape(system: SystemUnderTest, options: ShapeOption
     // CPU profiles (profileFlags) are timed on the same clock, so they can be cut to the phase.
     log(`throughput phase: ${submitted.firstCallMs.toFixed(0)}-${endMs.toFixed(0)} ms on CLOCK_MONOTONIC; pids ${JSON.stringify(roles)}`);
     const pgFigures = await pgWindow.read(jobs, e2eSec, system.jobWrites, log);
+    let besideFigures: Record<string, unknown> = {};
+    if (alongside !== undefined) {
+      const beside = await alongside;
+      if ('error' in beside) throw beside.error;
+      besideFigures = beside.figures;
+    }
 
     log(`latency: ${latencyJobs} jobs, one call each, at ${LATENCY_RATE_PER_SEC}/s`);
     await reopen(workers);
@@ -189,10 +204,12 @@ export async function measureShape(system: SystemUnderTest, options: ShapeOption
       },
       otherCpuSec: Math.round(Math.max(0, otherMs) / 100) / 10,
       ...pgFigures,
+      ...besideFigures,
       ...system.figures(),
       workers: workers.length,
     };
   } finally {
+    progress.close();
     await db.end();
     await Promise.all([producer, ...workers].map((role) => role.stop()));
   }
@@ -226,7 +243,7 @@ function roleCpuMs<R extends string>(roles: Record<R, number[]>): Record<R, numb
 class Progress {
   private readonly started: number[];
   private readonly redelivered: number[];
-  private waiting: { jobs: number; reached(): void } | null = null;
+  private waiting: Array<{ jobs: number; reached(): void; abandon(): void }> = [];
 
   constructor(workers: Array<Role<ToWorker, FromWorker>>) {
     this.started = workers.map(() => 0);
@@ -236,7 +253,7 @@ class Progress {
         if (message.t !== 'progress') return;
         this.started[i] = message.started;
         this.redelivered[i] = message.redelivered;
-        if (this.waiting !== null && this.count() >= this.waiting.jobs) this.waiting.reached();
+        for (const waiter of this.waiting.filter((w) => this.count() >= w.jobs)) waiter.reached();
       }),
     );
   }
@@ -246,27 +263,41 @@ class Progress {
     return sum(this.started) - sum(this.redelivered);
   }
 
-  /** Resolves once `jobs` distinct jobs have started; rejects when none starts for STALL_MS. */
+  /** Resolves once `jobs` distinct jobs have started; rejects when none starts for STALL_MS,
+   * or when the measurement ends first (close). */
   until(jobs: number): Promise<void> {
     if (this.count() >= jobs) return Promise.resolve();
     return new Promise((resolve, reject) => {
       let seen = this.count();
+      const done = () => {
+        clearInterval(watch);
+        this.waiting = this.waiting.filter((w) => w !== waiter);
+      };
       const watch = setInterval(() => {
         if (this.count() === seen) {
-          clearInterval(watch);
+          done();
           reject(new Error(`stalled: ${seen} of ${jobs} jobs started, none in ${STALL_MS / 1000} s`));
         }
         seen = this.count();
       }, STALL_MS);
-      this.waiting = {
+      const waiter = {
         jobs,
         reached: () => {
-          clearInterval(watch);
-          this.waiting = null;
+          done();
           resolve();
         },
+        abandon: () => {
+          done();
+          reject(new Error(`the measurement ended before ${jobs} jobs started`));
+        },
       };
+      this.waiting.push(waiter);
     });
+  }
+
+  /** Rejects whatever still waits. */
+  close(): void {
+    for (const waiter of [...this.waiting]) waiter.abandon();
   }
 }
 
@@ -317,12 +348,12 @@ async function spawnRole<In, Out extends { t: string }>(script: string, adapterM
   return role;
 }
 
-function percentile(sorted: number[], p: number): number {
+export function percentile(sorted: number[], p: number): number {
   if (sorted.length === 0) return Number.NaN;
   return sorted[Math.min(sorted.length - 1, Math.floor(p * sorted.length))]!;
 }
 
-function round2(n: number): number {
+export function round2(n: number): number {
   return Math.round(n * 100) / 100;
 }
 

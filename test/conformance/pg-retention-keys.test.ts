@@ -1,0 +1,101 @@
+// Retention on PostgreSQL deletes a dropped day's idempotency keys after the transaction that
+// holds ACCESS EXCLUSIVE on `jobs`, in batches (node/store/pg-retention.ts): commits must not
+// wait for the keys, and no key may be left behind, nor one deleted whose job still lives.
+
+import pg from 'pg';
+import { afterEach, describe, expect, it } from 'vitest';
+import type { Store } from '../../node/core/store.ts';
+import { createPgStore } from '../../node/store/pg-store.ts';
+import { createTestDatabase } from '../support/db.ts';
+import { complete, insertOf, lease, newJob } from '../support/jobs.ts';
+import { pollUntil } from '../support/poll.ts';
+
+const DAY_MS = 86_400_000;
+const HOUR_MS = 3_600_000;
+const MARCH_1 = Date.UTC(2027, 2, 1);
+
+describe('PostgreSQL retention: the keys of a dropped day', () => {
+  const cleanups: (() => Promise<unknown>)[] = [];
+  afterEach(async () => {
+    for (const cleanup of cleanups.splice(0).reverse()) await cleanup();
+  });
+  const setUp = async (): Promise<{ s: Store; admin: pg.Client; other: pg.Client }> => {
+    const db = await createTestDatabase();
+    cleanups.push(() => db.drop());
+    const clients = [new pg.Client({ connectionString: db.url }), new pg.Client({ connectionString: db.url })];
+    for (const c of clients) {
+      await c.connect();
+      cleanups.push(() => c.end());
+    }
+    // Two connections: retention holds one while it deletes keys, a commit takes the other.
+    const s = await createPgStore({ connectionString: db.url, shardCount: 4, poolSize: 2 });
+    cleanups.push(() => s.close());
+    return { s, admin: clients[0]!, other: clients[1]! };
+  };
+
+  it('a commit does not wait while retention deletes the keys of the day it dropped', async () => {
+    const { s, admin, other } = await setUp();
+    await s.retention(MARCH_1, { daysAhead: 1, keepDays: 1 });
+    const leases = await s.acquireShards('node-a', [0], 60_000);
+    const old = newJob({ shard: 0, scheduledAtMs: MARCH_1 + HOUR_MS, idempotencyKey: 'old-key' });
+    const leased = lease(old, leases[0]!.epoch);
+    await s.commit({ shards: leases, writes: [insertOf(old), leased.write, complete(leased.next).write] });
+
+    // Another session holds the old key's row, so deleting it waits: the key deletion lasts
+    // as long as this test wants, and shows in pg_stat_activity as a lock wait.
+    await other.query('BEGIN');
+    await other.query("SELECT 1 FROM idempotency WHERE key = 'old-key' FOR UPDATE");
+    cleanups.push(() => other.query('ROLLBACK'));
+    const now = MARCH_1 + 10 * DAY_MS + HOUR_MS;
+    let retentionDone = false;
+    const pass = s.retention(now, { daysAhead: 1, keepDays: 2 }).finally(() => (retentionDone = true));
+    await pollUntil('retention waiting on the old key', async () => {
+      const waiting = await admin.query("SELECT 1 FROM pg_stat_activity WHERE datname = current_database() AND application_name = 'kairos' AND wait_event_type = 'Lock'");
+      return waiting.rowCount === 1;
+    }, 5_000, 10);
+
+    // While the key deletion waits, a commit to jobs goes through: retention no longer holds
+    // ACCESS EXCLUSIVE on jobs. (Deleting the keys inside that transaction, it would: the
+    // commit would wait for the key row's lock too.)
+    const fresh = newJob({ shard: 0, scheduledAtMs: now });
+    const commit = s.commit({ shards: leases, writes: [insertOf(fresh)] });
+    const outcome = await Promise.race([commit, new Promise((resolve) => setTimeout(() => resolve('still waiting after 2 s'), 2_000))]);
+    expect(outcome).toEqual({ status: 'committed', outcomes: [{ ok: true }] });
+    expect(retentionDone).toBe(false);
+
+    await other.query('ROLLBACK');
+    expect(await pass).toEqual({ created: ['jobs_p20270311'], dropped: ['jobs_p20270301'], keptLive: [], ran: true });
+    expect(await s.findByIdempotencyKey('tenant-a', 'old-key')).toBeNull();
+    expect((await admin.query('SELECT day_start FROM retention_key_sweeps')).rows).toEqual([]);
+    expect(await s.getJob(fresh.id)).toEqual(fresh);
+  });
+
+  it('deletes the keys in batches, resumes a day an earlier pass left, and keeps the key of a job that lives', async () => {
+    const { s, admin } = await setUp();
+    // As a pass that dropped March 1 and stopped before deleting its keys leaves things: the
+    // day recorded, its keys there, their jobs gone. 25,000 keys: three batches.
+    await admin.query(`INSERT INTO retention_key_sweeps (day_start) VALUES ($1)`, [new Date(MARCH_1)]);
+    await admin.query(
+      `INSERT INTO idempotency (tenant, key, job_id, scheduled_at)
+       SELECT 'tenant-a', 'gone-' || n, '000-gone-1-' || n, $1::timestamptz + n * interval '1 second'
+       FROM generate_series(1, 25000) AS n`,
+      [new Date(MARCH_1)],
+    );
+    // A job accepted on March 1 after the drop (a node whose clock is days behind): it lands
+    // in DEFAULT and its key must stay.
+    const leases = await s.acquireShards('node-a', [0], 60_000);
+    const late = newJob({ shard: 0, scheduledAtMs: MARCH_1 + 2 * HOUR_MS, idempotencyKey: 'late-key' });
+    await s.commit({ shards: leases, writes: [insertOf(late)] });
+    // A key of the next day, whose partition was not dropped.
+    await admin.query(`INSERT INTO idempotency (tenant, key, job_id, scheduled_at) VALUES ('tenant-a', 'next-day', '000-x-1-1', $1)`, [
+      new Date(MARCH_1 + DAY_MS),
+    ]);
+
+    // A pass with nothing to create or drop still finishes the recorded day.
+    expect(await s.retention(MARCH_1 + 3 * DAY_MS, { daysAhead: 0, keepDays: 100 })).toEqual({ created: [], dropped: [], keptLive: [], ran: true });
+    const keys = await admin.query('SELECT key FROM idempotency ORDER BY key');
+    expect(keys.rows.map((r) => r.key)).toEqual(['late-key', 'next-day']);
+    expect((await admin.query('SELECT day_start FROM retention_key_sweeps')).rows).toEqual([]);
+    expect(await s.findByIdempotencyKey('tenant-a', 'late-key')).toBe(late.id);
+  });
+});
