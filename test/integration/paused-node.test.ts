@@ -64,12 +64,14 @@ describe('a node paused mid-transaction', () => {
     for (const node of [a, b]) clients.push(await connect({ url: node.url, token: TEST_TOKEN, onWarning: () => {}, requestTimeoutMs: 60_000, retry: { deadlineMs: 60_000 } }));
     worker = await spawnWorker({ url: a.url, token: TEST_TOKEN, queue: QUEUE, concurrency: 32 });
 
-    // Load on every shard, the victim's too (forwarded to it), so that it is committing.
+    // Load on every shard, the victim's too (forwarded to it), so that it is committing. The
+    // keys are the test's own, so they hash to every shard; keys the SDK made up would keep
+    // each job on the node it was sent to (anyShard), which is never the victim.
     const acked = new Set<string>();
     let loading = true;
     const load = (async () => {
       for (let batch = 0; loading; batch++) {
-        const specs = Array.from({ length: 50 }, (_, i) => ({ queue: QUEUE, payload: new TextEncoder().encode(`${batch}/${i}`) }));
+        const specs = Array.from({ length: 50 }, (_, i) => ({ queue: QUEUE, payload: new TextEncoder().encode(`${batch}/${i}`), idempotencyKey: `load-${batch}-${i}` }));
         for (const result of await clients[batch % 2]!.submitMany(specs)) if (!(result instanceof Error)) acked.add(result.jobId);
       }
     })();
