@@ -5,7 +5,9 @@
 // Locking. Normal writes lock the parent `jobs` and then partitions, each transaction in the
 // same order. Retention, when it has anything to create or drop, first takes ACCESS EXCLUSIVE
 // on the parent alone (LOCK TABLE ONLY): it waits for in-flight writes to finish and holds new
-// ones back until it commits. That transaction only creates and drops tables (a DROP costs the
+// ones back until it commits. It asks in short tries (lockJobs), so that new writes queue
+// behind its request for one try's wait at most, not for as long as the slowest write in
+// flight. That transaction only creates and drops tables (a DROP costs the
 // same whatever the partition holds: its files go at commit) and notes the dropped days, so it
 // lasts milliseconds, once a day. That is also what DROP and a DEFAULT-partition ATTACH would
 // take anyway; taking it first, in the writers' order, means retention cannot deadlock with
@@ -48,6 +50,17 @@ function dailyPartitionName(dayStartMs: number): string {
  * commits queue behind it, so it gives up (StoreUnavailableError; the next pass retries)
  * rather than stall the cluster's writes behind one long transaction. */
 const BEGIN_SQL = "BEGIN; SET LOCAL lock_timeout = '5s'";
+
+/* Waiting for ACCESS EXCLUSIVE holds every new commit back until the commits in flight end
+ * (measured: 166 ms under load, 2.5x the commits' p99). So the lock is first tried with a wait
+ * of LOCK_TRY_MS, inside a savepoint; a try that times out steps back, lets the queued commits
+ * through for LOCK_PAUSE_MS, and tries again. Commits are short, so a try soon finds none in
+ * flight. The last of LOCK_TRIES waits as long as BEGIN_SQL allows. */
+const LOCK_TRY_MS = 30;
+const LOCK_PAUSE_MS = 20;
+const LOCK_TRIES = 20;
+const LOCK_JOBS_SQL = 'LOCK TABLE ONLY jobs IN ACCESS EXCLUSIVE MODE';
+const LOCK_NOT_AVAILABLE = '55P03';
 
 /* Only one node runs retention at a time; the others skip (ran: false). Released at commit. */
 const TRY_LOCK_SQL = 'SELECT pg_try_advisory_xact_lock($1) AS locked';
@@ -134,7 +147,7 @@ export async function runRetention(
     const report: RetentionReport = { created: [], dropped: [], keptLive: [], ran: true };
     if (toCreate.length === 0 && expired.length === 0) return { commit: true, value: report };
 
-    await client.query('LOCK TABLE ONLY jobs IN ACCESS EXCLUSIVE MODE');
+    await lockJobs(client);
     observer.lockTaken?.(performance.now() - lockedStart);
     for (const day of toCreate) report.created.push(await createPartition(client, day));
     const shards = Array.from({ length: shardCount }, (_, shard) => shard);
@@ -177,6 +190,25 @@ async function deleteDroppedDaysKeys(pool: pg.Pool, observer: RetentionObserver)
     await query(pool, 'retention', SWEEP_DONE_SQL, [day]);
   }
   observer.keysDeleted?.(keys, performance.now() - started);
+}
+
+/** ACCESS EXCLUSIVE on jobs, tried in short waits first (LOCK_TRY_MS). */
+async function lockJobs(client: pg.PoolClient): Promise<void> {
+  for (let attempt = 1; attempt < LOCK_TRIES; attempt++) {
+    await client.query(`SAVEPOINT lock_try; SET LOCAL lock_timeout = '${LOCK_TRY_MS}ms'`);
+    try {
+      await client.query(LOCK_JOBS_SQL);
+      // RELEASE keeps the lock and the short timeout; the rest of the pass gets the long one.
+      await client.query("RELEASE SAVEPOINT lock_try; SET LOCAL lock_timeout = '5s'");
+      return;
+    } catch (error) {
+      if ((error as { code?: unknown }).code !== LOCK_NOT_AVAILABLE) throw error;
+      // Undoes the failed LOCK and the short timeout alike.
+      await client.query('ROLLBACK TO SAVEPOINT lock_try; RELEASE SAVEPOINT lock_try');
+      await new Promise((resolve) => setTimeout(resolve, LOCK_PAUSE_MS));
+    }
+  }
+  await client.query(LOCK_JOBS_SQL);
 }
 
 async function createPartition(client: pg.PoolClient, dayStartMs: number): Promise<string> {

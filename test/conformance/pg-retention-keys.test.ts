@@ -1,6 +1,7 @@
 // Retention on PostgreSQL deletes a dropped day's idempotency keys after the transaction that
 // holds ACCESS EXCLUSIVE on `jobs`, in batches (node/store/pg-retention.ts): commits must not
 // wait for the keys, and no key may be left behind, nor one deleted whose job still lives.
+// Nor may commits queue for long behind retention's request for that lock.
 
 import pg from 'pg';
 import { afterEach, describe, expect, it } from 'vitest';
@@ -68,6 +69,36 @@ describe('PostgreSQL retention: the keys of a dropped day', () => {
     expect(await s.findByIdempotencyKey('tenant-a', 'old-key')).toBeNull();
     expect((await admin.query('SELECT day_start FROM retention_key_sweeps')).rows).toEqual([]);
     expect(await s.getJob(fresh.id)).toEqual(fresh);
+  });
+
+  it('a commit does not queue behind retention while it waits for its lock on jobs', async () => {
+    const { s, other } = await setUp();
+    await s.retention(MARCH_1, { daysAhead: 1, keepDays: 1 });
+    const leases = await s.acquireShards('node-a', [0], 60_000);
+    const old = newJob({ shard: 0, scheduledAtMs: MARCH_1 + HOUR_MS });
+    const leased = lease(old, leases[0]!.epoch);
+    await s.commit({ shards: leases, writes: [insertOf(old), leased.write, complete(leased.next).write] });
+
+    // A commit in flight for a long time: it holds what a commit holds on jobs, which
+    // retention's ACCESS EXCLUSIVE must wait for.
+    await other.query('BEGIN');
+    await other.query('LOCK TABLE ONLY jobs IN ROW EXCLUSIVE MODE');
+    cleanups.push(() => other.query('ROLLBACK'));
+    const now = MARCH_1 + 10 * DAY_MS + HOUR_MS;
+    const pass = s.retention(now, { daysAhead: 1, keepDays: 2 });
+    await new Promise((resolve) => setTimeout(resolve, 200));
+
+    // A new commit meanwhile must not wait behind retention's lock request until the long one
+    // ends (it did: a waiting ACCESS EXCLUSIVE request queues every later lock on jobs).
+    const fresh = newJob({ shard: 0, scheduledAtMs: now });
+    const started = performance.now();
+    const commit = s.commit({ shards: leases, writes: [insertOf(fresh)] });
+    const outcome = await Promise.race([commit, new Promise((resolve) => setTimeout(() => resolve('still waiting after 1 s'), 1_000))]);
+    expect(outcome).toEqual({ status: 'committed', outcomes: [{ ok: true }] });
+    expect(performance.now() - started).toBeLessThan(500);
+
+    await other.query('ROLLBACK');
+    expect(await pass).toEqual({ created: ['jobs_p20270311'], dropped: ['jobs_p20270301'], keptLive: [], ran: true });
   });
 
   it('deletes the keys in batches, resumes a day an earlier pass left, and keeps the key of a job that lives', async () => {
