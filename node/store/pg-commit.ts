@@ -219,16 +219,22 @@ function keyOf(tenant: string, key: string): string {
 
 const UPDATE_FENCE_COLUMNS = 'id, scheduled_at, expected_version, token_attempt, token_epoch';
 const UPDATE_MUTABLE_FIRST_PARAM = 6;
+const UPDATE_FIRST_DAY_PARAM = UPDATE_MUTABLE_FIRST_PARAM + MUTABLE_COLUMNS.length;
 
 /* Apply each write's `next` if the job is still at the expected version and, for a lease-bound
  * write, still holds the write's lease token: running, under that attempt and lease epoch (a
  * lease given back leaves the job pending with both kept, and its token must no longer write).
  * In: $1 ids, $2 scheduled_at (ms, parsed from the id), $3 expected versions, $4 token
  * attempts and $5 token epochs (null for writes without a token), then one array per
- * MUTABLE_COLUMNS column. Out: ids of the jobs updated; the others were at another version or
- * token, or are gone.
- * scheduled_at lets the executor prune each probe to one daily partition. The version is set
- * to expected + 1 here rather than taken from `next`, so the store owns the counter. */
+ * MUTABLE_COLUMNS column, then the earliest and latest scheduled_at of the batch (timestamptz).
+ * Out: ids of the jobs updated; the others were at another version or token, or are gone.
+ * scheduled_at lets the executor prune each probe to one daily partition. The batch's bounds
+ * let the planner leave out, at plan time, every partition outside them: without them an
+ * UPDATE of a partitioned table plans, opens and locks every partition and all their indexes,
+ * a cost that grows with the days kept (measured with 30 days preloaded: PostgreSQL's CPU per
+ * job 367 µs against 276 with 3 days). They must be parameters of their own, constants once
+ * the plan is made for this statement's values; the per-row to_timestamp is not. The version
+ * is set to expected + 1 here rather than taken from `next`, so the store owns the counter. */
 const UPDATE_JOBS_SQL = `
 UPDATE jobs AS j SET
   ${MUTABLE_COLUMNS.map((c) => `${c.name} = ${unnestValue(c, 'u')}`).join(',\n  ')},
@@ -237,6 +243,7 @@ FROM unnest($1::text[], $2::float8[], $3::int[], $4::int[], $5::bigint[], ${unne
   AS u(${UPDATE_FENCE_COLUMNS}, ${MUTABLE_COLUMNS.map((c) => c.name).join(', ')})
 WHERE j.id = u.id
   AND j.scheduled_at = ${tsFromMs('u.scheduled_at')}
+  AND j.scheduled_at BETWEEN $${UPDATE_FIRST_DAY_PARAM}::timestamptz AND $${UPDATE_FIRST_DAY_PARAM + 1}::timestamptz
   AND j.version = u.expected_version
   AND (u.token_attempt IS NULL OR (j.status = 'running' AND j.attempts = u.token_attempt AND j.lease_epoch = u.token_epoch))
 RETURNING j.id`;
@@ -252,9 +259,21 @@ async function applyUpdates(client: pg.PoolClient, updates: Indexed<Update>[], o
     binaryArray('int', writes.map((w) => w.token?.attempt ?? null)),
     binaryArray('bigint', writes.map((w) => w.token?.epoch ?? null)),
     ...columnArrays(MUTABLE_COLUMNS, writes.map((w) => w.next)),
+    ...scheduledBounds(writes),
   ]);
   const updatedIds = new Set(updated.rows.map((row) => row.id));
   for (const { index, write } of updates) {
     outcomes[index] = updatedIds.has(write.next.id) ? { ok: true } : { ok: false, reason: 'conflict' };
   }
+}
+
+/** The earliest and latest scheduled_at of the writes, as timestamptz text. */
+function scheduledBounds(writes: readonly Update[]): [string, string] {
+  let first = Infinity;
+  let last = -Infinity;
+  for (const w of writes) {
+    first = Math.min(first, w.next.scheduledAtMs);
+    last = Math.max(last, w.next.scheduledAtMs);
+  }
+  return [new Date(first).toISOString(), new Date(last).toISOString()];
 }
