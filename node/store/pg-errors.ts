@@ -6,8 +6,9 @@ import { StoreUnavailableError } from '../core/store.ts';
 
 /** SQLSTATE classes and codes that mean "the database could not do it right now". */
 const UNAVAILABLE_CLASSES = ['08', '53', '57', '58']; // connection, resources, operator intervention, system
+const LOCK_NOT_AVAILABLE = '55P03'; // a lock_timeout expired
 const UNAVAILABLE_CODES = new Set([
-  '55P03', // lock_not_available: a lock_timeout expired
+  LOCK_NOT_AVAILABLE,
   '25P03', // idle_in_transaction_session_timeout: the server ended a session left idle in a transaction
 ]);
 const TRANSIENT_CODES = new Set(['40001', '40P01']); // serialization failure, deadlock detected
@@ -29,6 +30,11 @@ export function isUnavailable(error: unknown): boolean {
   if (!(error instanceof Error)) return false;
   if ('errno' in error || 'syscall' in error) return true; // ECONNREFUSED, ECONNRESET, EPIPE, ...
   return UNAVAILABLE_MESSAGES.some((pattern) => pattern.test(error.message));
+}
+
+/** A lock not granted within the session's lock_timeout. */
+export function isLockNotAvailable(error: unknown): boolean {
+  return sqlState(error) === LOCK_NOT_AVAILABLE;
 }
 
 /** Rethrows an infrastructure failure as StoreUnavailableError and anything else unchanged. */

@@ -7,9 +7,9 @@
 // on the parent alone (LOCK TABLE ONLY): it waits for in-flight writes to finish and holds new
 // ones back until it commits. It asks in short tries (lockJobs), so that new writes queue
 // behind its request for one try's wait at most, not for as long as the slowest write in
-// flight. That transaction only creates and drops tables (a DROP costs the
-// same whatever the partition holds: its files go at commit) and notes the dropped days, so it
-// lasts milliseconds, once a day. That is also what DROP and a DEFAULT-partition ATTACH would
+// flight. That transaction only creates and drops tables (a DROP costs the same whatever the
+// partition holds: its files go at commit) and notes the dropped days, so it lasts
+// milliseconds, once a day. That is also what DROP and a DEFAULT-partition ATTACH would
 // take anyway; taking it first, in the writers' order, means retention cannot deadlock with
 // them, and no requeue can make a partition live between the liveness check and the drop.
 //
@@ -36,6 +36,7 @@ import type pg from 'pg';
 import type { RetentionOptions, RetentionReport } from '../core/store.ts';
 import { DAY_MS, partitionDay, partitionName } from '../core/retention-days.ts';
 import { RETENTION_LOCK_KEY } from './advisory-locks.ts';
+import { isLockNotAvailable } from './pg-errors.ts';
 import { msFromTs, tsFromMs } from './pg-rows.ts';
 import { inTransaction, query } from './pg-tx.ts';
 
@@ -60,7 +61,6 @@ const LOCK_TRY_MS = 30;
 const LOCK_PAUSE_MS = 20;
 const LOCK_TRIES = 20;
 const LOCK_JOBS_SQL = 'LOCK TABLE ONLY jobs IN ACCESS EXCLUSIVE MODE';
-const LOCK_NOT_AVAILABLE = '55P03';
 
 /* Only one node runs retention at a time; the others skip (ran: false). Released at commit. */
 const TRY_LOCK_SQL = 'SELECT pg_try_advisory_xact_lock($1) AS locked';
@@ -202,7 +202,7 @@ async function lockJobs(client: pg.PoolClient): Promise<void> {
       await client.query("RELEASE SAVEPOINT lock_try; SET LOCAL lock_timeout = '5s'");
       return;
     } catch (error) {
-      if ((error as { code?: unknown }).code !== LOCK_NOT_AVAILABLE) throw error;
+      if (!isLockNotAvailable(error)) throw error;
       // Undoes the failed LOCK and the short timeout alike.
       await client.query('ROLLBACK TO SAVEPOINT lock_try; RELEASE SAVEPOINT lock_try');
       await new Promise((resolve) => setTimeout(resolve, LOCK_PAUSE_MS));

@@ -7,7 +7,8 @@
 // transaction waited for a lock before its first statement ran. The probe's batch is one
 // update, fenced by one shard's epoch, of a job that does not exist: it takes what every
 // commit of a node takes (BEGIN with the commit's settings, the shard row FOR SHARE, ROW
-// EXCLUSIVE on `jobs` and its partitions for the UPDATE ... FROM unnest) and writes nothing.
+// EXCLUSIVE on `jobs` and today's partition for the UPDATE ... FROM unnest) and writes
+// nothing.
 // So it waits exactly when a commit would. Its connection is left out of pg_stat_statements;
 // its FOR SHARE takes a transaction id, so its 100 transactions a second count in
 // commitsPerSec, and its small CPU in the server's.

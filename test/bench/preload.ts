@@ -11,8 +11,9 @@
 // - every row is a copy of one finished job built with the node's own constructor and
 //   transition function, written through the store's column list (pg-rows.ts): only the id,
 //   shard, scheduled time (every timestamp keeps its offset from it) and key differ per row;
-// - ids come from formatJobId, built here and sent as arrays; keys are random UUIDs made by
-//   the server, as the SDK's are random UUIDs;
+// - ids come from formatJobId, built here and sent as arrays; keys are random UUIDs (v4)
+//   made by the server. The SDK's are time-ordered (v7), so the benchmark's own keys all land
+//   at one end of the key index, past these;
 // - the payload is compressed once: it is read from a one-row temporary table, where
 //   PostgreSQL stored it compressed, and a value that arrives compressed is stored as it is
 //   (compressing the same 2 KB for every row was most of the time: about 40 of 70 µs a row).

@@ -5,7 +5,7 @@
 
 import pg from 'pg';
 import { afterEach, describe, expect, it } from 'vitest';
-import type { Store } from '../../node/core/store.ts';
+import type { ShardLease, Store } from '../../node/core/store.ts';
 import { createPgStore } from '../../node/store/pg-store.ts';
 import { createTestDatabase } from '../support/db.ts';
 import { complete, insertOf, lease, newJob } from '../support/jobs.ts';
@@ -14,6 +14,16 @@ import { pollUntil } from '../support/poll.ts';
 const DAY_MS = 86_400_000;
 const HOUR_MS = 3_600_000;
 const MARCH_1 = Date.UTC(2027, 2, 1);
+
+/** March 1's partition, holding one finished job (under `key`), and shard 0's lease. */
+async function finishedJobOnMarch1(s: Store, key: string | null): Promise<ShardLease[]> {
+  await s.retention(MARCH_1, { daysAhead: 1, keepDays: 1 });
+  const leases = await s.acquireShards('node-a', [0], 60_000);
+  const old = newJob({ shard: 0, scheduledAtMs: MARCH_1 + HOUR_MS, idempotencyKey: key });
+  const leased = lease(old, leases[0]!.epoch);
+  await s.commit({ shards: leases, writes: [insertOf(old), leased.write, complete(leased.next).write] });
+  return leases;
+}
 
 describe('PostgreSQL retention: the keys of a dropped day', () => {
   const cleanups: (() => Promise<unknown>)[] = [];
@@ -36,11 +46,7 @@ describe('PostgreSQL retention: the keys of a dropped day', () => {
 
   it('a commit does not wait while retention deletes the keys of the day it dropped', async () => {
     const { s, admin, other } = await setUp();
-    await s.retention(MARCH_1, { daysAhead: 1, keepDays: 1 });
-    const leases = await s.acquireShards('node-a', [0], 60_000);
-    const old = newJob({ shard: 0, scheduledAtMs: MARCH_1 + HOUR_MS, idempotencyKey: 'old-key' });
-    const leased = lease(old, leases[0]!.epoch);
-    await s.commit({ shards: leases, writes: [insertOf(old), leased.write, complete(leased.next).write] });
+    const leases = await finishedJobOnMarch1(s, 'old-key');
 
     // Another session holds the old key's row, so deleting it waits: the key deletion lasts
     // as long as this test wants, and shows in pg_stat_activity as a lock wait.
@@ -73,11 +79,7 @@ describe('PostgreSQL retention: the keys of a dropped day', () => {
 
   it('a commit does not queue behind retention while it waits for its lock on jobs', async () => {
     const { s, other } = await setUp();
-    await s.retention(MARCH_1, { daysAhead: 1, keepDays: 1 });
-    const leases = await s.acquireShards('node-a', [0], 60_000);
-    const old = newJob({ shard: 0, scheduledAtMs: MARCH_1 + HOUR_MS });
-    const leased = lease(old, leases[0]!.epoch);
-    await s.commit({ shards: leases, writes: [insertOf(old), leased.write, complete(leased.next).write] });
+    const leases = await finishedJobOnMarch1(s, null);
 
     // A commit in flight for a long time: it holds what a commit holds on jobs, which
     // retention's ACCESS EXCLUSIVE must wait for.
