@@ -216,9 +216,10 @@ async function createPartition(client: pg.PoolClient, dayStartMs: number): Promi
   const table = client.escapeIdentifier(name);
   const from = client.escapeLiteral(new Date(dayStartMs).toISOString());
   const to = client.escapeLiteral(new Date(dayStartMs + DAY_MS).toISOString());
-  // LIKE copies the columns (same order, so rows move with SELECT *) and the status CHECK,
-  // which ATTACH requires; ATTACH builds the parent's indexes on the new table.
-  await client.query(`CREATE TABLE ${table} (LIKE jobs INCLUDING DEFAULTS INCLUDING CONSTRAINTS)`);
+  // LIKE copies the columns (same order, so rows move with SELECT *), the status CHECK, which
+  // ATTACH requires, and the columns' compression (migration 0005); ATTACH builds the parent's
+  // indexes on the new table.
+  await client.query(`CREATE TABLE ${table} (LIKE jobs INCLUDING DEFAULTS INCLUDING CONSTRAINTS INCLUDING COMPRESSION)`);
   await client.query(
     `WITH moved AS (DELETE FROM jobs_default WHERE scheduled_at >= ${from} AND scheduled_at < ${to} RETURNING *)
      INSERT INTO ${table} SELECT * FROM moved`,

@@ -33,21 +33,24 @@ export const IDENTITY_COLUMNS: readonly Column[] = [
   column('tenant', 'text', (j) => j.tenant),
   column('queue', 'text', (j) => j.queue),
   column('payload', 'bytea', (j) => j.payload),
+  column('priority', 'int', (j) => j.priority),
+  column('retry_backoff_base_ms', 'int', (j) => j.retry.backoffBaseMs),
+  column('retry_backoff_max_ms', 'int', (j) => j.retry.backoffMaxMs),
+  column('retry_jitter', 'float8', (j) => j.retry.jitter),
   column('scheduled_at', 'ts', (j) => j.scheduledAtMs),
   column('idempotency_key', 'text', (j) => j.idempotencyKey),
   column('created_at', 'ts', (j) => j.createdAtMs),
 ];
 
-/** What an update sets from `next`. `version` is absent: the store sets expected + 1. */
+/** What an update sets from `next`: every field some transition (transition.ts) changes, and
+ * no other, since each is one more array for the client to build and the server to unnest per
+ * updated row. `version` is absent: the store sets expected + 1. */
 export const MUTABLE_COLUMNS: readonly Column[] = [
   column('status', 'text', (j) => j.state),
-  column('priority', 'int', (j) => j.priority),
   column('run_at', 'ts', (j) => j.runAtMs),
   column('attempts', 'int', (j) => j.attempts),
+  // Release and requeue raise it.
   column('retry_attempts_max', 'int', (j) => j.retry.attemptsMax),
-  column('retry_backoff_base_ms', 'int', (j) => j.retry.backoffBaseMs),
-  column('retry_backoff_max_ms', 'int', (j) => j.retry.backoffMaxMs),
-  column('retry_jitter', 'float8', (j) => j.retry.jitter),
   column('lease_epoch', 'bigint', (j) => j.leaseEpoch),
   column('lease_expires_at', 'ts', (j) => j.leaseExpiresAtMs),
   column('lease_worker', 'text', (j) => j.leaseWorker),

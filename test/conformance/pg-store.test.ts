@@ -227,6 +227,24 @@ describe('PostgreSQL store specifics', () => {
     expect(await s.findByIdempotencyKey('tenant-a', 'k')).toBe(jobs[0]!.id);
   });
 
+
+  it('payloads and results compress with lz4 on the parent and every partition, where the server has lz4', async () => {
+    const db = await database();
+    const s = await store(db.url);
+    const admin = await client(db.url);
+    await s.retention(Date.UTC(2027, 5, 1), { daysAhead: 1, keepDays: 1 });
+    const hasLz4 = (await admin.query("SELECT 'lz4' = ANY(enumvals) AS yes FROM pg_settings WHERE name = 'default_toast_compression'")).rows[0].yes;
+    const columns = await admin.query<{ rel: string; attname: string; attcompression: string }>(
+      `SELECT a.attrelid::regclass::text AS rel, a.attname, a.attcompression FROM pg_attribute a
+       WHERE a.attname IN ('payload', 'result')
+         AND (a.attrelid = 'jobs'::regclass OR a.attrelid IN (SELECT inhrelid FROM pg_inherits WHERE inhparent = 'jobs'::regclass))
+       ORDER BY 1, 2`,
+    );
+    // The parent, the DEFAULT partition (made by migration 0001) and the days retention made.
+    expect(columns.rows.map((c) => c.rel)).toEqual(expect.arrayContaining(['jobs', 'jobs_default', 'jobs_p20270601']));
+    // Without lz4 the migration leaves the server's default (pglz, shown as no setting).
+    for (const c of columns.rows) expect(`${c.rel}.${c.attname}:${c.attcompression}`).toBe(`${c.rel}.${c.attname}:${hasLz4 ? 'l' : ''}`);
+  });
   it('retention does nothing while another node holds its lock', async () => {
     const db = await database();
     const s = await store(db.url);
