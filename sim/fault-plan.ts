@@ -65,6 +65,10 @@ export interface FaultPlan {
   /** Owners that hold few jobs in memory (ready, delayed), so that jobs spill to the store and
    * are paged in; null: the simulator's usual bound. */
   ownerMemory: { ready: number; delayed: number } | null;
+  /** How long owners wait to write a granted lease (OwnerConfig.leaseWriteDelayMs): long
+   * delays let crashes, hand-offs and expiries meet leases the store never saw; null: the
+   * node's default. */
+  leaseWriteDelayMs: number | null;
 }
 
 export const NO_FAULTS: FaultPlan = {
@@ -92,6 +96,7 @@ export const NO_FAULTS: FaultPlan = {
   sessionTerminateRate: 0,
   pools: null,
   ownerMemory: null,
+  leaseWriteDelayMs: null,
 };
 
 /** A random plan for a run of `durationMs` on `hosts` hosts; `shardLeaseMs` sets how long a
@@ -143,6 +148,7 @@ export function swarmPlan(random: SeededRandom, hosts: number, durationMs: numbe
     // The lease pool keeps its real two connections: renewal must cope with that.
     pools: on(0.25) ? { writes: 2 + random.int(5), leases: 2, reads: 1 + random.int(3) } : null,
     ownerMemory: on(0.2) ? { ready: 4 + random.int(12), delayed: 2 + random.int(6) } : null,
+    leaseWriteDelayMs: on(0.3) ? random.int(4_000) : null,
   };
 }
 
@@ -171,6 +177,7 @@ export function describePlan(plan: FaultPlan): string {
   if (plan.sessionTerminateRate > 0) parts.push(`session-kills=${plan.sessionTerminateRate.toFixed(3)}`);
   if (plan.pools !== null) parts.push(`pools=${plan.pools.writes}/${plan.pools.leases}/${plan.pools.reads}`);
   if (plan.ownerMemory !== null) parts.push(`owner-memory=${plan.ownerMemory.ready}+${plan.ownerMemory.delayed}`);
+  if (plan.leaseWriteDelayMs !== null) parts.push(`lease-write-delay=${plan.leaseWriteDelayMs}ms`);
   if (plan.buggify.length > 0) parts.push(`buggify=${plan.buggify.join('+')}`);
   return parts.join(' ');
 }

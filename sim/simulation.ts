@@ -146,6 +146,7 @@ export async function runSimulation(options: SimOptions): Promise<SimResult> {
       memoryJobsMax: plan.ownerMemory?.ready ?? 64,
       ...(plan.ownerMemory === null ? {} : { delayedJobsMax: plan.ownerMemory.delayed }),
       uncommittedMax: plan.uncommittedMax,
+      leaseWriteDelayMs: plan.leaseWriteDelayMs ?? DEFAULT_NODE_CONFIG.owner.leaseWriteDelayMs,
     },
     shards: { shardLeaseMs: SHARD_LEASE_MS, safetyMarginMs: 1_500, renewEveryMs: 1_000, acquireRetryMs: 500 },
     gateway: {

@@ -38,8 +38,11 @@ export type JobWrite =
   /** Apply `next` (a job produced by the transition function from a job at `expectedVersion`).
    * For lease-bound transitions (complete, retry, bury, and cancel of a running job) `token` is
    * the lease it acts under: the stored job must still be running, at that attempt and lease
-   * epoch. */
-  | { kind: 'update'; next: Job; expectedVersion: number; token: LeaseToken | null };
+   * epoch.
+   * `viaLease`: the stored job is pending, and `next` is the outcome of a lease granted since
+   * and never written (the owner writes a lease late, and a verdict that comes first with it).
+   * Such a write has no token, the lease being in no stored row: the version fences it. */
+  | { kind: 'update'; next: Job; expectedVersion: number; token: LeaseToken | null; viaLease?: true };
 
 export interface CommitBatch {
   /** The epoch the writer holds for every shard it writes in this batch. */

@@ -92,10 +92,12 @@ describe('shard owner on virtual time', () => {
     ctx.node.dispatcher.tell({ kind: 'worker_joined', worker });
     ctx.node.dispatcher.tell({ kind: 'credit', workerId: 'w1', lane: laneOf('t1', 'q'), slots: 5 });
     await ctx.run(() => worker.leases.length === 1);
+    const leasedAtMs = ctx.queue.nowMs;
     const { token } = worker.leases[0]!;
     expect(token).toEqual({ jobId, attempt: 1, epoch: ctx.backing.shards[1]!.epoch });
-    // The lease travels with its write; a verdict waits until the write has committed.
+    // The lease is written leaseWriteDelayMs after it goes out, when no verdict came sooner.
     await ctx.run(() => ctx.backing.jobs.get(jobId)?.state === 'running');
+    expect(ctx.queue.nowMs - leasedAtMs).toBeGreaterThanOrEqual(DEFAULT_NODE_CONFIG.owner.leaseWriteDelayMs);
 
     const done = tellOwner<AckOutcome>(ctx.node, 1, (reply) => ({ kind: 'complete', token, holder: { tenant: 't1', worker: 'w1' }, result: new Uint8Array([9]), reply }));
     await ctx.run(() => done.outcome !== undefined);
@@ -105,6 +107,44 @@ describe('shard owner on virtual time', () => {
     const again = tellOwner<AckOutcome>(ctx.node, 1, (reply) => ({ kind: 'complete', token, holder: { tenant: 't1', worker: 'w1' }, result: null, reply }));
     await ctx.run(() => again.outcome !== undefined);
     expect(again.outcome).toMatchObject({ ok: false, error: { code: 'stale_lease' } });
+  });
+
+  it('writes a job finished before its lease was written once: the lease and the verdict together', async () => {
+    const ctx = setup();
+    await started(ctx);
+    const box = submit(ctx.node, 1, submission());
+    await ctx.run(() => box.outcome !== undefined);
+    const jobId = (box.outcome as { jobId: string }).jobId;
+    const inserted = ctx.backing.jobs.get(jobId)!;
+    const worker = new TestWorker('w1');
+    ctx.node.dispatcher.tell({ kind: 'worker_joined', worker });
+    ctx.node.dispatcher.tell({ kind: 'credit', workerId: 'w1', lane: laneOf('t1', 'q'), slots: 1 });
+    await ctx.run(() => worker.leases.length === 1, 0);
+    expect(ctx.backing.jobs.get(jobId)).toMatchObject({ state: 'pending', version: inserted.version });
+    const { token } = worker.leases[0]!;
+    const done = tellOwner<AckOutcome>(ctx.node, 1, (reply) => ({ kind: 'complete', token, holder: { tenant: 't1', worker: 'w1' }, result: null, reply }));
+    await ctx.run(() => done.outcome !== undefined);
+    expect(done.outcome).toEqual({ ok: true });
+    // One write: one version on from the insert, with the lease's attempt and epoch.
+    expect(ctx.backing.jobs.get(jobId)).toMatchObject({ state: 'succeeded', attempts: 1, leaseEpoch: token.epoch, leaseWorker: 'w1', version: inserted.version + 1 });
+  });
+
+  it('a graceful stop writes the leases it granted, so that the next owner lets their workers finish', async () => {
+    const ctx = setup();
+    await started(ctx);
+    const box = submit(ctx.node, 2, submission());
+    await ctx.run(() => box.outcome !== undefined);
+    const worker = new TestWorker('n9/c1');
+    ctx.node.dispatcher.tell({ kind: 'worker_joined', worker });
+    ctx.node.dispatcher.tell({ kind: 'credit', workerId: worker.id, lane: laneOf('t1', 'q'), slots: 1 });
+    await ctx.run(() => worker.leases.length === 1, 0);
+    const { token } = worker.leases[0]!;
+    expect(ctx.backing.jobs.get(token.jobId)?.state).toBe('pending');
+    const node2 = await restarted(ctx);
+    expect(ctx.backing.jobs.get(token.jobId)).toMatchObject({ state: 'running', attempts: 1, leaseWorker: worker.id });
+    const mine = tellOwner<AckOutcome>(node2, 2, (reply) => ({ kind: 'complete', token, holder: { tenant: 't1', worker: worker.id }, result: null, reply }));
+    await runUntil(ctx.queue, () => mine.outcome !== undefined, ctx.queue.nowMs + 10_000);
+    expect(mine.outcome).toEqual({ ok: true });
   });
 
   it('inserts a job already leased when a worker waits, and gives the slot back when the insert is a duplicate', async () => {
@@ -372,6 +412,7 @@ describe('shard owner on virtual time', () => {
     ctx.node.dispatcher.tell({ kind: 'credit', workerId: w.id, lane: laneOf('t1', 'q'), slots: 1 });
     await ctx.run(() => w.leases.length === 1);
     const { token } = w.leases[0]!;
+    await ctx.run(() => ctx.backing.jobs.get(token.jobId)?.state === 'running'); // the lease written
     const refusals: unknown[] = [];
     const strangers = [
       { token, holder: { tenant: 't2', worker: 'n1/c9' } }, // another tenant
@@ -417,6 +458,7 @@ describe('shard owner on virtual time', () => {
     const late = tellOwner<AckOutcome>(ctx.node, 2, (reply) => ({ kind: 'complete', token: dead.leases[0]!.token, holder: { tenant: 't1', worker: dead.id }, result: null, reply }));
     await ctx.run(() => late.outcome !== undefined);
     expect(late.outcome).toMatchObject({ ok: false, error: { code: 'stale_lease' } });
+    await ctx.run(() => ctx.backing.jobs.get(dead.leases[0]!.token.jobId)?.state === 'running'); // the new lease written
     const job = ctx.backing.jobs.get(dead.leases[0]!.token.jobId)!;
     expect(job).toMatchObject({ state: 'running', attempts: 2, leaseWorker: alive.id, lastError: expect.stringContaining('closed') });
   });

@@ -78,4 +78,5 @@ export type OwnerMsg =
   | { kind: 'commit_done'; batch: number; reply: CommitReply }
   | { kind: 'flush' }
   | { kind: 'wake' }
-  | { kind: 'lease_check' };
+  | { kind: 'lease_check' }
+  | { kind: 'lease_write' };

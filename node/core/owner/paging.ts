@@ -28,6 +28,11 @@ import { buggify } from '../test-hooks.ts';
  * that was behind and is then stepped forward would otherwise keep due jobs waiting as long as
  * the step. An owner that is told of nothing meanwhile checks again this often. */
 const WAKE_CHECK_MAX_MS = 5_000;
+/** How often a due spilled job is paged in while the ready queues have room but have not
+ * drained to half. Ready jobs of lanes that no worker takes keep the queues from draining, and
+ * must not keep the other lanes' spilled jobs in the store for ever; a page-in at most this
+ * often bounds what that costs the store. */
+const PAGE_IN_WITH_ROOM_EVERY_MS = 1_000;
 
 /** What paging needs of an owner's entry. */
 export interface PagedEntry extends Queued {
@@ -49,6 +54,9 @@ export interface PagingDeps<E extends PagedEntry> {
   track: (job: Job) => E;
   /** Whether the owner still serves (reads that answer later are dropped otherwise). */
   serving: () => boolean;
+  /** Jobs memory holds as running whose lease the store does not have yet: the store still
+   * lists them as pending, first by run_at, so a page of pending jobs must reach past them. */
+  leasesNotStored: () => number;
 }
 
 /** Runs an operation once a fetch has answered: the entry, null when there is no such job of
@@ -68,6 +76,8 @@ export class Paging<E extends PagedEntry> {
    * forward too (compared on the wall clock, a wake-up armed while the clock was behind kept its
    * old delay, and due jobs waited as long as the step). */
   private wakeFiresAtMs: number | null = null;
+  /** When the last page-in started, on the monotonic clock. */
+  private pageInStartedMs = Number.NEGATIVE_INFINITY;
   private readonly fetching = new Map<string, Array<Fetched<E>>>();
   /** Jobs that left memory while a read of the store was in flight (see stale-reads.ts). */
   private readonly staleReads: StaleReads;
@@ -122,30 +132,44 @@ export class Paging<E extends PagedEntry> {
   /** Arms the wake timer for the earliest held delayed job or spilled job coming due. */
   armWake(ctx: ActorContext<OwnerMsg>): void {
     const heldDue = this.deps.queues.nextDueMs();
-    // A spilled job coming due needs a page-in; one already due waits for room, not time.
-    const spilledDue = this.spilledFromMs > ctx.env.clock.wallMs() && Number.isFinite(this.spilledFromMs) ? this.spilledFromMs : null;
-    const next = heldDue === null ? spilledDue : spilledDue === null ? heldDue : Math.min(heldDue, spilledDue);
-    if (next === null) return;
+    const wallMs = ctx.env.clock.wallMs();
     const nowMs = ctx.env.clock.monotonicMs();
-    const firesAtMs = nowMs + Math.min(WAKE_CHECK_MAX_MS, Math.max(0, next - ctx.env.clock.wallMs()));
+    // A spilled job coming due needs a page-in; one already due waits for room, or for the
+    // next page-in with room (pageInIfRoom).
+    const spilledDue = this.spilledFromMs > wallMs && Number.isFinite(this.spilledFromMs) ? this.spilledFromMs : null;
+    const withRoom = this.mayPageInWithRoom(wallMs) ? wallMs + Math.max(0, this.pageInStartedMs + PAGE_IN_WITH_ROOM_EVERY_MS - nowMs) : null;
+    const next = [heldDue, spilledDue, withRoom].reduce<number | null>((a, b) => (a === null ? b : b === null ? a : Math.min(a, b)), null);
+    if (next === null) return;
+    const firesAtMs = nowMs + Math.min(WAKE_CHECK_MAX_MS, Math.max(0, next - wallMs));
     if (this.wakeFiresAtMs !== null && this.wakeFiresAtMs <= firesAtMs) return;
     this.wakeFiresAtMs = firesAtMs;
     ctx.startTimer('wake', firesAtMs - nowMs, { kind: 'wake' });
   }
 
-  /** Starts a page-in when a spilled job is due and the ready queues have drained to half. */
+  /** Starts a page-in when a spilled job is due and the ready queues have drained to half, or
+   * have room and the last page-in is PAGE_IN_WITH_ROOM_EVERY_MS old. */
   pageInIfRoom(ctx: ActorContext<OwnerMsg>): void {
     const limit = this.deps.memoryJobsMax;
-    if (this.pagingIn || !this.deps.serving() || this.spilledFromMs > ctx.env.clock.wallMs() || this.deps.queues.readySize > limit / 2) return;
+    const nowMs = ctx.env.clock.monotonicMs();
+    const drained = this.deps.queues.readySize <= limit / 2;
+    const withRoom = this.mayPageInWithRoom(ctx.env.clock.wallMs()) && nowMs >= this.pageInStartedMs + PAGE_IN_WITH_ROOM_EVERY_MS;
+    if (this.pagingIn || !this.deps.serving() || this.spilledFromMs > ctx.env.clock.wallMs() || !(drained || withRoom)) return;
     // The store returns pending jobs by run_at: due ones first, then the earliest future ones.
     this.pagingIn = true;
+    this.pageInStartedMs = nowMs;
     this.spilledDuringPageMs = Number.POSITIVE_INFINITY;
     const mark = this.staleReads.begin();
+    const size = limit + this.deps.leasesNotStored();
     ctx.pipe(
-      () => ctx.env.store.loadShardJobs(this.deps.shard, 'pending', null, limit),
-      (pending) => ({ kind: 'page_in_done', pending, pendingMore: pending.length >= limit, mark }),
+      () => ctx.env.store.loadShardJobs(this.deps.shard, 'pending', null, size),
+      (pending) => ({ kind: 'page_in_done', pending, pendingMore: pending.length >= size, mark }),
       (error) => ({ kind: 'page_in_failed', error, mark }),
     );
+  }
+
+  /** A spilled job is due, no page-in runs, and the ready queues have room. */
+  private mayPageInWithRoom(wallMs: number): boolean {
+    return !this.pagingIn && this.spilledFromMs <= wallMs && this.deps.queues.readySize < this.deps.memoryJobsMax;
   }
 
   pagedIn(pending: Job[], pendingMore: boolean, mark: ReadMark, ctx: ActorContext<OwnerMsg>): void {

@@ -2,9 +2,9 @@
 // keeps the shard's ready queues in memory, hands leases to workers by credit, and turns every
 // worker verdict, expiry and cancellation into a fenced write. Nothing is acknowledged before
 // it is committed; nothing in memory runs ahead of the store (a write's effects are applied
-// when its commit returns). One thing is sent early on purpose: a granted lease goes to its
-// worker with its write, because nothing the worker says counts until that write commits
-// (see grant()).
+// when its commit returns). One thing runs ahead on purpose: a granted lease goes to its worker
+// at once and is written only leaseWriteDelayMs later, so that a job finished before then is
+// written once, lease and verdict together (see grant()).
 //
 // Recovery is one path for every kind of trouble: when the store says the epoch moved on
 // (deposed) or cannot say whether a commit landed (unavailable), the owner drains what is in
@@ -50,6 +50,10 @@ export interface OwnerConfig {
   leaseCheckMs: number;
   /** Idempotency keys of finished jobs remembered in memory (the store remembers them all). */
   recentKeysMax: number;
+  /** How long a granted lease waits before it is written. A verdict that comes sooner is
+   * written with it, one write instead of two; a node that crashes meanwhile loses the lease
+   * (its job runs again, at-least-once, under the same attempt number). */
+  leaseWriteDelayMs: number;
 }
 
 export const DEFAULT_OWNER_CONFIG: OwnerConfig = {
@@ -58,6 +62,7 @@ export const DEFAULT_OWNER_CONFIG: OwnerConfig = {
   uncommittedMax: 20_000,
   leaseCheckMs: 1_000,
   recentKeysMax: 10_000,
+  leaseWriteDelayMs: 50,
 };
 
 /** Why an owner stopped, told to the shard manager. */
@@ -91,6 +96,8 @@ interface Entry extends Queued {
   subscribers: Map<string, Subscriber> | null;
   /** Its insert failed: operations that waited for it find no job. */
   neverInserted: boolean;
+  /** The job as stored, while `job` holds a lease not written yet (see grant()); else null. */
+  stored: Job | null;
 }
 
 const RETRY_SOON_MS = 250;
@@ -105,6 +112,11 @@ export class ShardOwner implements Actor<OwnerMsg> {
   private readonly entries = new Map<string, Entry>();
   private readonly queues = new ReadyQueues<Entry>();
   private readonly running = new Set<Entry>();
+  /** Entries whose lease is granted but not written, with the monotonic instant of the grant,
+   * oldest first. */
+  private readonly unwrittenLeases = new Map<Entry, number>();
+  /** Entries whose lease the store does not have yet (unwritten, or its write in flight). */
+  private leasesNotStored = 0;
   /** The jobs each worker connection holds a lease of, or is being granted one of (the write
    * in flight): what ends when the connection closes. */
   private readonly held = new Map<string, Set<Entry>>();
@@ -129,6 +141,7 @@ export class ShardOwner implements Actor<OwnerMsg> {
       backlogDirty: this.backlogDirty,
       track: (job) => this.track(job),
       serving: () => this.phase === 'serving',
+      leasesNotStored: () => this.leasesNotStored,
     });
   }
 
@@ -170,6 +183,9 @@ export class ShardOwner implements Actor<OwnerMsg> {
 
   invariants(): void {
     this.writes.invariants();
+    for (const entry of this.unwrittenLeases.keys()) {
+      if (entry.stored === null || entry.busy || entry.job.state !== 'running') throw new Error('owner: an unwritten lease without its stored job, or busy, or not running');
+    }
     if (this.phase === 'draining' && this.drainReason !== 'stopped' && this.writes.stagedCount > 0) {
       throw new Error('owner: staged writes while failing');
     }
@@ -257,6 +273,8 @@ export class ShardOwner implements Actor<OwnerMsg> {
         return this.paging.wake(ctx);
       case 'lease_check':
         return this.expireLeases(ctx);
+      case 'lease_write':
+        return this.writeDueLeases(ctx);
     }
   }
 
@@ -442,30 +460,76 @@ export class ShardOwner implements Actor<OwnerMsg> {
         const entry = this.queues.take(lane);
         if (entry === undefined) break;
         this.backlogDirty.add(lane);
-        let token: LeaseToken | null = null;
+        const leased = transition(entry.job, this.leaseEvent(wallMs, worker.id), wallMs);
+        if (!leased.ok) throw new Error(`owner: job ${entry.job.id} in a ready queue cannot be leased (${entry.job.state})`);
+        // The lease goes to the worker now and to the store leaseWriteDelayMs later
+        // (writeDueLeases), or with the verdict if that comes first: most jobs finish sooner,
+        // and are then written once. Memory runs ahead of the store here, and that is safe
+        // because nothing the worker says counts before a write that includes its lease
+        // commits: the verdict's write carries the lease (apply()), is fenced by the stored
+        // version and the shard epoch, and is refused if either moved. A crash before the
+        // write loses the lease: the next owner finds the job pending and runs it again.
+        this.setStored(entry, entry.job);
+        entry.job = leased.job;
+        entry.worker = worker;
+        entry.leaseDeadlineMs = ctx.env.clock.monotonicMs() + this.deps.config.leaseMs;
+        this.running.add(entry);
         this.hold(entry, worker.id);
-        const leased = this.apply(entry, this.leaseEvent(wallMs, worker.id), null, ctx, () => {
-          entry.worker = worker;
-          entry.leaseDeadlineMs = ctx.env.clock.monotonicMs() + this.deps.config.leaseMs;
-          this.running.add(entry);
-        }, () => {
-          this.unhold(entry, worker.id);
-          // A lease already sent is revoked, and the worker credits the slot again when it
-          // stops the attempt; one never sent gives the slot straight back.
-          if (token !== null) worker.revoke(token, 'lease_lost');
-          else this.deps.dispatcher.tell({ kind: 'credit_returned', workerId: worker.id, lane, slots: 1 });
-        });
-        // The lease goes out with its write, not after it: the worker starts one commit sooner.
-        // That is safe because nothing the worker says counts before the lease is committed:
-        // its verdict waits behind the lease write, and is refused as stale if that write fails
-        // (the worker is then told the lease is lost).
-        if (leased !== null) {
-          token = leaseTokenOf(leased)!;
-          worker.lease(leased, token, this.deps.config.leaseMs);
-        }
+        this.unwrittenLeases.set(entry, ctx.env.clock.monotonicMs());
+        if (!ctx.hasTimer('lease_write')) ctx.startTimer('lease_write', this.deps.config.leaseWriteDelayMs, { kind: 'lease_write' });
+        worker.lease(leased.job, leaseTokenOf(leased.job)!, this.deps.config.leaseMs);
       }
     }
     if (used < slots) this.deps.dispatcher.tell({ kind: 'credit_returned', workerId: worker.id, lane, slots: slots - used });
+  }
+
+  /** Writes the leases granted leaseWriteDelayMs ago or more whose verdict has not come. */
+  private writeDueLeases(ctx: ActorContext<OwnerMsg>): void {
+    if (this.phase !== 'serving') return;
+    const now = ctx.env.clock.monotonicMs();
+    for (const [entry, grantedMs] of this.unwrittenLeases) {
+      const dueMs = grantedMs + this.deps.config.leaseWriteDelayMs;
+      if (dueMs > now) return ctx.startTimer('lease_write', dueMs - now, { kind: 'lease_write' });
+      this.writeLease(entry, ctx);
+    }
+  }
+
+  /** Writes `entry`'s lease on its own: the job stays running, its verdict still to come. */
+  private writeLease(entry: Entry, ctx: ActorContext<OwnerMsg>): void {
+    this.unwrittenLeases.delete(entry);
+    const stored = entry.stored!;
+    entry.busy = true;
+    this.stage({ kind: 'update', next: entry.job, expectedVersion: stored.version, token: null }, ctx, (outcome) => {
+      entry.busy = false;
+      if (outcome.ok) {
+        this.setStored(entry, null);
+        this.notify(entry);
+      } else {
+        this.writeFailed(entry, outcome, 'lease', ctx);
+      }
+      this.runWaiting(entry);
+    });
+  }
+
+  /** A lease that no commit will carry: memory goes back to the job as stored, and the worker
+   * is told the lease is lost (it credits the slot again when it stops the attempt). */
+  private dropUnwrittenLease(entry: Entry): void {
+    this.unwrittenLeases.delete(entry);
+    const token = leaseTokenOf(entry.job)!;
+    const worker = entry.worker;
+    if (entry.job.leaseWorker !== null) this.unhold(entry, entry.job.leaseWorker);
+    this.running.delete(entry);
+    entry.worker = null;
+    entry.job = entry.stored!;
+    this.setStored(entry, null);
+    worker?.revoke(token, 'lease_lost');
+  }
+
+  /** Sets `entry.stored`, counting the jobs memory holds as running that the store still has
+   * as pending. */
+  private setStored(entry: Entry, stored: Job | null): void {
+    this.leasesNotStored += Number(stored !== null) - Number(entry.stored !== null);
+    entry.stored = stored;
   }
 
   private leaseEvent(wallMs: number, worker: string): JobEvent {
@@ -588,26 +652,29 @@ export class ShardOwner implements Actor<OwnerMsg> {
       onRefused?.({ ok: false, error: refusal(code, `cannot ${event.kind} job ${entry.job.id} in state ${entry.job.state}`) });
       return null;
     }
-    const expectedVersion = entry.job.version;
-    const next = result.job;
+    // A job whose lease is not written yet is written once, from its stored version to the
+    // lease's outcome: the write includes the lease, and the version alone fences it (the
+    // lease's token is in no stored row to compare with).
+    const stored = entry.stored;
+    const expectedVersion = (stored ?? entry.job).version;
+    const next = stored === null ? result.job : { ...result.job, version: stored.version + 1 };
+    const write: JobWrite = stored === null ? { kind: 'update', next, expectedVersion, token } : { kind: 'update', next, expectedVersion, token: null, viaLease: true };
+    this.unwrittenLeases.delete(entry);
     const wasQueued = entry.place !== 'none';
     if (wasQueued) {
       this.backlogDirty.add(jobLane(entry.job));
       this.queues.remove(entry);
     }
     entry.busy = true;
-    this.stage({ kind: 'update', next, expectedVersion, token }, ctx, (outcome) => {
+    this.stage(write, ctx, (outcome) => {
       entry.busy = false;
       if (!outcome.ok) {
-        if (outcome.reason === 'conflict') {
-          // Memory disagrees with the store: only a reload can fix that.
-          ctx.env.logger.log('error', 'owner.write_conflict', { shard: this.shard, jobId: entry.job.id, event: event.kind });
-          this.drain('failed', ctx);
-        }
+        this.writeFailed(entry, outcome, event.kind, ctx);
         onRefused?.({ ok: false, error: this.notWritten(outcome) });
         this.runWaiting(entry);
         return;
       }
+      this.setStored(entry, null);
       const before = entry.job.state;
       entry.job = next;
       if (before === 'running' && next.state !== 'running') {
@@ -622,6 +689,16 @@ export class ShardOwner implements Actor<OwnerMsg> {
       this.runWaiting(entry);
     });
     return next;
+  }
+
+  /** A write of `entry` did not commit. */
+  private writeFailed(entry: Entry, outcome: Exclude<WriteOutcome, { ok: true }> | Aborted, what: string, ctx: ActorContext<OwnerMsg>): void {
+    if (outcome.reason === 'conflict') {
+      // Memory disagrees with the store: only a reload can fix that.
+      ctx.env.logger.log('error', 'owner.write_conflict', { shard: this.shard, jobId: entry.job.id, event: what });
+      this.drain('failed', ctx);
+    }
+    if (entry.stored !== null) this.dropUnwrittenLease(entry);
   }
 
   private stage(write: JobWrite, ctx: ActorContext<OwnerMsg>, done: (outcome: WriteOutcome | Aborted) => void): void {
@@ -649,6 +726,7 @@ export class ShardOwner implements Actor<OwnerMsg> {
       leaseDeadlineMs: 0,
       subscribers: null,
       neverInserted: false,
+      stored: null,
     };
     this.entries.set(job.id, entry);
     return entry;
@@ -688,6 +766,12 @@ export class ShardOwner implements Actor<OwnerMsg> {
     } else {
       this.phase = 'draining';
       this.drainReason = reason;
+    }
+    // A hand-off writes the leases it granted, so that the next owner lets their workers finish;
+    // an owner that failed or was deposed can write nothing, and its leases end.
+    for (const entry of [...this.unwrittenLeases.keys()]) {
+      if (this.drainReason === 'stopped') this.writeLease(entry, ctx);
+      else this.dropUnwrittenLease(entry);
     }
     if (this.drainReason === 'stopped') this.writes.flush(ctx, false);
     else this.writes.abortStaged();
