@@ -117,8 +117,8 @@ export class ShardOwner implements Actor<OwnerMsg> {
   private readonly unwrittenLeases = new Map<Entry, number>();
   /** Entries whose lease the store does not have yet (unwritten, or its write in flight). */
   private leasesNotStored = 0;
-  /** The jobs each worker connection holds a lease of, or is being granted one of (the write
-   * in flight): what ends when the connection closes. */
+  /** The jobs each worker connection holds a lease of, written or not yet: what ends when the
+   * connection closes. */
   private readonly held = new Map<string, Set<Entry>>();
   /** `tenant\0key` → job id, or the replies waiting for an insert of that key in flight. */
   private readonly keys = new Map<string, string | Array<(outcome: SubmitOutcome) => void>>();
