@@ -71,8 +71,7 @@ export class Checkers implements StoreObserver {
     batch.writes.forEach((write, i) => {
       if (!outcomes[i]!.ok) return;
       if (write.kind === 'insert') return this.inserted(write.job);
-      if (write.viaLease === true) return this.updatedViaLease(write.next, before[i]);
-      this.updated(write.next, before[i], write.token === null ? null : `${write.next.id}/${write.token.attempt}`, write.token?.epoch ?? null);
+      this.updated(write.next, before[i], write.token === null ? null : `${write.next.id}/${write.token.attempt}`, write.token?.epoch ?? null, write.viaLease === true);
     });
   }
 
@@ -88,13 +87,21 @@ export class Checkers implements StoreObserver {
     this.checkAttempts(job);
   }
 
-  private updated(next: Job, stored: Job | undefined, tokenKey: string | null, tokenEpoch: number | null): void {
+  /** `viaLease`: the write carries a lease never written before it (JobWrite.viaLease), so the
+   * stored job goes through running: leased, then one transition on, at the next attempt. */
+  private updated(next: Job, stored: Job | undefined, tokenKey: string | null, tokenEpoch: number | null, viaLease: boolean): void {
     const prev = this.jobs.get(next.id);
     if (prev === undefined || stored === undefined) return this.fail('updates follow inserts', `${next.id} updated before it was inserted`);
     if (next.version !== prev.version + 1) this.fail('versions advance by one', `${next.id} went from v${prev.version} to v${next.version}`);
     if (isTerminal(prev.state) && isTerminal(next.state)) this.fail('no job is committed terminal twice', `${next.id} ${prev.state} → ${next.state}`);
-    const legal = JOB_EVENT_KINDS.some((kind) => nextState(prev.state, kind) === next.state);
-    if (!legal) this.fail('only legal transitions commit', `${next.id} ${prev.state} → ${next.state}`);
+    const from = viaLease ? nextState(prev.state, 'lease') : prev.state;
+    const legal = from !== null && JOB_EVENT_KINDS.some((kind) => nextState(from, kind) === next.state);
+    if (!legal) this.fail('only legal transitions commit', `${next.id} ${prev.state}${viaLease ? ' → (lease)' : ''} → ${next.state}`);
+    if (viaLease) {
+      if (next.attempts !== prev.attempts + 1) this.fail('lease attempts only increase', `${next.id} leased at attempt ${next.attempts} after ${prev.attempts}`);
+      this.onLeased?.(next);
+      this.verdicts.set(`${next.id}/${next.attempts}`, next.state);
+    }
     if (tokenKey !== null) {
       if (prev.state !== 'running' || `${prev.id}/${prev.attempts}` !== tokenKey || prev.leaseEpoch !== tokenEpoch) {
         this.fail('no write under a stale lease token', `${tokenKey} (epoch ${tokenEpoch}) wrote ${next.id} whose lease is ${prev.id}/${prev.attempts} (epoch ${prev.leaseEpoch})`);
@@ -105,21 +112,6 @@ export class Checkers implements StoreObserver {
       if (next.attempts <= prev.attempts) this.fail('lease attempts only increase', `${next.id} leased at attempt ${next.attempts} after ${prev.attempts}`);
       this.onLeased?.(next);
     }
-    this.checkAttempts(next);
-    this.jobs.set(next.id, next);
-  }
-
-  /** A write that carries a lease never written before it: the stored job must be pending,
-   * and `next` one transition from running, at the next attempt. */
-  private updatedViaLease(next: Job, stored: Job | undefined): void {
-    const prev = this.jobs.get(next.id);
-    if (prev === undefined || stored === undefined) return this.fail('updates follow inserts', `${next.id} updated before it was inserted`);
-    if (next.version !== prev.version + 1) this.fail('versions advance by one', `${next.id} went from v${prev.version} to v${next.version}`);
-    const legal = nextState(prev.state, 'lease') === 'running' && JOB_EVENT_KINDS.some((kind) => nextState('running', kind) === next.state);
-    if (!legal) this.fail('only legal transitions commit', `${next.id} ${prev.state} → (lease) → ${next.state}`);
-    if (next.attempts !== prev.attempts + 1) this.fail('lease attempts only increase', `${next.id} leased at attempt ${next.attempts} after ${prev.attempts}`);
-    this.onLeased?.(next);
-    this.verdicts.set(`${next.id}/${next.attempts}`, next.state);
     this.checkAttempts(next);
     this.jobs.set(next.id, next);
   }

@@ -389,6 +389,28 @@ describe('shard owner on virtual time', () => {
     expect(again.outcome).toMatchObject({ ok: true });
   });
 
+  it('a deposed owner ends the leases it had not written: their workers hear the lease is lost', async () => {
+    const ctx = setup();
+    await started(ctx);
+    const a = submit(ctx.node, 0, submission());
+    await ctx.run(() => a.outcome !== undefined);
+    const worker = new TestWorker('w1');
+    ctx.node.dispatcher.tell({ kind: 'worker_joined', worker });
+    ctx.node.dispatcher.tell({ kind: 'credit', workerId: 'w1', lane: laneOf('t1', 'q'), slots: 1 });
+    await ctx.run(() => worker.leases.length === 1, 0);
+    const { token } = worker.leases[0]!;
+    // Another node takes shard 0 while the lease is unwritten; the owner learns it from its next commit.
+    const thief = new MemoryStore(ctx.backing);
+    ctx.backing.shards[0]!.leaseUntilMs = 0;
+    const [stolen] = await thief.acquireShards('thief', [0], 1_000);
+    await thief.releaseShards('thief', [stolen!]);
+    const b = submit(ctx.node, 0, submission());
+    await ctx.run(() => b.outcome !== undefined);
+    expect(b.outcome).toMatchObject({ ok: false, error: { code: 'unavailable' } });
+    expect(worker.revoked).toEqual([{ token, reason: 'lease_lost' }]);
+    expect(ctx.backing.jobs.get(token.jobId)).toMatchObject({ state: 'pending', attempts: 0 });
+  });
+
   it('keeps the in-memory queue bounded and pages the rest from the store', async () => {
     const ctx = setup({ memoryJobsMax: 50 });
     await started(ctx);
