@@ -1,7 +1,11 @@
 #!/usr/bin/env node
-// The `kairos` command. Kairos is written in TypeScript and runs from source through tsx's
-// loader, so a clone works after `npm ci` with no build step.
-import { register } from 'tsx/esm/api';
+// The `kairos` command. It runs the compiled JavaScript in dist/, which `npm ci` (the prepare
+// script) and `npm run build` produce from the TypeScript sources.
+import { existsSync } from 'node:fs';
 
-register();
-await import('../node/cli/main.ts');
+const MAIN = new URL('../dist/node/cli/main.js', import.meta.url);
+if (!existsSync(MAIN)) {
+  process.stderr.write('kairos: dist/ is missing; run `npm run build` in the Kairos checkout first\n');
+  process.exit(1);
+}
+await import(MAIN.href);

@@ -19,7 +19,9 @@ const PRELOAD = 3_000;
 const run = promisify(execFile);
 
 it('npm run bench with --preload and --drop-partition prints every documented field', async () => {
-  const { stdout } = await run('npm', ['run', '--silent', 'bench', '--', '--jobs', String(JOBS), '--latency-jobs', String(LATENCY_JOBS), '--preload', String(PRELOAD), '--drop-partition'], {
+  // --ignore-scripts skips the prebench build: the global setup built dist/ already, and a
+  // rebuild would delete it under the nodes that other test files are running.
+  const { stdout } = await run('npm', ['run', '--silent', '--ignore-scripts', 'bench', '--', '--jobs', String(JOBS), '--latency-jobs', String(LATENCY_JOBS), '--preload', String(PRELOAD), '--drop-partition'], {
     cwd: ROOT,
     env: { ...process.env, DATABASE_URL: inject('pgAdminUrl') },
     timeout: 150_000,

@@ -1,8 +1,11 @@
 // Vitest global setup: one PostgreSQL for the whole run (DATABASE_URL when set, otherwise an
 // embedded server in a fresh temporary directory on a free port), and one migrated template
 // database that each test clones (test/support/db.ts), graphile-worker style: a clone is a
-// file copy, much faster than migrating every test database.
+// file copy, much faster than migrating every test database. Before that, the build: the tests
+// that start real nodes run bin/kairos.mjs, which runs dist/, and they must run this checkout's
+// code, not an earlier build's.
 
+import { execFileSync } from 'node:child_process';
 import { chmod, mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -35,6 +38,7 @@ function keepFailureExitCode(): void {
 
 export default async function setup(project: TestProject): Promise<() => Promise<void>> {
   keepFailureExitCode();
+  execFileSync('npm', ['run', '--silent', 'build'], { cwd: join(import.meta.dirname, '../..'), stdio: 'inherit' });
   const tempDir = await mkdtemp(join(tmpdir(), 'kairos-test-'));
   // mkdtemp makes the directory private; the postgres OS user (the server's, when we run as
   // root) must be able to reach the data dir inside it.
