@@ -35,6 +35,10 @@ export interface QueueBacklog {
   /** How many of the node's shards hold these jobs: workers elsewhere give the node that many
    * turns, as they give each shard of their own one. Absent (a node of an older version): 1. */
   shards?: number;
+  /** Slots of the workers attached to the node for this queue (credit unused and leases held):
+   * workers elsewhere lend the node only the share of their slots that its own do not cover.
+   * Absent (a node of an older version): 0. */
+  slots?: number;
 }
 
 /** Gossip, every node → all: I am alive (or leaving), reach me here, this is my load. Sent on
@@ -179,7 +183,7 @@ export const PEER: SchemaTable<PeerMessage> = {
     clientUrl: str(URL_CHARS_MAX, { minChars: 1 }),
     load: obj({
       shards: int(0, SHARD_COUNT_MAX),
-      backlog: arr(obj({ tenant: tenantSchema, queue: queueSchema, ready: countSchema, topPriority: prioritySchema, shards: opt(int(1, SHARD_COUNT_MAX)) }), BACKLOG_QUEUES_MAX),
+      backlog: arr(obj({ tenant: tenantSchema, queue: queueSchema, ready: countSchema, topPriority: prioritySchema, shards: opt(int(1, SHARD_COUNT_MAX)), slots: opt(countSchema) }), BACKLOG_QUEUES_MAX),
     }),
     dead: opt(arr(nodeIdSchema, MEMBERS_MAX)),
   }),

@@ -114,9 +114,9 @@ export function createNode(env: Env, config: NodeConfig): KairosNode {
             joining: cluster.joining,
             load: () => ({
               shards: routes.served,
-              backlog: dispatcherActor.localBacklog(BACKLOG_QUEUES_MAX).map(([lane, ready, topPriority, shards]) => {
+              backlog: dispatcherActor.localBacklog(BACKLOG_QUEUES_MAX).map(([lane, ready, topPriority, shards, slots]) => {
                 const [tenant, queue] = splitLane(lane);
-                return { tenant, queue, ready, topPriority, shards };
+                return { tenant, queue, ready, topPriority, shards, slots };
               }),
             }),
             ringChanged: (members, dead) => {
@@ -166,7 +166,7 @@ export function createNode(env: Env, config: NodeConfig): KairosNode {
         case 'member_heartbeat':
           membership?.tell({ kind: 'heartbeat', heartbeat: message });
           if (message.node !== env.nodeId) {
-            const counts = message.load.backlog.map((b): [string, number, number, number] => [laneOf(b.tenant, b.queue), b.ready, b.topPriority, b.shards ?? 1]);
+            const counts = message.load.backlog.map((b): [string, number, number, number, number] => [laneOf(b.tenant, b.queue), b.ready, b.topPriority, b.shards ?? 1, b.slots ?? 0]);
             dispatcher.tell({ kind: 'remote_backlog', node: message.node, counts });
           }
           return;

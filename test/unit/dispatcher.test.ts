@@ -1,6 +1,6 @@
 // The dispatcher's cluster side on virtual time: a worker's slots offered to a node with ready
 // work, given back, recovered when lost; another node's offer granted to owners here and the
-// rest given back.
+// rest given back; slots lent only where another node's own workers fall short.
 
 import { describe, expect, it } from 'vitest';
 import type { ActorRef } from '../../node/core/actor/runtime.ts';
@@ -28,7 +28,8 @@ function setup() {
     backlogAppeared: () => {},
   };
   const owners: ActorRef<OwnerMsg>[] = [];
-  const dispatcher = system.spawn<DispatcherMsg>('dispatcher', new Dispatcher(remote, () => owners));
+  const actor = new Dispatcher(remote, () => owners);
+  const dispatcher = system.spawn<DispatcherMsg>('dispatcher', actor);
   const grants: Array<[worker: string, slots: number]> = [];
   /** What the owner heard, in order: grants and lost workers. */
   const heard: string[] = [];
@@ -44,7 +45,7 @@ function setup() {
   owners.push(owner);
   const worker = (id: string): WorkerLink => ({ id, lease() {}, revoke() {} });
   const run = (ms: number) => runUntil(queue, () => false, queue.nowMs + ms);
-  return { dispatcher, owner, offers, givenBack, grants, heard, worker, run };
+  return { actor, dispatcher, owner, offers, givenBack, grants, heard, worker, run };
 }
 
 describe('dispatcher across nodes', () => {
@@ -52,7 +53,7 @@ describe('dispatcher across nodes', () => {
     const t = setup();
     t.dispatcher.tell({ kind: 'ring', members: ['a', 'b'] });
     t.dispatcher.tell({ kind: 'worker_joined', worker: t.worker('a/c1') });
-    t.dispatcher.tell({ kind: 'remote_backlog', node: 'b', counts: [[LANE, 5, 0, 1]] });
+    t.dispatcher.tell({ kind: 'remote_backlog', node: 'b', counts: [[LANE, 5, 0, 1, 0]] });
     t.dispatcher.tell({ kind: 'credit', workerId: 'a/c1', lane: LANE, slots: 8 });
     await t.run(10);
     expect(t.offers).toEqual([['b', 'a/c1', 5]]);
@@ -72,8 +73,8 @@ describe('dispatcher across nodes', () => {
     const t = setup();
     t.dispatcher.tell({ kind: 'ring', members: ['a', 'b', 'c'] });
     t.dispatcher.tell({ kind: 'worker_joined', worker: t.worker('a/c1') });
-    t.dispatcher.tell({ kind: 'remote_backlog', node: 'b', counts: [[LANE, 4, 0, 1]] });
-    t.dispatcher.tell({ kind: 'remote_backlog', node: 'c', counts: [[LANE, 4, 0, 1]] });
+    t.dispatcher.tell({ kind: 'remote_backlog', node: 'b', counts: [[LANE, 4, 0, 1, 0]] });
+    t.dispatcher.tell({ kind: 'remote_backlog', node: 'c', counts: [[LANE, 4, 0, 1, 0]] });
     t.dispatcher.tell({ kind: 'credit', workerId: 'a/c1', lane: LANE, slots: 8 });
     await t.run(10);
     expect(t.offers.map(([node, , slots]) => [node, slots])).toEqual([['b', 4], ['c', 4]]);
@@ -116,7 +117,7 @@ describe('dispatcher across nodes', () => {
     t.dispatcher.tell({ kind: 'ring', members: ['a', 'b'] });
     t.dispatcher.tell({ kind: 'worker_joined', worker: t.worker('a/c1') });
     for (let shard = 0; shard < 4; shard++) t.dispatcher.tell({ kind: 'backlog', shard, owner: t.owner, counts: [[LANE, 100, 0]] });
-    t.dispatcher.tell({ kind: 'remote_backlog', node: 'b', counts: [[LANE, 400, 0, 4]] });
+    t.dispatcher.tell({ kind: 'remote_backlog', node: 'b', counts: [[LANE, 400, 0, 4, 0]] });
     // Under load a worker's slots free up one at a time.
     for (let i = 0; i < 80; i++) t.dispatcher.tell({ kind: 'credit', workerId: 'a/c1', lane: LANE, slots: 1 });
     await t.run(10);
@@ -124,5 +125,48 @@ describe('dispatcher across nodes', () => {
     const granted = t.grants.reduce((n, [, slots]) => n + slots, 0);
     // b's four shards get as many slots as the four here; counted as one source it got 16.
     expect([offered, granted]).toEqual([40, 40]);
+  });
+
+  /** A worker's slots free up one at a time, as under load; what each node got of them. */
+  async function shareOut(t: ReturnType<typeof setup>, others: Array<[node: string, ready: number, topPriority: number, shards: number, slots: number]>) {
+    t.dispatcher.tell({ kind: 'ring', members: ['a', ...others.map(([node]) => node)] });
+    t.dispatcher.tell({ kind: 'worker_joined', worker: t.worker('a/c1') });
+    for (let shard = 0; shard < 4; shard++) t.dispatcher.tell({ kind: 'backlog', shard, owner: t.owner, counts: [[LANE, 100, 0]] });
+    for (const [node, ready, topPriority, shards, slots] of others) t.dispatcher.tell({ kind: 'remote_backlog', node, counts: [[LANE, ready, topPriority, shards, slots]] });
+    for (let i = 0; i < 80; i++) t.dispatcher.tell({ kind: 'credit', workerId: 'a/c1', lane: LANE, slots: 1 });
+    await t.run(10);
+    const got: Record<string, number> = { a: t.grants.reduce((n, [, slots]) => n + slots, 0) };
+    for (const [node, , slots] of t.offers) got[node] = (got[node] ?? 0) + slots;
+    return got;
+  }
+
+  it('lends nothing to a node whose own workers cover its shards', async () => {
+    // b has as many shards with ready jobs as a, and as many slots: each serves its own.
+    expect(await shareOut(setup(), [['b', 400, 0, 4, 1]])).toEqual({ a: 80 });
+  });
+
+  it('lends a node without workers the share its shards lack, and none to a node whose workers cover it', async () => {
+    // 12 shards share a's slot and b's: a's four need two thirds of a's, c's four lack as much
+    // as a has over, so c gets a third of a's slots (2 turns a round against a's 4).
+    expect(await shareOut(setup(), [['b', 400, 0, 4, 1], ['c', 400, 0, 4, 0]])).toEqual({ a: 54, c: 26 });
+  });
+
+  it('serves another node\'s better priority first even when its own workers cover it', async () => {
+    expect(await shareOut(setup(), [['b', 400, 5, 4, 1]])).toEqual({ a: 0, b: 80 });
+  });
+
+  it('reports the slots of its workers, credit unused and leases held, for its heartbeat', async () => {
+    const t = setup();
+    t.dispatcher.tell({ kind: 'worker_joined', worker: t.worker('a/c1') });
+    t.dispatcher.tell({ kind: 'backlog', shard: 0, owner: t.owner, counts: [[LANE, 100, 0]] });
+    t.dispatcher.tell({ kind: 'credit', workerId: 'a/c1', lane: LANE, slots: 8 });
+    // Three attempts end and their slots are credited again, and granted again.
+    for (let i = 0; i < 3; i++) t.dispatcher.tell({ kind: 'credit', workerId: 'a/c1', lane: LANE, slots: 1 });
+    await t.run(10);
+    expect(t.grants.reduce((n, [, slots]) => n + slots, 0)).toBe(11);
+    expect(t.actor.localBacklog(10)).toEqual([[LANE, 89, 0, 1, 8]]);
+    t.dispatcher.tell({ kind: 'drain', workerId: 'a/c1', lane: LANE });
+    await t.run(10);
+    expect(t.actor.localBacklog(10)).toEqual([[LANE, 89, 0, 1, 0]]);
   });
 });

@@ -21,9 +21,9 @@ export type DispatcherMsg =
   /** The owner of `shard` stopped; grant it nothing more. */
   | { kind: 'owner_gone'; shard: number }
   /** Another node's ready jobs per lane, from its heartbeat: the whole picture, replacing the
-   * last one (empty when the node is gone), with how many of its shards hold them. Workers here
-   * may be offered to it. */
-  | { kind: 'remote_backlog'; node: string; counts: Array<[lane: string, ready: number, topPriority: number, shards: number]> }
+   * last one (empty when the node is gone), with how many of its shards hold them and how many
+   * slots its own workers have for the lane. Workers here may be offered to it. */
+  | { kind: 'remote_backlog'; node: string; counts: Array<[lane: string, ready: number, topPriority: number, shards: number, slots: number]> }
   /** A worker of another node may take `slots` jobs of `lane` from owners here; what they
    * cannot use goes back at once. */
   | { kind: 'remote_credit'; worker: WorkerLink; lane: string; slots: number }

@@ -23,11 +23,15 @@
 // Fairness is per shard, not per source: another node gets as many turns in a row as it has
 // shards with ready jobs of the lane (its heartbeat says), each shard here one. Counted as one
 // source against each of our shards, a node without workers of its own got one turn in ~85 of
-// every node with workers, and its jobs waited tens of seconds while others waited none.
+// every node with workers, and its jobs waited tens of seconds while others waited none. While
+// shards here have ready jobs, other nodes get only the turns lending.ts gives them: the share
+// their own workers cannot cover, so that workers serve their own node's shards and a lease
+// crosses nodes only where it must.
 
 import type { Actor, ActorContext, ActorRef } from '../actor/runtime.ts';
 import type { OwnerMsg, WorkerLink } from '../owner/owner-messages.ts';
 import type { DispatcherMsg } from './dispatcher-messages.ts';
+import { lendingTurns, type LaneLoad } from './lending.ts';
 
 /** Slots granted to one source at a time: big enough to batch lease writes, small enough that
  * one shard does not take every slot while others have work. */
@@ -63,7 +67,11 @@ export function connOfWorker(workerId: string): string {
 interface Backlog {
   ready: number;
   topPriority: number;
-  /** Turns a round: 1 for a shard here, its shards with ready jobs for another node. */
+  /** 1 for a shard here; for another node, its shards with ready jobs. */
+  shards: number;
+  /** For another node, the slots of its own workers for the lane (0 for a shard here). */
+  slots: number;
+  /** Turns a round: 1 for a shard here; for another node, its shards or its lending turns. */
   weight: number;
   /** Turns taken in this round. */
   turns: number;
@@ -85,6 +93,9 @@ interface Offered {
 interface QueueState {
   /** Workers with credit, in round-robin order (a Map keeps insertion order). */
   credit: Map<string, number>;
+  /** Slots granted to each worker that it has not credited again yet: with its credit, the
+   * slots the worker has for the lane, which the heartbeat reports for lending.ts. */
+  held: Map<string, number>;
   /** Sources with ready jobs, in round-robin order. */
   ready: Map<SourceKey, Backlog>;
 }
@@ -117,7 +128,10 @@ export class Dispatcher implements Actor<DispatcherMsg> {
         return;
       case 'worker_left':
         this.workers.delete(msg.workerId);
-        for (const state of this.queues.values()) state.credit.delete(msg.workerId);
+        for (const state of this.queues.values()) {
+          state.credit.delete(msg.workerId);
+          state.held.delete(msg.workerId);
+        }
         for (const owner of this.localOwners()) owner.tell({ kind: 'worker_gone', workerId: msg.workerId });
         return;
       case 'credit':
@@ -146,7 +160,10 @@ export class Dispatcher implements Actor<DispatcherMsg> {
         return;
       case 'drain':
         for (const [lane, state] of this.queues) {
-          if (msg.lane === null || msg.lane === lane) state.credit.delete(msg.workerId);
+          if (msg.lane !== null && msg.lane !== lane) continue;
+          state.credit.delete(msg.workerId);
+          // A draining worker credits no slot again: it has none left for the lane.
+          state.held.delete(msg.workerId);
         }
         return;
       case 'backlog': {
@@ -154,7 +171,7 @@ export class Dispatcher implements Actor<DispatcherMsg> {
         let appeared = false;
         for (const [lane, ready, topPriority] of msg.counts) {
           if (ready > 0 && !this.hasLocalReady(lane)) appeared = true;
-          this.setReady(lane, `s${msg.shard}`, ready, topPriority, 1);
+          this.setReady(lane, `s${msg.shard}`, ready, topPriority, 1, 0);
         }
         // Still ready after local workers had their turn: worth telling the cluster.
         if (appeared && msg.counts.some(([lane]) => this.hasLocalReady(lane))) this.remote?.backlogAppeared();
@@ -170,7 +187,7 @@ export class Dispatcher implements Actor<DispatcherMsg> {
         const key = `n${msg.node}`;
         const reported = new Set(msg.counts.map(([lane]) => lane));
         for (const [lane, state] of this.queues) if (!reported.has(lane)) state.ready.delete(key);
-        for (const [lane, ready, topPriority, shards] of msg.counts) this.setReady(lane, key, ready, topPriority, shards);
+        for (const [lane, ready, topPriority, shards, slots] of msg.counts) this.setReady(lane, key, ready, topPriority, shards, slots);
         return;
       }
       case 'remote_credit':
@@ -206,15 +223,17 @@ export class Dispatcher implements Actor<DispatcherMsg> {
       const worker = this.workers.get(workerId);
       if (worker === undefined) continue;
       if (credit > 1) state.credit.set(workerId, credit - 1);
+      hold(state, workerId, 1);
       return worker;
     }
     return null;
   }
 
   /** Ready jobs per lane of the owners here, best lanes first, with the best priority among
-   * them and how many shards hold them, for this node's heartbeat. */
-  localBacklog(max: number): Array<[lane: string, ready: number, topPriority: number, shards: number]> {
-    const out: Array<[string, number, number, number]> = [];
+   * them, how many shards hold them and the slots of the workers here for the lane, for this
+   * node's heartbeat. */
+  localBacklog(max: number): Array<[lane: string, ready: number, topPriority: number, shards: number, slots: number]> {
+    const out: Array<[string, number, number, number, number]> = [];
     for (const [lane, state] of this.queues) {
       let ready = 0;
       let top = -Infinity;
@@ -225,7 +244,7 @@ export class Dispatcher implements Actor<DispatcherMsg> {
         top = Math.max(top, backlog.topPriority);
         shards++;
       }
-      if (ready > 0) out.push([lane, ready, top, shards]);
+      if (ready > 0) out.push([lane, ready, top, shards, slotsHere(state)]);
     }
     return out.sort((a, b) => b[1] - a[1] || (a[0] < b[0] ? -1 : 1)).slice(0, max);
   }
@@ -259,14 +278,17 @@ export class Dispatcher implements Actor<DispatcherMsg> {
   private credit(workerId: string, lane: string, slots: number): void {
     if (!this.workers.has(workerId) || slots <= 0) return;
     const state = this.queue(lane);
+    // Credit for slots it held is the worker's own slots coming back; the rest are new slots.
+    hold(state, workerId, -Math.min(slots, state.held.get(workerId) ?? 0));
     state.credit.set(workerId, (state.credit.get(workerId) ?? 0) + slots);
     this.dispatch(lane, state);
   }
 
-  private setReady(lane: string, key: SourceKey, ready: number, topPriority: number, weight: number): void {
+  private setReady(lane: string, key: SourceKey, ready: number, topPriority: number, shards: number, slots: number): void {
     const state = this.queue(lane);
     // A new report keeps the source's place in the round and the turns it took in it.
-    if (ready > 0) state.ready.set(key, { ready, topPriority, weight: Math.max(1, weight), turns: state.ready.get(key)?.turns ?? 0 });
+    const weight = Math.max(1, shards);
+    if (ready > 0) state.ready.set(key, { ready, topPriority, shards: weight, slots, weight, turns: state.ready.get(key)?.turns ?? 0 });
     else state.ready.delete(key);
     this.dispatch(lane, state);
   }
@@ -274,15 +296,23 @@ export class Dispatcher implements Actor<DispatcherMsg> {
   private queue(name: string): QueueState {
     let state = this.queues.get(name);
     if (state === undefined) {
-      state = { credit: new Map(), ready: new Map() };
+      state = { credit: new Map(), held: new Map(), ready: new Map() };
       this.queues.set(name, state);
     }
     return state;
   }
 
   private dispatch(lane: string, state: QueueState): void {
+    let lending = lendingPlan(state);
     while (state.credit.size > 0 && state.ready.size > 0) {
-      const [key, backlog, tied] = best(state.ready, () => true)!;
+      const chosen = best(state.ready, lending === null ? () => true : (key) => key.startsWith('s') || lending!.has(key));
+      if (chosen === null) {
+        // No shard here has ready jobs left: every other node may have the slots.
+        lending = null;
+        for (const [key, backlog] of state.ready) backlog.weight = backlog.shards;
+        continue;
+      }
+      const [key, backlog, tied] = chosen;
       const [workerId, credit] = first(state.credit);
       const worker = this.workers.get(workerId);
       if (worker === undefined) {
@@ -300,6 +330,7 @@ export class Dispatcher implements Actor<DispatcherMsg> {
       take(state.ready, key, backlog, slots);
       state.credit.delete(workerId);
       if (credit > slots) state.credit.set(workerId, credit - slots);
+      hold(state, workerId, slots);
     }
   }
 
@@ -342,6 +373,46 @@ export class Dispatcher implements Actor<DispatcherMsg> {
     owner.tell({ kind: 'grant', lane, worker, slots });
     return true;
   }
+}
+
+/** The other nodes this node's workers may serve now, while shards here have ready jobs: those
+ * lending.ts lends to, with their turns set, and any whose best job beats every one here
+ * (priority holds across the cluster), with a turn per shard. Null when there is nothing to
+ * prefer, and every source is served as it comes. */
+function lendingPlan(state: QueueState): Set<SourceKey> | null {
+  let localShards = 0;
+  let localTop = -Infinity;
+  const others = new Map<SourceKey, LaneLoad>();
+  for (const [key, backlog] of state.ready) {
+    if (key.startsWith('s')) {
+      localShards++;
+      localTop = Math.max(localTop, backlog.topPriority);
+    } else others.set(key, { shards: backlog.shards, slots: backlog.slots });
+  }
+  if (others.size === 0) return null;
+  const turns = lendingTurns({ shards: localShards, slots: slotsHere(state) }, others);
+  const served = new Set<SourceKey>();
+  for (const key of others.keys()) {
+    const backlog = state.ready.get(key)!;
+    const lent = turns?.get(key);
+    backlog.weight = lent ?? backlog.shards;
+    if (lent !== undefined || backlog.topPriority > localTop) served.add(key);
+  }
+  return turns === null ? null : served;
+}
+
+/** The slots of the workers here for a lane: their credit and the slots they hold. */
+function slotsHere(state: QueueState): number {
+  let slots = 0;
+  for (const credit of state.credit.values()) slots += credit;
+  for (const held of state.held.values()) slots += held;
+  return slots;
+}
+
+function hold(state: QueueState, workerId: string, slots: number): void {
+  const held = (state.held.get(workerId) ?? 0) + slots;
+  if (held > 0) state.held.set(workerId, held);
+  else state.held.delete(workerId);
 }
 
 /** The first source (in round-robin order) among those `eligible` with the highest top
