@@ -17,6 +17,7 @@
 import type pg from 'pg';
 import { parseJobId } from '../core/job/job-id.ts';
 import type { Job } from '../core/job/job.ts';
+import { DAY_MS, partitionDay } from '../core/retention-days.ts';
 import type { CommitBatch, CommitResult, JobWrite, WriteOutcome } from '../core/store.ts';
 import { binaryArray } from './pg-arrays.ts';
 import { INSERT_COLUMNS, MUTABLE_COLUMNS, columnArrays, tsFromMs, unnestParams, unnestValue } from './pg-rows.ts';
@@ -226,10 +227,10 @@ const UPDATE_FIRST_DAY_PARAM = UPDATE_MUTABLE_FIRST_PARAM + MUTABLE_COLUMNS.leng
  * lease given back leaves the job pending with both kept, and its token must no longer write).
  * In: $1 ids, $2 scheduled_at (ms, parsed from the id), $3 expected versions, $4 token
  * attempts and $5 token epochs (null for writes without a token), then one array per
- * MUTABLE_COLUMNS column, then the earliest and latest scheduled_at of the batch (timestamptz).
+ * MUTABLE_COLUMNS column, then the bounds of the days of the batch's scheduled_at (timestamptz).
  * Out: ids of the jobs updated; the others were at another version or token, or are gone.
- * scheduled_at lets the executor prune each probe to one daily partition. The batch's bounds
- * let the planner leave out, at plan time, every partition outside them: without them an
+ * scheduled_at lets the executor prune each probe to one daily partition. The bounds let the
+ * planner leave out, at plan time, every partition outside them: without them an
  * UPDATE of a partitioned table plans, opens and locks every partition and all their indexes,
  * a cost that grows with the days kept (30 days preloaded: PostgreSQL's CPU per job was
  * 356-367 µs without the bounds, 251 with them). They must be parameters of their own, constants once
@@ -267,7 +268,14 @@ async function applyUpdates(client: pg.PoolClient, updates: Indexed<Update>[], o
   }
 }
 
-/** The earliest and latest scheduled_at of the writes, as timestamptz text. */
+/** The start of the day of the earliest scheduled_at of the writes and the last millisecond of
+ * the day of the latest, as timestamptz text: whole daily partitions, not the batch's own span.
+ * The planner estimates how many rows the bounds select from the partition's statistics, which
+ * during the day are always older than the batch: a batch of the newest jobs lies past
+ * everything the last ANALYZE saw, so its own span was estimated at one row, and the planner
+ * then scanned the whole day once per batch or once per row instead of probing by key
+ * (test/conformance/pg-stale-statistics.test.ts). A whole day's bounds select everything the
+ * statistics know of, as they should. */
 function scheduledBounds(writes: readonly Update[]): [string, string] {
   let first = Infinity;
   let last = -Infinity;
@@ -275,5 +283,7 @@ function scheduledBounds(writes: readonly Update[]): [string, string] {
     first = Math.min(first, w.next.scheduledAtMs);
     last = Math.max(last, w.next.scheduledAtMs);
   }
-  return [new Date(first).toISOString(), new Date(last).toISOString()];
+  const firstDayStartMs = partitionDay(first) * DAY_MS;
+  const lastDayEndMs = (partitionDay(last) + 1) * DAY_MS - 1;
+  return [new Date(firstDayStartMs).toISOString(), new Date(lastDayEndMs).toISOString()];
 }
