@@ -3,11 +3,9 @@
 // wait for the keys, and no key may be left behind, nor one deleted whose job still lives.
 // Nor may commits queue for long behind retention's request for that lock.
 
-import pg from 'pg';
-import { afterEach, describe, expect, it } from 'vitest';
+import { describe, expect, it } from 'vitest';
 import type { ShardLease, Store } from '../../node/core/store.ts';
-import { createPgStore } from '../../node/store/pg-store.ts';
-import { createTestDatabase } from '../support/db.ts';
+import { usePgStore } from '../support/pg-store-fixture.ts';
 import { complete, insertOf, lease, newJob } from '../support/jobs.ts';
 import { pollUntil } from '../support/poll.ts';
 
@@ -26,33 +24,19 @@ async function finishedJobOnMarch1(s: Store, key: string | null): Promise<ShardL
 }
 
 describe('PostgreSQL retention: the keys of a dropped day', () => {
-  const cleanups: (() => Promise<unknown>)[] = [];
-  afterEach(async () => {
-    for (const cleanup of cleanups.splice(0).reverse()) await cleanup();
-  });
-  const setUp = async (): Promise<{ s: Store; admin: pg.Client; other: pg.Client }> => {
-    const db = await createTestDatabase();
-    cleanups.push(() => db.drop());
-    const clients = [new pg.Client({ connectionString: db.url }), new pg.Client({ connectionString: db.url })];
-    for (const c of clients) {
-      await c.connect();
-      cleanups.push(() => c.end());
-    }
-    // Two connections: retention holds one while it deletes keys, a commit takes the other.
-    const s = await createPgStore({ connectionString: db.url, shardCount: 4, poolSize: 2 });
-    cleanups.push(() => s.close());
-    return { s, admin: clients[0]!, other: clients[1]! };
-  };
+  // The store has two connections: retention holds one while it deletes keys, a commit takes
+  // the other.
+  const setUp = usePgStore();
 
   it('a commit does not wait while retention deletes the keys of the day it dropped', async () => {
-    const { s, admin, other } = await setUp();
+    const { s, admin, other, onCleanup } = await setUp();
     const leases = await finishedJobOnMarch1(s, 'old-key');
 
     // Another session holds the old key's row, so deleting it waits: the key deletion lasts
     // as long as this test wants, and shows in pg_stat_activity as a lock wait.
     await other.query('BEGIN');
     await other.query("SELECT 1 FROM idempotency WHERE key = 'old-key' FOR UPDATE");
-    cleanups.push(() => other.query('ROLLBACK'));
+    onCleanup(() => other.query('ROLLBACK'));
     const now = MARCH_1 + 10 * DAY_MS + HOUR_MS;
     let retentionDone = false;
     const pass = s.retention(now, { daysAhead: 1, keepDays: 2 }).finally(() => (retentionDone = true));
@@ -78,14 +62,14 @@ describe('PostgreSQL retention: the keys of a dropped day', () => {
   });
 
   it('a commit does not queue behind retention while it waits for its lock on jobs', async () => {
-    const { s, other } = await setUp();
+    const { s, other, onCleanup } = await setUp();
     const leases = await finishedJobOnMarch1(s, null);
 
     // A commit in flight for a long time: it holds what a commit holds on jobs, which
     // retention's ACCESS EXCLUSIVE must wait for.
     await other.query('BEGIN');
     await other.query('LOCK TABLE ONLY jobs IN ROW EXCLUSIVE MODE');
-    cleanups.push(() => other.query('ROLLBACK'));
+    onCleanup(() => other.query('ROLLBACK'));
     const now = MARCH_1 + 10 * DAY_MS + HOUR_MS;
     const pass = s.retention(now, { daysAhead: 1, keepDays: 2 });
     await new Promise((resolve) => setTimeout(resolve, 200));

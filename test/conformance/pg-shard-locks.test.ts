@@ -14,29 +14,16 @@
 // deadlock itself did not reproduce here.
 
 import pg from 'pg';
-import { afterEach, describe, expect, it } from 'vitest';
-import { createPgStore } from '../../node/store/pg-store.ts';
-import { createTestDatabase } from '../support/db.ts';
+import { describe, expect, it } from 'vitest';
+import { usePgStore } from '../support/pg-store-fixture.ts';
 import { insertOf, newJob } from '../support/jobs.ts';
 import { CONFORMANCE_BASE_MS } from './store-conformance.ts';
 
 describe('PostgreSQL shard lease renewal and commits', () => {
-  const cleanups: (() => Promise<unknown>)[] = [];
-  afterEach(async () => {
-    for (const cleanup of cleanups.splice(0).reverse()) await cleanup();
-  });
+  const setUp = usePgStore();
 
   it('do not deadlock when the shard rows lie in the heap out of id order', async () => {
-    const db = await createTestDatabase();
-    cleanups.push(() => db.drop());
-    const s = await createPgStore({ connectionString: db.url, shardCount: 4, poolSize: 2 });
-    cleanups.push(() => s.close());
-    const admin = new pg.Client({ connectionString: db.url });
-    await admin.connect();
-    cleanups.push(() => admin.end());
-    const inFlight = new pg.Client({ connectionString: db.url });
-    await inFlight.connect();
-    cleanups.push(() => inFlight.end());
+    const { s, admin, other: inFlight } = await setUp();
 
     const leases = await s.acquireShards('node-a', [1, 2], 60_000);
     // New row versions go to the end of the page: shard 2's row now comes before shard 1's.

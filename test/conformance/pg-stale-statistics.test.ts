@@ -8,11 +8,9 @@
 // when autovacuum came by. The test builds the stale statistics on purpose and compares the
 // batch's time with the same batch's after a fresh ANALYZE.
 
-import pg from 'pg';
-import { afterEach, describe, expect, it } from 'vitest';
+import { describe, expect, it } from 'vitest';
 import type { Job } from '../../node/core/job/job.ts';
-import { createPgStore } from '../../node/store/pg-store.ts';
-import { createTestDatabase } from '../support/db.ts';
+import { usePgStore } from '../support/pg-store-fixture.ts';
 import { insertOf, lease, newJob } from '../support/jobs.ts';
 import { CONFORMANCE_BASE_MS } from './store-conformance.ts';
 
@@ -21,19 +19,10 @@ const BATCH = 1_000;
 const GROWTH_BATCHES = 40;
 
 describe('PostgreSQL commits on a partition with stale statistics', () => {
-  const cleanups: (() => Promise<unknown>)[] = [];
-  afterEach(async () => {
-    for (const cleanup of cleanups.splice(0).reverse()) await cleanup();
-  });
+  const setUp = usePgStore();
 
   it('update by key probes as fast as with fresh statistics', async () => {
-    const db = await createTestDatabase();
-    cleanups.push(() => db.drop());
-    const s = await createPgStore({ connectionString: db.url, shardCount: 4, poolSize: 2 });
-    cleanups.push(() => s.close());
-    const admin = new pg.Client({ connectionString: db.url });
-    await admin.connect();
-    cleanups.push(() => admin.end());
+    const { s, admin } = await setUp();
     const shards = await s.acquireShards('node-a', [0], 60_000);
     const epoch = shards[0]!.epoch;
     // Jobs scheduled one a millisecond from `fromMs`, as a day's jobs arrive: later ones lie past
