@@ -2,9 +2,10 @@
 // started, waited for until it serves its shards, and stopped (SIGTERM: gracefully).
 
 import { spawn, type ChildProcess } from 'node:child_process';
-import { resolve } from 'node:path';
+import { existsSync } from 'node:fs';
+import { dirname, join } from 'node:path';
 
-const BIN = resolve(import.meta.dirname, '../../bin/kairos.mjs');
+const BIN = packageBin(import.meta.dirname);
 const READY = /node (\S+) ready at (ws:\/\/\S+)/;
 const JOIN = /--join (\S+)\n/;
 const STDERR_TAIL_CHARS = 16_384;
@@ -74,4 +75,14 @@ export function startChildNode(options: ChildNodeOptions): Promise<ChildNode> {
       reject(new Error(`kairos start exited (${how}) before it was ready: ${lines.at(-1)}\n${lines.slice(-10).join('\n')}`));
     });
   });
+}
+
+/** bin/kairos.mjs of this package, found upwards from `dir`: this file runs as node/cli in the
+ * sources (the benchmark) and as dist/node/cli once compiled (the demo), at different depths. */
+function packageBin(dir: string): string {
+  for (let at = dir; ; at = dirname(at)) {
+    const bin = join(at, 'bin', 'kairos.mjs');
+    if (existsSync(bin)) return bin;
+    if (at === dirname(at)) throw new Error(`bin/kairos.mjs not found above ${dir}`);
+  }
 }
