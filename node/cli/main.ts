@@ -65,6 +65,13 @@ main(process.argv.slice(2)).then(
     const message = error instanceof Error ? error.message : String(error);
     process.stderr.write(`kairos: ${message.split('\n')[0]}\n`);
     if (process.env.KAIROS_DEBUG) process.stderr.write(`${(error as Error).stack}\n`);
-    process.exit(error instanceof UsageError ? 2 : 1);
+    process.exit(isUsageError(error) ? 2 : 1);
   },
 );
+
+/** Ours, or node's argument parser refusing an option or a value (ERR_PARSE_ARGS_*). */
+function isUsageError(error: unknown): boolean {
+  if (error instanceof UsageError) return true;
+  const code = (error as { code?: unknown } | null)?.code;
+  return typeof code === 'string' && code.startsWith('ERR_PARSE_ARGS_');
+}

@@ -51,6 +51,14 @@ describe('kairos start --advertise-url', () => {
   });
 });
 
+describe('kairos usage errors', () => {
+  it('exit with status 2 for an option the command does not know', async () => {
+    const result = await kairos(['submit', 'emails', '--bogus', '1']);
+    expect(result.code).toBe(2);
+    expect(result.stderr).toMatch(/^kairos: Unknown option '--bogus'/);
+  });
+});
+
 describe('kairos keygen', () => {
   it('writes a key only its owner can read, and never overwrites one', async () => {
     const file = join(dir, 'cluster.key');
