@@ -60,6 +60,14 @@ function tellOwner<T>(node: KairosNode, shard: number, build: (reply: (o: T) => 
   return box;
 }
 
+/** A worker attached to the node, with `slots` of credit for queue q of tenant t1. */
+function joinWorker(ctx: ReturnType<typeof setup>, id: string, slots: number): TestWorker {
+  const worker = new TestWorker(id);
+  ctx.node.dispatcher.tell({ kind: 'worker_joined', worker });
+  ctx.node.dispatcher.tell({ kind: 'credit', workerId: id, lane: laneOf('t1', 'q'), slots });
+  return worker;
+}
+
 async function started(ctx: ReturnType<typeof setup>) {
   expect(await ctx.run(() => ctx.node.routes.served === SHARDS)).toBe(true);
 }
@@ -88,9 +96,7 @@ describe('shard owner on virtual time', () => {
     const jobId = (box.outcome as { jobId: string }).jobId;
     expect(ctx.backing.jobs.get(jobId)?.state).toBe('pending');
 
-    const worker = new TestWorker('w1');
-    ctx.node.dispatcher.tell({ kind: 'worker_joined', worker });
-    ctx.node.dispatcher.tell({ kind: 'credit', workerId: 'w1', lane: laneOf('t1', 'q'), slots: 5 });
+    const worker = joinWorker(ctx, 'w1', 5);
     await ctx.run(() => worker.leases.length === 1);
     const leasedAtMs = ctx.queue.nowMs;
     const { token } = worker.leases[0]!;
@@ -116,9 +122,7 @@ describe('shard owner on virtual time', () => {
     await ctx.run(() => box.outcome !== undefined);
     const jobId = (box.outcome as { jobId: string }).jobId;
     const inserted = ctx.backing.jobs.get(jobId)!;
-    const worker = new TestWorker('w1');
-    ctx.node.dispatcher.tell({ kind: 'worker_joined', worker });
-    ctx.node.dispatcher.tell({ kind: 'credit', workerId: 'w1', lane: laneOf('t1', 'q'), slots: 1 });
+    const worker = joinWorker(ctx, 'w1', 1);
     await ctx.run(() => worker.leases.length === 1, 0);
     expect(ctx.backing.jobs.get(jobId)).toMatchObject({ state: 'pending', version: inserted.version });
     const { token } = worker.leases[0]!;
@@ -134,9 +138,7 @@ describe('shard owner on virtual time', () => {
     await started(ctx);
     const box = submit(ctx.node, 2, submission());
     await ctx.run(() => box.outcome !== undefined);
-    const worker = new TestWorker('n9/c1');
-    ctx.node.dispatcher.tell({ kind: 'worker_joined', worker });
-    ctx.node.dispatcher.tell({ kind: 'credit', workerId: worker.id, lane: laneOf('t1', 'q'), slots: 1 });
+    const worker = joinWorker(ctx, 'n9/c1', 1);
     await ctx.run(() => worker.leases.length === 1, 0);
     const { token } = worker.leases[0]!;
     expect(ctx.backing.jobs.get(token.jobId)?.state).toBe('pending');
@@ -150,9 +152,7 @@ describe('shard owner on virtual time', () => {
   it('inserts a job already leased when a worker waits, and gives the slot back when the insert is a duplicate', async () => {
     const ctx = setup();
     await started(ctx);
-    const worker = new TestWorker('w1');
-    ctx.node.dispatcher.tell({ kind: 'worker_joined', worker });
-    ctx.node.dispatcher.tell({ kind: 'credit', workerId: 'w1', lane: laneOf('t1', 'q'), slots: 2 });
+    const worker = joinWorker(ctx, 'w1', 2);
     await ctx.run(() => false, 10);
     const commitsBefore = ctx.backing.commits;
     const first = submit(ctx.node, 1, submission({ idempotencyKey: 'once' }));
@@ -186,9 +186,7 @@ describe('shard owner on virtual time', () => {
     const ctx = setup();
     await started(ctx);
     const boxes = Array.from({ length: 2_000 }, (_, i) => submit(ctx.node, i % SHARDS, submission()));
-    const worker = new TestWorker('w1');
-    ctx.node.dispatcher.tell({ kind: 'worker_joined', worker });
-    ctx.node.dispatcher.tell({ kind: 'credit', workerId: 'w1', lane: laneOf('t1', 'q'), slots: 64 });
+    const worker = joinWorker(ctx, 'w1', 64);
     let completed = 0;
     const done = () => completed === 2_000;
     while (!done()) {
@@ -217,9 +215,7 @@ describe('shard owner on virtual time', () => {
     const a = submit(ctx.node, 0, submission({ retry: policy }));
     const b = submit(ctx.node, 0, submission({ retry: policy, queue: 'other' }));
     await ctx.run(() => a.outcome !== undefined && b.outcome !== undefined);
-    const worker = new TestWorker('w1');
-    ctx.node.dispatcher.tell({ kind: 'worker_joined', worker });
-    ctx.node.dispatcher.tell({ kind: 'credit', workerId: 'w1', lane: laneOf('t1', 'q'), slots: 1 });
+    const worker = joinWorker(ctx, 'w1', 1);
     const startedAt: number[] = [];
     for (let attempt = 1; attempt <= 3; attempt++) {
       await ctx.run(() => worker.leases.length > 0);
@@ -394,9 +390,7 @@ describe('shard owner on virtual time', () => {
     await started(ctx);
     const a = submit(ctx.node, 0, submission());
     await ctx.run(() => a.outcome !== undefined);
-    const worker = new TestWorker('w1');
-    ctx.node.dispatcher.tell({ kind: 'worker_joined', worker });
-    ctx.node.dispatcher.tell({ kind: 'credit', workerId: 'w1', lane: laneOf('t1', 'q'), slots: 1 });
+    const worker = joinWorker(ctx, 'w1', 1);
     await ctx.run(() => worker.leases.length === 1, 0);
     const { token } = worker.leases[0]!;
     // Another node takes shard 0 while the lease is unwritten; the owner learns it from its next commit.

@@ -303,13 +303,13 @@ export class Dispatcher implements Actor<DispatcherMsg> {
   }
 
   private dispatch(lane: string, state: QueueState): void {
-    let lending = lendingPlan(state);
+    let lending = this.remote === null ? null : lendingPlan(state);
     while (state.credit.size > 0 && state.ready.size > 0) {
       const chosen = best(state.ready, lending === null ? () => true : (key) => key.startsWith('s') || lending!.has(key));
       if (chosen === null) {
         // No shard here has ready jobs left: every other node may have the slots.
         lending = null;
-        for (const [key, backlog] of state.ready) backlog.weight = backlog.shards;
+        for (const backlog of state.ready.values()) backlog.weight = backlog.shards;
         continue;
       }
       const [key, backlog, tied] = chosen;
