@@ -263,7 +263,7 @@ class LockingClient implements Store {
   getJob = (id: string) => this.read('getJob', 'reads', () => this.db.inner.getJob(id));
   findByIdempotencyKey = (tenant: string, key: string) => this.read('findByIdempotencyKey', 'writes', () => this.db.inner.findByIdempotencyKey(tenant, key));
   listJobs = (tenant: string, filter: Parameters<Store['listJobs']>[1]) => this.read('listJobs', 'reads', () => this.db.inner.listJobs(tenant, filter));
-  retention = (nowMs: number, options: Parameters<Store['retention']>[1]) => this.read('retention', 'writes', () => this.db.inner.retention(nowMs, options));
+  retention = (...args: Parameters<Store['retention']>) => this.read('retention', 'writes', () => this.db.inner.retention(...args));
 
   async close(): Promise<void> {}
 

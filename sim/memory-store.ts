@@ -198,8 +198,9 @@ export class MemoryStore implements Store {
     return { items, next };
   }
 
-  async retention(nowMs: number, options: RetentionOptions): Promise<RetentionReport> {
+  async retention(options: RetentionOptions, asOfMs?: number): Promise<RetentionReport> {
     this.open();
+    const nowMs = asOfMs ?? this.data.nowMs();
     const today = partitionDay(nowMs);
     const created: string[] = [];
     for (let day = today; day < today + options.daysAhead; day++) {

@@ -9,6 +9,7 @@ import type { LogLevel } from '../core/env.ts';
 import { DEFAULT_GATEWAY_CONFIG } from '../core/gateway/gateway.ts';
 import type { RateLimit } from '../core/gateway/token-bucket.ts';
 import { DEFAULT_OWNER_CONFIG } from '../core/owner/shard-owner.ts';
+import { DEFAULT_RETENTION_CONFIG, RETENTION_DAYS_MAX } from '../core/retention/retention-runner.ts';
 import { URL_CHARS_MAX } from '../../protocol/limits.ts';
 import { intOption, listOption, oneOfOption, UsageError } from './args.ts';
 
@@ -28,6 +29,9 @@ export const START_HELP = `kairos start [options]
   --insecure-dev-cluster  join or listen without a cluster key: anyone who reaches the node
                      can join the cluster (env KAIROS_INSECURE_DEV_CLUSTER=1; development only)
   --shards N         shard count, fixed when the cluster is created (env KAIROS_SHARDS, default 256)
+  --retention-days N days a finished job (dead-lettered ones too) and its idempotency key are
+                     kept after the day it was scheduled for, by the database's clock
+                     (env KAIROS_RETENTION_DAYS, default ${DEFAULT_RETENTION_CONFIG.keepDays}, 1 to ${RETENTION_DAYS_MAX}); give every node the same
   --lease-ms N       worker lease time-to-live; heartbeats extend it (env KAIROS_LEASE_MS, default 30000)
   --rate-limit R[:B] per-tenant submissions per second, burst B (env KAIROS_RATE_LIMIT; default none)
   --inflight-max N   requests of any kind in flight per connection (a batch counts its jobs)
@@ -61,6 +65,7 @@ export async function startCommand(argv: string[]): Promise<void> {
       'insecure-dev-cluster': { type: 'boolean' },
       shards: { type: 'string' },
       'lease-ms': { type: 'string' },
+      'retention-days': { type: 'string' },
       'rate-limit': { type: 'string' },
       'inflight-max': { type: 'string' },
       'reads-max': { type: 'string' },
@@ -75,6 +80,7 @@ export async function startCommand(argv: string[]): Promise<void> {
   const env = process.env;
   const shardCount = intOption(values.shards ?? env.KAIROS_SHARDS, '--shards', 256, 1, 4096);
   const leaseMs = intOption(values['lease-ms'] ?? env.KAIROS_LEASE_MS, '--lease-ms', DEFAULT_OWNER_CONFIG.leaseMs, 100, 86_400_000);
+  const retentionDays = intOption(values['retention-days'] ?? env.KAIROS_RETENTION_DAYS, '--retention-days', DEFAULT_RETENTION_CONFIG.keepDays, 1, RETENTION_DAYS_MAX);
   const progress = (step: string) => process.stderr.write(`kairos: ${step}…\n`);
   const node = await startNodeProcess({
     dataDir: values['data-dir'] ?? env.KAIROS_DATA_DIR ?? '.kairos',
@@ -99,6 +105,7 @@ export async function startCommand(argv: string[]): Promise<void> {
     logLevel: oneOfOption<LogLevel>(values['log-level'] ?? env.KAIROS_LOG_LEVEL, '--log-level', ['debug', 'info', 'warn', 'error'], 'info'),
     config: {
       shardCount,
+      retention: { ...DEFAULT_RETENTION_CONFIG, keepDays: retentionDays },
       owner: { ...DEFAULT_OWNER_CONFIG, leaseMs, leaseCheckMs: Math.min(DEFAULT_OWNER_CONFIG.leaseCheckMs, leaseMs / 4) },
       gateway: {
         ...DEFAULT_GATEWAY_CONFIG,

@@ -126,8 +126,11 @@ export interface Store {
   listJobs(tenant: string, filter: ListFilter): Promise<Page<Job>>;
 
   /** Create partitions ahead; drop expired ones only when nothing in them is live. One node at
-   * a time (the store serialises callers). */
-  retention(nowMs: number, options: RetentionOptions): Promise<RetentionReport>;
+   * a time (the store serialises callers). Days are counted by the store's clock (PostgreSQL's
+   * now()), never a node's, so that nodes whose clocks disagree agree on what has expired and
+   * a node whose clock runs days ahead cannot drop a day early. `asOfMs` runs the pass as of
+   * another instant: tests and the benchmark's preload, which work on days of their choosing. */
+  retention(options: RetentionOptions, asOfMs?: number): Promise<RetentionReport>;
 
   close(): Promise<void>;
 }

@@ -62,8 +62,9 @@ const LOCK_PAUSE_MS = 20;
 const LOCK_TRIES = 20;
 const LOCK_JOBS_SQL = 'LOCK TABLE ONLY jobs IN ACCESS EXCLUSIVE MODE';
 
-/* Only one node runs retention at a time; the others skip (ran: false). Released at commit. */
-const TRY_LOCK_SQL = 'SELECT pg_try_advisory_xact_lock($1) AS locked';
+/* Only one node runs retention at a time; the others skip (ran: false). Released at commit.
+ * Also the database's clock, by which days are counted (Store.retention). */
+const TRY_LOCK_SQL = `SELECT pg_try_advisory_xact_lock($1) AS locked, ${msFromTs('now()')} AS now_ms`;
 /* The attached partitions of jobs, by name. */
 const LIST_PARTITIONS_SQL = `
 SELECT c.relname AS name FROM pg_inherits i JOIN pg_class c ON c.oid = i.inhrelid
@@ -121,8 +122,8 @@ export interface RetentionObserver {
 export async function runRetention(
   pool: pg.Pool,
   shardCount: number,
-  nowMs: number,
   options: RetentionOptions,
+  asOfMs?: number,
   observer: RetentionObserver = {},
 ): Promise<RetentionReport> {
   const { daysAhead, keepDays } = options;
@@ -131,8 +132,9 @@ export async function runRetention(
   }
   const lockedStart = performance.now();
   const report = await inTransaction<RetentionReport>(pool, 'retention', async (client) => {
-    const lock = await client.query<{ locked: boolean }>(TRY_LOCK_SQL, [RETENTION_LOCK_KEY]);
+    const lock = await client.query<{ locked: boolean; now_ms: number }>(TRY_LOCK_SQL, [RETENTION_LOCK_KEY]);
     if (!lock.rows[0]!.locked) return { commit: false, value: { created: [], dropped: [], keptLive: [], ran: false } };
+    const nowMs = asOfMs ?? lock.rows[0]!.now_ms;
 
     const existing = new Map<string, number>(); // name → day start
     for (const { name } of (await client.query<{ name: string }>(LIST_PARTITIONS_SQL)).rows) {

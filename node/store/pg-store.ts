@@ -209,7 +209,7 @@ export async function createPgStore(options: PgStoreOptions): Promise<Store> {
 
     listJobs: (tenant, filter) => listJobs(reads, tenant, filter),
 
-    retention: (nowMs, retentionOptions) => runRetention(pool, shardCount, nowMs, retentionOptions),
+    retention: (retentionOptions, asOfMs) => runRetention(pool, shardCount, retentionOptions, asOfMs),
 
     close: closeAll,
   };

@@ -51,7 +51,7 @@ export function dropOldestDay(url: string, preloaded: Preloaded, dropped: (jobs:
       let lockWaitMs = Number.NaN;
       let keys = { count: 0, ms: Number.NaN };
       const start = performance.now();
-      const report = await runRetention(pool, preloaded.shardCount, nowMs, { daysAhead: 0, keepDays }, {
+      const report = await runRetention(pool, preloaded.shardCount, { daysAhead: 0, keepDays }, nowMs, {
         lockTaken: (ms) => (lockWaitMs = ms),
         lockedDone: (ms) => {
           lockedEnd = performance.now();

@@ -128,7 +128,7 @@ async function createDays(pool: pg.Pool, shardCount: number, firstMs: number): P
   const expected = Array.from({ length: PRELOAD_DAYS }, (_, d) => partitionName(partitionDay(firstMs) + d));
   const deadline = Date.now() + RETENTION_LOCK_WAIT_MS;
   for (;;) {
-    const report = await runRetention(pool, shardCount, firstMs, { daysAhead: PRELOAD_DAYS, keepDays: 100_000 });
+    const report = await runRetention(pool, shardCount, { daysAhead: PRELOAD_DAYS, keepDays: 100_000 }, firstMs);
     if (report.ran) {
       const created = [...report.created].sort();
       if (JSON.stringify(created) !== JSON.stringify(expected)) {

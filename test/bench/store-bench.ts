@@ -69,7 +69,7 @@ async function main(): Promise<void> {
   await admin.query(`CREATE DATABASE ${name}`);
   const store = await createPgStore({ connectionString: databaseUrl(database.connectionString, name), shardCount: SHARDS, poolSize: 8 });
   try {
-    await store.retention(Date.now(), { daysAhead: 2, keepDays: 7 });
+    await store.retention({ daysAhead: 2, keepDays: 30 });
     const leases = await store.acquireShards(OWNER, Array.from({ length: SHARDS }, (_, i) => i), 10 * 60_000);
     console.log(
       `store bench: ${JOBS} jobs, batches of up to ${BATCH_MAX}, ${KEYED_FRACTION * 100}% with idempotency keys, ` +

@@ -17,7 +17,7 @@ describe('PostgreSQL commits and daily partitions', () => {
   it("an update of today's jobs does not wait for a lock on a partition of another day", async () => {
     const { s, other, onCleanup } = await setUp();
     // 30 days of partitions, as a cluster that keeps 30 days has.
-    for (let day = 30; day >= 0; day--) await s.retention(MARCH_31 - day * DAY_MS, { daysAhead: 1, keepDays: 100 });
+    for (let day = 30; day >= 0; day--) await s.retention({ daysAhead: 1, keepDays: 100 }, MARCH_31 - day * DAY_MS);
     const leases = await s.acquireShards('node-a', [0], 60_000);
     const job = newJob({ shard: 0, scheduledAtMs: MARCH_31 + 1_000 });
     await s.commit({ shards: leases, writes: [insertOf(job)] });

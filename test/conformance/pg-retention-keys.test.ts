@@ -15,7 +15,7 @@ const MARCH_1 = Date.UTC(2027, 2, 1);
 
 /** March 1's partition, holding one finished job (under `key`), and shard 0's lease. */
 async function finishedJobOnMarch1(s: Store, key: string | null): Promise<ShardLease[]> {
-  await s.retention(MARCH_1, { daysAhead: 1, keepDays: 1 });
+  await s.retention({ daysAhead: 1, keepDays: 1 }, MARCH_1);
   const leases = await s.acquireShards('node-a', [0], 60_000);
   const old = newJob({ shard: 0, scheduledAtMs: MARCH_1 + HOUR_MS, idempotencyKey: key });
   const leased = lease(old, leases[0]!.epoch);
@@ -39,7 +39,7 @@ describe('PostgreSQL retention: the keys of a dropped day', () => {
     onCleanup(() => other.query('ROLLBACK'));
     const now = MARCH_1 + 10 * DAY_MS + HOUR_MS;
     let retentionDone = false;
-    const pass = s.retention(now, { daysAhead: 1, keepDays: 2 }).finally(() => (retentionDone = true));
+    const pass = s.retention({ daysAhead: 1, keepDays: 2 }, now).finally(() => (retentionDone = true));
     await pollUntil('retention waiting on the old key', async () => {
       const waiting = await admin.query("SELECT 1 FROM pg_stat_activity WHERE datname = current_database() AND application_name = 'kairos' AND wait_event_type = 'Lock'");
       return waiting.rowCount === 1;
@@ -71,7 +71,7 @@ describe('PostgreSQL retention: the keys of a dropped day', () => {
     await other.query('LOCK TABLE ONLY jobs IN ROW EXCLUSIVE MODE');
     onCleanup(() => other.query('ROLLBACK'));
     const now = MARCH_1 + 10 * DAY_MS + HOUR_MS;
-    const pass = s.retention(now, { daysAhead: 1, keepDays: 2 });
+    const pass = s.retention({ daysAhead: 1, keepDays: 2 }, now);
     await new Promise((resolve) => setTimeout(resolve, 200));
 
     // A new commit meanwhile must not wait behind retention's lock request until the long one
@@ -109,7 +109,7 @@ describe('PostgreSQL retention: the keys of a dropped day', () => {
     ]);
 
     // A pass with nothing to create or drop still finishes the recorded day.
-    expect(await s.retention(MARCH_1 + 3 * DAY_MS, { daysAhead: 0, keepDays: 100 })).toEqual({ created: [], dropped: [], keptLive: [], ran: true });
+    expect(await s.retention({ daysAhead: 0, keepDays: 100 }, MARCH_1 + 3 * DAY_MS)).toEqual({ created: [], dropped: [], keptLive: [], ran: true });
     const keys = await admin.query('SELECT key FROM idempotency ORDER BY key');
     expect(keys.rows.map((r) => r.key)).toEqual(['late-key', 'next-day']);
     expect((await admin.query('SELECT day_start FROM retention_key_sweeps')).rows).toEqual([]);

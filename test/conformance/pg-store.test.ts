@@ -27,7 +27,7 @@ describeStoreConformance('PostgreSQL', async (shardCount) => {
   // Partitions for the suite's day, so its jobs live in daily partitions as in production
   // (the retention cases use other days).
   const setup = await createPgStore({ connectionString: db.url, shardCount, poolSize: 1 });
-  await setup.retention(CONFORMANCE_BASE_MS, { daysAhead: 2, keepDays: 100_000 });
+  await setup.retention({ daysAhead: 2, keepDays: 100_000 }, CONFORMANCE_BASE_MS);
   await setup.close();
   return {
     open: () => createPgStore({ connectionString: db.url, shardCount, poolSize: 4 }),
@@ -221,7 +221,7 @@ describe('PostgreSQL store specifics', () => {
       (await admin.query('SELECT id, tableoid::regclass::text AS part FROM jobs ORDER BY id')).rows.map((r) => `${r.id}@${r.part}`);
     expect(await where()).toEqual([...jobs, elsewhere].map((j) => `${j.id}@jobs_default`).sort());
 
-    expect((await s.retention(day, { daysAhead: 1, keepDays: 1 })).created).toEqual(['jobs_p20270601']);
+    expect((await s.retention({ daysAhead: 1, keepDays: 1 }, day)).created).toEqual(['jobs_p20270601']);
     expect(await where()).toEqual([...jobs.map((j) => `${j.id}@jobs_p20270601`), `${elsewhere.id}@jobs_default`].sort());
     for (const job of [...jobs, elsewhere]) expect(await s.getJob(job.id)).toEqual(job);
     expect(await s.findByIdempotencyKey('tenant-a', 'k')).toBe(jobs[0]!.id);
@@ -232,7 +232,7 @@ describe('PostgreSQL store specifics', () => {
     const db = await database();
     const s = await store(db.url);
     const admin = await client(db.url);
-    await s.retention(Date.UTC(2027, 5, 1), { daysAhead: 1, keepDays: 1 });
+    await s.retention({ daysAhead: 1, keepDays: 1 }, Date.UTC(2027, 5, 1));
     const hasLz4 = (await admin.query("SELECT 'lz4' = ANY(enumvals) AS yes FROM pg_settings WHERE name = 'default_toast_compression'")).rows[0].yes;
     const columns = await admin.query<{ rel: string; attname: string; attcompression: string }>(
       `SELECT a.attrelid::regclass::text AS rel, a.attname, a.attcompression FROM pg_attribute a
@@ -251,9 +251,9 @@ describe('PostgreSQL store specifics', () => {
     const other = await client(db.url);
     await other.query('BEGIN');
     await other.query('SELECT pg_advisory_xact_lock($1)', [RETENTION_LOCK_KEY]);
-    expect(await s.retention(Date.UTC(2027, 0, 1), { daysAhead: 1, keepDays: 1 })).toEqual({ created: [], dropped: [], keptLive: [], ran: false });
+    expect(await s.retention({ daysAhead: 1, keepDays: 1 }, Date.UTC(2027, 0, 1))).toEqual({ created: [], dropped: [], keptLive: [], ran: false });
     await other.query('ROLLBACK');
-    expect((await s.retention(Date.UTC(2027, 0, 1), { daysAhead: 1, keepDays: 1 })).created).toEqual(['jobs_p20270101']);
+    expect((await s.retention({ daysAhead: 1, keepDays: 1 }, Date.UTC(2027, 0, 1))).created).toEqual(['jobs_p20270101']);
   });
 
   it('retention gives up on a lock it cannot get soon, instead of stalling every write behind it', async () => {
@@ -262,7 +262,7 @@ describe('PostgreSQL store specifics', () => {
     const other = await client(db.url);
     await other.query('BEGIN');
     await other.query('LOCK TABLE jobs IN ROW EXCLUSIVE MODE'); // a long transaction that wrote jobs
-    await expect(s.retention(Date.UTC(2027, 0, 1), { daysAhead: 1, keepDays: 1 })).rejects.toThrow(StoreUnavailableError);
+    await expect(s.retention({ daysAhead: 1, keepDays: 1 }, Date.UTC(2027, 0, 1))).rejects.toThrow(StoreUnavailableError);
     await other.query('ROLLBACK');
   });
 

@@ -12,8 +12,12 @@ export interface RetentionConfig extends RetentionOptions {
 export const DEFAULT_RETENTION_CONFIG: RetentionConfig = {
   everyMs: 60 * 60_000,
   daysAhead: 3,
-  keepDays: 7,
+  keepDays: 30,
 };
+
+/** `--retention-days` bounds: every kept day is a partition the planner may have to consider,
+ * so years of them would slow every statement; a year is the most a node accepts. */
+export const RETENTION_DAYS_MAX = 366;
 
 export type RetentionMsg = { kind: 'run' } | { kind: 'done'; report: RetentionReport } | { kind: 'failed'; error: unknown };
 
@@ -24,7 +28,7 @@ export class RetentionRunner implements Actor<RetentionMsg> {
     switch (msg.kind) {
       case 'run':
         ctx.pipe(
-          () => ctx.env.store.retention(ctx.env.clock.wallMs(), this.config),
+          () => ctx.env.store.retention(this.config),
           (report) => ({ kind: 'done', report }),
           (error) => ({ kind: 'failed', error }),
         );

@@ -14,10 +14,10 @@ export function retentionCases(ctx: SuiteContext): void {
   describe('retention', () => {
     it('creates partitions ahead, keeps expired ones with live jobs, drops the others with their keys', async () => {
       const a = await ctx.open();
-      expect(await a.retention(MARCH_1 + 5 * HOUR_MS, { daysAhead: 3, keepDays: 2 })).toEqual(
+      expect(await a.retention({ daysAhead: 3, keepDays: 2 }, MARCH_1 + 5 * HOUR_MS)).toEqual(
         report({ created: ['jobs_p20200301', 'jobs_p20200302', 'jobs_p20200303'] }),
       );
-      expect(await a.retention(MARCH_1 + 6 * HOUR_MS, { daysAhead: 3, keepDays: 2 })).toEqual(report({}));
+      expect(await a.retention({ daysAhead: 3, keepDays: 2 }, MARCH_1 + 6 * HOUR_MS)).toEqual(report({}));
 
       const leases = await own(a, 'node-a', [0]);
       const live = newJob({ shard: 0, scheduledAtMs: MARCH_1 + HOUR_MS });
@@ -28,7 +28,7 @@ export function retentionCases(ctx: SuiteContext): void {
 
       // March 3 ended 7 days before "now", March 2 ended 8 days before: both past keepDays.
       const now = MARCH_1 + 10 * DAY_MS + HOUR_MS;
-      expect(await a.retention(now, { daysAhead: 1, keepDays: 2 })).toEqual(
+      expect(await a.retention({ daysAhead: 1, keepDays: 2 }, now)).toEqual(
         report({ created: ['jobs_p20200311'], dropped: ['jobs_p20200302', 'jobs_p20200303'], keptLive: ['jobs_p20200301'] }),
       );
       expect(await a.getJob(live.id)).toEqual(live);
@@ -41,24 +41,24 @@ export function retentionCases(ctx: SuiteContext): void {
       // Once its last live job finishes, the partition goes on the next pass.
       const liveLeased = lease(live, leases[0]!.epoch);
       await committed(a, { shards: leases, writes: [liveLeased.write, complete(liveLeased.next).write] });
-      expect(await a.retention(now, { daysAhead: 1, keepDays: 2 })).toEqual(report({ dropped: ['jobs_p20200301'] }));
+      expect(await a.retention({ daysAhead: 1, keepDays: 2 }, now)).toEqual(report({ dropped: ['jobs_p20200301'] }));
       expect(await a.getJob(live.id)).toBeNull();
       expect(await a.getJob(reuse.id)).toEqual(reuse);
     });
 
     it('an empty partition goes only once its day ended more than keepDays ago', async () => {
       const a = await ctx.open();
-      await a.retention(MARCH_1, { daysAhead: 2, keepDays: 5 });
+      await a.retention({ daysAhead: 2, keepDays: 5 }, MARCH_1);
       // At March 8 00:00, March 1 ended 6 days ago and March 2 exactly 5 days ago.
       const march8 = MARCH_1 + 7 * DAY_MS;
-      expect(await a.retention(march8, { daysAhead: 0, keepDays: 5 })).toEqual(report({ dropped: ['jobs_p20200301'] }));
-      expect(await a.retention(march8 + 1, { daysAhead: 0, keepDays: 5 })).toEqual(report({ dropped: ['jobs_p20200302'] }));
+      expect(await a.retention({ daysAhead: 0, keepDays: 5 }, march8)).toEqual(report({ dropped: ['jobs_p20200301'] }));
+      expect(await a.retention({ daysAhead: 0, keepDays: 5 }, march8 + 1)).toEqual(report({ dropped: ['jobs_p20200302'] }));
     });
 
     it('two nodes running retention at once create each partition once', async () => {
       const [a, b] = [await ctx.open(), await ctx.open()];
       const options = { daysAhead: 4, keepDays: 1 };
-      const reports = await Promise.all([a.retention(MARCH_1, options), b.retention(MARCH_1, options)]);
+      const reports = await Promise.all([a.retention(options, MARCH_1), b.retention(options, MARCH_1)]);
       expect(reports.some((r) => r.ran)).toBe(true);
       const created = reports.flatMap((r) => r.created).sort();
       expect(created).toEqual(['jobs_p20200301', 'jobs_p20200302', 'jobs_p20200303', 'jobs_p20200304']);
