@@ -8,6 +8,7 @@ import type { JobState, RetryPolicy } from '../node/core/job/job.ts';
 import { ATTEMPTS_MAX_LIMIT, DEFAULT_RETRY_POLICY, ERROR_CHARS_MAX, JOB_STATES } from '../node/core/job/job.ts';
 import { retryPolicyProblem } from '../node/core/job/retry.ts';
 import { ERROR_CODE_NAMES, type ErrorBody } from './errors.ts';
+import { MISSED_POLICIES } from '../node/core/schedule/schedule.ts';
 import {
   idempotencyKeySchema,
   jobIdSchema,
@@ -32,6 +33,16 @@ import {
   URL_CHARS_MAX,
   type AdvertisedLimits,
 } from './limits.ts';
+import {
+  cronSchema,
+  everyMsSchema,
+  missedMaxSchema,
+  scheduleNameSchema,
+  scheduleViewSchema,
+  timezoneSchema,
+  type ScheduleSpec,
+  type ScheduleView,
+} from './schedule-view.ts';
 import {
   arr,
   bin,
@@ -192,6 +203,48 @@ export interface DlqRequeue {
   attempts?: number;
 }
 
+/** Client → node: create a recurring schedule, or replace the tenant's schedule of that name
+ * (its next tick is then the first after now). Reply `schedule` once committed; `error
+ * bad_request` for a cron expression or time zone the node cannot use, or one that never
+ * fires; `error overloaded` when the tenant has SCHEDULES_PER_TENANT_MAX schedules. */
+export interface ScheduleUpsert {
+  t: 'schedule_upsert';
+  rid: number;
+  schedule: ScheduleSpec;
+}
+
+/** Client → node: read one schedule. Reply `schedule`, or `error not_found`. */
+export interface ScheduleGet {
+  t: 'schedule_get';
+  rid: number;
+  name: string;
+}
+
+/** Client → node: the tenant's schedules by name. Reply `schedule_page`. */
+export interface ScheduleList {
+  t: 'schedule_list';
+  rid: number;
+  limit?: number;
+  after?: string;
+}
+
+/** Client → node: pause (no tick fires) or resume (the next tick is the first after now: ticks
+ * that fell while paused are not run). Reply `schedule`, or `error not_found`. */
+export interface SchedulePause {
+  t: 'schedule_pause';
+  rid: number;
+  name: string;
+  paused: boolean;
+}
+
+/** Client → node: delete a schedule; jobs it already made stay. Reply `ok`, or `error
+ * not_found`. */
+export interface ScheduleDelete {
+  t: 'schedule_delete';
+  rid: number;
+  name: string;
+}
+
 /** Client → node: who is in the cluster, and which node the ring names owner of each shard,
  * as the node that answers sees it. Reply `cluster_view`. Clients use the members' `clientUrl`
  * to fail over to another node. */
@@ -211,7 +264,12 @@ export type ClientToNode =
   | Subscribe
   | Unsubscribe
   | DlqList
-  | DlqRequeue;
+  | DlqRequeue
+  | ScheduleUpsert
+  | ScheduleGet
+  | ScheduleList
+  | SchedulePause
+  | ScheduleDelete;
 /** Everything but `hello`: what a gateway forwards to a shard owner. */
 export type ClientRequest = Exclude<ClientToNode, Hello>;
 
@@ -321,6 +379,22 @@ export interface Requeued {
   job: JobView;
 }
 
+/** Node → client, the reply to `schedule_upsert`, `schedule_get` and `schedule_pause`: the
+ * schedule as committed. */
+export interface ScheduleReply {
+  t: 'schedule';
+  rid: number;
+  schedule: ScheduleView;
+}
+
+/** Node → client, the reply to `schedule_list`; `next` is null on the last page. */
+export interface SchedulePage {
+  t: 'schedule_page';
+  rid: number;
+  schedules: ScheduleView[];
+  next: string | null;
+}
+
 /** Node → client or worker: a request was refused, or a frame could not be read. `rid` is the
  * request's, or null when the frame had none or it could not be read. */
 export interface ErrorReply extends ErrorBody {
@@ -344,6 +418,8 @@ export type NodeToClient =
   | JobChanged
   | Ok
   | Requeued
+  | ScheduleReply
+  | SchedulePage
   | ErrorReply;
 
 // ---- Schemas -----------------------------------------------------------------------------
@@ -383,6 +459,27 @@ export const submitSpecSchema: Schema<SubmitSpec> = refine(
     spec.runAt !== undefined && spec.delayMs !== undefined
       ? new Invalid('delayMs', 'runAt and delayMs exclude each other')
       : null,
+);
+
+const scheduleSpecSchema: Schema<ScheduleSpec> = refine(
+  obj({
+    name: scheduleNameSchema,
+    queue: queueSchema,
+    cron: opt(cronSchema),
+    timezone: opt(timezoneSchema),
+    everyMs: opt(everyMsSchema),
+    payload: payloadSchema,
+    priority: opt(prioritySchema),
+    retry: opt(retrySpecSchema),
+    missed: opt(oneOf(MISSED_POLICIES)),
+    missedMax: opt(missedMaxSchema),
+    paused: opt(bool),
+  }),
+  (spec) => {
+    if ((spec.cron === undefined) === (spec.everyMs === undefined)) return new Invalid('cron', 'give exactly one of cron and everyMs');
+    if (spec.timezone !== undefined && spec.cron === undefined) return new Invalid('timezone', 'timezone goes with cron');
+    return null;
+  },
 );
 
 const errorBodyFields = {
@@ -429,6 +526,11 @@ export const CLIENT_TO_NODE: SchemaTable<ClientToNode> = {
     jobId: jobIdSchema,
     attempts: opt(int(1, ATTEMPTS_MAX_LIMIT)),
   }),
+  schedule_upsert: obj({ t: literal('schedule_upsert'), rid: ridSchema, schedule: scheduleSpecSchema }),
+  schedule_get: obj({ t: literal('schedule_get'), rid: ridSchema, name: scheduleNameSchema }),
+  schedule_list: obj({ t: literal('schedule_list'), rid: ridSchema, limit: opt(limitSchema), after: opt(cursorSchema) }),
+  schedule_pause: obj({ t: literal('schedule_pause'), rid: ridSchema, name: scheduleNameSchema, paused: bool }),
+  schedule_delete: obj({ t: literal('schedule_delete'), rid: ridSchema, name: scheduleNameSchema }),
 };
 
 export const errorReplySchema: Schema<ErrorReply> = obj({
@@ -484,5 +586,7 @@ export const NODE_TO_CLIENT: SchemaTable<NodeToClient> = {
   job_changed: obj({ t: literal('job_changed'), jobId: jobIdSchema, job: jobViewSchema }),
   ok: obj({ t: literal('ok'), rid: ridSchema }),
   requeued: obj({ t: literal('requeued'), rid: ridSchema, job: jobViewSchema }),
+  schedule: obj({ t: literal('schedule'), rid: ridSchema, schedule: scheduleViewSchema }),
+  schedule_page: obj({ t: literal('schedule_page'), rid: ridSchema, schedules: arr(scheduleViewSchema, LIST_LIMIT_MAX), next: nullable(cursorSchema) }),
   error: errorReplySchema,
 };

@@ -4,6 +4,7 @@
 import type { Env, Logger, Network } from '../node/core/env.ts';
 import type { SeededRandom } from '../node/core/random.ts';
 import type { Store } from '../node/core/store.ts';
+import { cronCalendar } from '../node/adapters/calendar.ts';
 import type { EventQueue } from './event-queue.ts';
 
 export interface SimEnvOptions {
@@ -18,6 +19,9 @@ export interface SimEnvOptions {
 }
 
 export const silentLogger: Logger = { log() {} };
+
+/** The production calendar: croner is pure given its inputs, so the simulator uses it too. */
+export const simCalendar = cronCalendar();
 
 const nowhere: Network = {
   send() {},
@@ -38,6 +42,7 @@ export function simEnv(options: SimEnvOptions): Env {
     logger: options.logger ?? silentLogger,
     store: options.store,
     network: options.network ?? nowhere,
+    calendar: simCalendar,
   };
 }
 

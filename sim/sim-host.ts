@@ -10,6 +10,7 @@ import type { SeededRandom } from '../node/core/random.ts';
 import type { Store } from '../node/core/store.ts';
 import type { TestHooks } from '../node/core/test-hooks.ts';
 import type { EventQueue } from './event-queue.ts';
+import { simCalendar } from './sim-env.ts';
 
 export class SimHost {
   node: KairosNode | null = null;
@@ -58,6 +59,7 @@ export class SimHost {
       logger: { log: (_level, event, fields) => this.onLog(this.id, event, fields) },
       store: this.openStore(incarnation),
       network: this.network,
+      calendar: simCalendar,
       testHooks: this.hooks,
     };
     // A restarted node is a new incarnation (its peers must tell its heartbeats from the old

@@ -7,6 +7,7 @@ import type { Clock, Env, Logger, LogLevel, Network, Timers, TimerId } from '../
 import { setLongTimeout, type LongTimeout } from '../../protocol/long-timeout.ts';
 import { SeededRandom } from '../core/random.ts';
 import type { Store } from '../core/store.ts';
+import { cronCalendar } from './calendar.ts';
 
 export const systemClock: Clock = {
   monotonicMs: () => Math.floor(performance.now()),
@@ -62,5 +63,6 @@ export function systemEnv(nodeId: string, store: Store, logger: Logger, network:
     logger,
     store,
     network,
+    calendar: cronCalendar(),
   };
 }

@@ -3,6 +3,7 @@
 // node/core/ may touch the system clock, randomness, timers or I/O any other way; the
 // determinism guard (test/unit/determinism-guard.test.ts) enforces it.
 
+import type { Calendar } from './schedule/schedule.ts';
 import type { Store } from './store.ts';
 import type { TestHooks } from './test-hooks.ts';
 
@@ -60,6 +61,7 @@ export interface Env {
   readonly logger: Logger;
   readonly store: Store;
   readonly network: Network;
+  readonly calendar: Calendar;
   /** Simulator only: fault sites and planted bugs. Always undefined in production. */
   readonly testHooks?: TestHooks;
 }

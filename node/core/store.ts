@@ -14,6 +14,7 @@
 // which must be safe to retry (it is: every write is conditional).
 
 import type { Job, JobState, LeaseToken } from './job/job.ts';
+import type { Schedule, ScheduleWrite, ScheduleWriteOutcome } from './schedule/schedule.ts';
 
 export interface ShardLease {
   shard: number;
@@ -124,6 +125,19 @@ export interface Store {
   findByIdempotencyKey(tenant: string, key: string): Promise<string | null>;
   /** A tenant's jobs, newest first. */
   listJobs(tenant: string, filter: ListFilter): Promise<Page<Job>>;
+
+  /** Recurring schedules (schedule/schedule.ts). A schedule write is fenced like a commit (the
+   * shard's epoch, else 'stale_epoch' and nothing written) and conditional on the schedule's
+   * version ('conflict'); a put that creates bumps nothing and counts against the tenant's
+   * SCHEDULES_PER_TENANT_MAX ('limit'). The store sets version to expectedVersion + 1 (1 when
+   * created), whatever `schedule.version` says. */
+  writeSchedule(lease: ShardLease, write: ScheduleWrite): Promise<ScheduleWriteOutcome>;
+  /** Every schedule of a shard, for its owner at start. */
+  loadShardSchedules(shard: number): Promise<Schedule[]>;
+  /** One schedule, as committed (a read, served apart from the write path like getJob). */
+  getSchedule(tenant: string, name: string): Promise<Schedule | null>;
+  /** A tenant's schedules by name, `limit` at most, after the `next` of a previous page. */
+  listSchedules(tenant: string, limit: number, after: string | null): Promise<Page<Schedule>>;
 
   /** Create partitions ahead; drop expired ones only when nothing in them is live. One node at
    * a time (the store serialises callers). Days are counted by the store's clock (PostgreSQL's

@@ -16,6 +16,7 @@ function testEnv(queue: EventQueue): Env {
     logger: { log() {} },
     store: undefined as never,
     network: { send() {}, publish() {} },
+    calendar: undefined as never,
   };
 }
 

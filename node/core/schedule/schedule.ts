@@ -1,0 +1,110 @@
+// Recurring schedules: the record every component sees, where one lives, and which of its ticks
+// are due. A schedule lives on the shard its (tenant, name) hashes to; that shard's owner fires
+// its ticks. Tick T's job is submitted under the idempotency key tickKey(name, T), so however
+// often T is fired (a retry, a second owner after a hand-off or a crash), it yields one job.
+
+import type { RetryPolicy } from '../job/job.ts';
+import { fnv1a32 } from '../job/job-id.ts';
+
+/** When the ticks fall: a cron expression in a time zone, or a fixed interval. */
+export type ScheduleTiming =
+  | { kind: 'cron'; cron: string; timezone: string }
+  /** Ticks at every multiple of everyMs since the Unix epoch. */
+  | { kind: 'every'; everyMs: number };
+
+/** What happens to ticks that were not fired in time (a tick is missed when its owner reaches
+ * it more than MISSED_AFTER_MS late: no owner was up, or the store was down):
+ * - skip: none of them runs;
+ * - once: one job runs in their stead: the first missed tick's;
+ * - each: each runs, the earliest first, up to missedMax; the rest are skipped.
+ * Ticks reached in time run whatever the policy. */
+export const MISSED_POLICIES = ['skip', 'once', 'each'] as const;
+export type MissedPolicy = (typeof MISSED_POLICIES)[number];
+
+/** A tick reached later than this is missed (Quartz's misfire threshold has the same default). */
+export const MISSED_AFTER_MS = 60_000;
+export const MISSED_MAX_DEFAULT = 10;
+export const MISSED_MAX_LIMIT = 100;
+/** Per tenant, across the cluster. */
+export const SCHEDULES_PER_TENANT_MAX = 1_000;
+/** A schedule fires at most once a second. */
+export const EVERY_MS_MIN = 1_000;
+export const CRON_CHARS_MAX = 256;
+export const TIMEZONE_CHARS_MAX = 64;
+
+export interface Schedule {
+  tenant: string;
+  /** Unique per tenant. */
+  name: string;
+  shard: number;
+  timing: ScheduleTiming;
+  queue: string;
+  payload: Uint8Array;
+  priority: number;
+  retry: RetryPolicy;
+  missed: MissedPolicy;
+  missedMax: number;
+  paused: boolean;
+  /** The next tick to fire; null while paused, or when the timing has no tick left. */
+  nextTickMs: number | null;
+  /** Bumped by every write; writes are conditional on it, as jobs' are. */
+  version: number;
+  createdAtMs: number;
+  updatedAtMs: number;
+}
+
+/** A fenced, conditional write of one schedule (Store.writeSchedule). `put` with
+ * expectedVersion null creates the schedule (refused if the name is taken, or the tenant has
+ * SCHEDULES_PER_TENANT_MAX); otherwise it replaces the stored schedule at that version. */
+export type ScheduleWrite =
+  | { kind: 'put'; schedule: Schedule; expectedVersion: number | null }
+  | { kind: 'delete'; tenant: string; name: string; expectedVersion: number };
+
+export type ScheduleWriteOutcome = 'ok' | 'conflict' | 'limit' | 'stale_epoch';
+
+/** Cron arithmetic, a library's (node/adapters/calendar.ts): reached through the environment,
+ * since core code imports no package. Pure: the same answers in production and the simulator. */
+export interface Calendar {
+  /** The first tick strictly after afterMs, or null when there is none. */
+  nextTick(timing: ScheduleTiming, afterMs: number): number | null;
+  /** Why the timing is unusable (a bad expression or time zone, or no tick after nowMs), or null. */
+  timingProblem(timing: ScheduleTiming, nowMs: number): string | null;
+}
+
+/** The shard a schedule lives on. */
+export function scheduleShard(tenant: string, name: string, shardCount: number): number {
+  return fnv1a32(`${tenant}\u0000schedule\u0000${name}`) % shardCount;
+}
+
+/** The idempotency key of tick `tickMs`'s job: one key per tick, so one job per tick. */
+export function tickKey(name: string, tickMs: number): string {
+  return `schedule:${name}:${tickMs}`;
+}
+
+/** The ticks to fire at `nowMs` for a schedule whose next tick is `nextTickMs` (<= nowMs), and
+ * the next tick after them. */
+export function dueTicks(
+  calendar: Calendar,
+  schedule: Pick<Schedule, 'timing' | 'missed' | 'missedMax'>,
+  nextTickMs: number,
+  nowMs: number,
+): { fire: number[]; next: number | null } {
+  const missed: number[] = [];
+  const onTime: number[] = [];
+  let tick: number | null = nextTickMs;
+  // Walk the due ticks; past missedMax + 1 missed ones the rest need not be listed: jump.
+  while (tick !== null && tick <= nowMs) {
+    if (nowMs - tick > MISSED_AFTER_MS) {
+      if (missed.length >= schedule.missedMax) {
+        tick = calendar.nextTick(schedule.timing, nowMs - MISSED_AFTER_MS - 1);
+        continue;
+      }
+      missed.push(tick);
+    } else {
+      onTime.push(tick);
+    }
+    tick = calendar.nextTick(schedule.timing, tick);
+  }
+  const runMissed = schedule.missed === 'skip' ? 0 : schedule.missed === 'once' ? 1 : schedule.missedMax;
+  return { fire: [...missed.slice(0, runMissed), ...onTime], next: tick };
+}
