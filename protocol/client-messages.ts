@@ -206,7 +206,7 @@ export interface DlqRequeue {
 /** Client → node: create a recurring schedule, or replace the tenant's schedule of that name
  * (its next tick is then the first after now). Reply `schedule` once committed; `error
  * bad_request` for a cron expression or time zone the node cannot use, or one that never
- * fires; `error overloaded` when the tenant has SCHEDULES_PER_TENANT_MAX schedules. */
+ * fires; `error illegal_state` when the tenant has SCHEDULES_PER_TENANT_MAX schedules. */
 export interface ScheduleUpsert {
   t: 'schedule_upsert';
   rid: number;

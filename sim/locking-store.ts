@@ -13,6 +13,9 @@
 //   still holds (the epoch is read without a lock).
 // - commit: BEGIN; FOR SHARE on the batch's `shards` rows; one statement per kind of write per
 //   round; COMMIT. Job rows are not modelled: commits of one job come from its one owner.
+// - writeSchedule (pg-schedules.ts): BEGIN; FOR SHARE on the shard's `shards` row; for a
+//   creation, the tenant's advisory lock (exclusive); the write; COMMIT. Schedule rows are not
+//   modelled, for the same reason as job rows.
 // - reads (listShards, loads, getJob, ...): one statement, no row locks.
 //
 // What goes wrong, as on the real server: a wait that closes a cycle fails with 40P01 after
@@ -30,6 +33,7 @@
 
 import pg from 'pg';
 import type { SeededRandom } from '../node/core/random.ts';
+import type { ScheduleWrite } from '../node/core/schedule/schedule.ts';
 import type { CommitBatch, ShardLease, Store } from '../node/core/store.ts';
 import { isTransientConflict, rethrowMapped } from '../node/store/pg-errors.ts';
 import type { EventQueue } from './event-queue.ts';
@@ -84,7 +88,7 @@ export interface DatabaseFaults {
   slowFactor: () => number;
 }
 
-const WRITES = new Set(['acquireShards', 'renewShards', 'releaseShards', 'commit']);
+const WRITES = new Set(['acquireShards', 'renewShards', 'releaseShards', 'commit', 'writeSchedule']);
 
 /** What the checkers hear from the lock model. */
 export interface LockReports {
@@ -156,6 +160,8 @@ export class LockingDatabase {
 type Lock = [key: string, mode: LockMode];
 const shardRow = (shard: number) => `shards:${shard}`;
 const leaseRow = (shard: number) => `shard_leases:${shard}`;
+/** pg-schedules.ts keys it by the tenant's hash; distinct tenants stand for distinct keys. */
+const tenantCreationsLock = (tenant: string) => `advisory:schedule_creations:${tenant}`;
 
 /** One operation: the statements between BEGIN and COMMIT (or the one statement of an
  * implicit transaction), each planned when the server starts it (null: it takes no locks). */
@@ -258,11 +264,30 @@ class LockingClient implements Store {
     });
   }
 
+  writeSchedule(lease: ShardLease, write: ScheduleWrite) {
+    const creation = write.kind === 'put' && write.expectedVersion === null;
+    return this.run({
+      op: 'writeSchedule',
+      pool: 'writes',
+      explicit: true,
+      statements: [
+        () => [[shardRow(lease.shard), 'share']],
+        ...(creation ? [(): Lock[] => [[tenantCreationsLock(write.schedule.tenant), 'exclusive']]] : []),
+        null,
+      ],
+      apply: () => this.db.inner.writeSchedule(lease, write),
+    });
+  }
+
   loadShardJobs = (shard: number, state: 'pending' | 'running', after: Parameters<Store['loadShardJobs']>[2], limit: number) =>
     this.read('loadShardJobs', 'writes', () => this.db.inner.loadShardJobs(shard, state, after, limit));
   getJob = (id: string) => this.read('getJob', 'reads', () => this.db.inner.getJob(id));
   findByIdempotencyKey = (tenant: string, key: string) => this.read('findByIdempotencyKey', 'writes', () => this.db.inner.findByIdempotencyKey(tenant, key));
   listJobs = (tenant: string, filter: Parameters<Store['listJobs']>[1]) => this.read('listJobs', 'reads', () => this.db.inner.listJobs(tenant, filter));
+  loadShardSchedules = (shard: number) => this.read('loadShardSchedules', 'writes', () => this.db.inner.loadShardSchedules(shard));
+  getSchedule = (tenant: string, name: string) => this.read('getSchedule', 'reads', () => this.db.inner.getSchedule(tenant, name));
+  listSchedules = (tenant: string, limit: number, after: string | null) =>
+    this.read('listSchedules', 'reads', () => this.db.inner.listSchedules(tenant, limit, after));
   retention = (...args: Parameters<Store['retention']>) => this.read('retention', 'writes', () => this.db.inner.retention(...args));
 
   async close(): Promise<void> {}

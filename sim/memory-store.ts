@@ -1,12 +1,14 @@
 // The simulator's store: the Store contract in memory, with the same semantics as the Postgres
-// store (fenced commits, conditional writes, idempotency, daily partitions for retention). It
-// passes the same conformance suite (test/conformance), so it cannot drift from Postgres.
+// store (fenced commits and schedule writes, conditional writes, idempotency, daily partitions
+// for retention). It passes the same conformance suite (test/conformance), so it cannot drift
+// from Postgres.
 // Its clock is injected: virtual time in the simulator. Every operation completes in one
 // synchronous step, so a commit is trivially atomic; row locks, latency and faults are added
 // around it by sim/locking-store.ts.
 
 import type { Job, JobState } from '../node/core/job/job.ts';
 import { LIVE_STATES } from '../node/core/job/job.ts';
+import { SCHEDULES_PER_TENANT_MAX, type Schedule, type ScheduleWrite, type ScheduleWriteOutcome } from '../node/core/schedule/schedule.ts';
 import type {
   CommitBatch,
   CommitResult,
@@ -22,6 +24,7 @@ import type {
 } from '../node/core/store.ts';
 import { partitionDay, partitionName, DAY_MS } from '../node/core/retention-days.ts';
 import { decodeListCursor, encodeListCursor } from '../node/store/list-cursor.ts';
+import { decodeScheduleCursor, encodeScheduleCursor } from '../node/store/list-cursor.ts';
 import type { PlantedBug } from '../node/core/test-hooks.ts';
 
 /** Sees every change the store applies, for the simulator's checkers. */
@@ -43,10 +46,14 @@ export class MemoryBacking {
   readonly shards: ShardState[];
   readonly jobs = new Map<string, Job>();
   readonly keys = new Map<string, string>();
+  /** By scheduleKey(tenant, name). */
+  readonly schedules = new Map<string, Schedule>();
   /** Days (UTC, as days since the epoch) that have a partition of their own. */
   readonly partitions = new Set<number>();
   /** Commits applied, for the simulator's checkers and statistics. */
   commits = 0;
+  /** The most schedules a tenant may have; tests lower it (PgStoreOptions.schedulesPerTenantMax). */
+  schedulesPerTenantMax = SCHEDULES_PER_TENANT_MAX;
   observer: StoreObserver | null = null;
 
   constructor(
@@ -198,6 +205,55 @@ export class MemoryStore implements Store {
     return { items, next };
   }
 
+  async writeSchedule(lease: ShardLease, write: ScheduleWrite): Promise<ScheduleWriteOutcome> {
+    this.open();
+    if (write.kind === 'put' && write.schedule.shard !== lease.shard) {
+      throw new Error(`writeSchedule: schedule ${write.schedule.name} is in shard ${write.schedule.shard}, written under the lease of shard ${lease.shard}`);
+    }
+    if (this.data.shards[lease.shard]?.epoch !== lease.epoch) return 'stale_epoch';
+    const { tenant, name } = write.kind === 'put' ? write.schedule : write;
+    const key = scheduleKey(tenant, name);
+    const current = this.data.schedules.get(key);
+    if (write.kind === 'put' && write.expectedVersion === null) {
+      if (current !== undefined) return 'conflict';
+      const count = [...this.data.schedules.values()].filter((s) => s.tenant === tenant).length;
+      if (count >= this.data.schedulesPerTenantMax) return 'limit';
+      this.data.schedules.set(key, { ...copySchedule(write.schedule), version: 1 });
+      return 'ok';
+    }
+    // As in Postgres, a write reaches only a schedule of the shard it is fenced by.
+    if (current === undefined || current.shard !== lease.shard || current.version !== write.expectedVersion) return 'conflict';
+    if (write.kind === 'delete') this.data.schedules.delete(key);
+    else this.data.schedules.set(key, { ...copySchedule(write.schedule), version: write.expectedVersion + 1 });
+    return 'ok';
+  }
+
+  async loadShardSchedules(shard: number): Promise<Schedule[]> {
+    this.open();
+    return [...this.data.schedules.values()]
+      .filter((s) => s.shard === shard)
+      .sort((a, b) => compareUtf8(a.tenant, b.tenant) || compareUtf8(a.name, b.name))
+      .map(copySchedule);
+  }
+
+  async getSchedule(tenant: string, name: string): Promise<Schedule | null> {
+    this.open();
+    const schedule = this.data.schedules.get(scheduleKey(tenant, name));
+    return schedule === undefined ? null : copySchedule(schedule);
+  }
+
+  async listSchedules(tenant: string, limit: number, after: string | null): Promise<Page<Schedule>> {
+    this.open();
+    const lastName = after === null ? null : decodeScheduleCursor(after);
+    if (after !== null && lastName === null) throw new RangeError('listSchedules: malformed cursor');
+    const matching = [...this.data.schedules.values()]
+      .filter((s) => s.tenant === tenant && (lastName === null || compareUtf8(s.name, lastName) > 0))
+      .sort((a, b) => compareUtf8(a.name, b.name));
+    const items = matching.slice(0, Math.max(1, limit)).map(copySchedule);
+    const last = items.at(-1);
+    return { items, next: matching.length > items.length && last !== undefined ? encodeScheduleCursor(last.name) : null };
+  }
+
   async retention(options: RetentionOptions, asOfMs?: number): Promise<RetentionReport> {
     this.open();
     const nowMs = asOfMs ?? this.data.nowMs();
@@ -240,4 +296,18 @@ export class MemoryStore implements Store {
 
 function copy(job: Job): Job {
   return { ...job, retry: { ...job.retry } };
+}
+
+function copySchedule(schedule: Schedule): Schedule {
+  return { ...schedule, timing: { ...schedule.timing }, retry: { ...schedule.retry } };
+}
+
+function scheduleKey(tenant: string, name: string): string {
+  return `${tenant}\u0000${name}`;
+}
+
+/** The order of PostgreSQL's "C" collation, which the schedules' names use: UTF-8 bytes, which
+ * is not JavaScript's (UTF-16 code units) past the Basic Multilingual Plane. */
+function compareUtf8(a: string, b: string): number {
+  return Buffer.compare(Buffer.from(a), Buffer.from(b));
 }

@@ -17,7 +17,8 @@ import { describeHostile, drawHostileMix, HOSTILE_TENANT, startHostiles } from '
 import { HostileCheckers } from './hostile-checkers.ts';
 import { LockingDatabase, REAL_POOL_SIZES, type DatabaseFaults, type ModelBug } from './locking-store.ts';
 import { MemoryBacking, MemoryStore } from './memory-store.ts';
-import { runUntil } from './sim-env.ts';
+import { ScheduleChecker } from './schedule-checker.ts';
+import { runUntil, simCalendar } from './sim-env.ts';
 import { SimHost } from './sim-host.ts';
 import { SimLink, type LinkEnds, type NetworkFaults } from './sim-link.ts';
 import { SimNodeNetwork } from './node-network.ts';
@@ -78,6 +79,8 @@ export interface SimResult {
 /** Shard leases in the simulator: short, so takeovers happen within a run. */
 const SHARD_LEASE_MS = 6_000;
 const START_MS = 1_764_300_000_000;
+/** After healing, how long past the failover bound the run goes on for the schedule checker. */
+const SCHEDULE_WATCH_MS = 3_000;
 
 export async function runSimulation(options: SimOptions): Promise<SimResult> {
   const wallStart = performance.now();
@@ -105,13 +108,16 @@ export async function runSimulation(options: SimOptions): Promise<SimResult> {
     cluster: plan.cluster,
     helloDeadlineMs: DEFAULT_NODE_CONFIG.gateway.helloDeadlineMs,
   }, START_MS);
+  const schedules = new ScheduleChecker(simCalendar, (invariant, detail) => checkers.report(invariant, detail));
   backing.observer = {
     acquired: (owner, leases) => checkers.acquired(owner, leases),
     committed: (batch, outcomes, before) => {
       checkers.committed(batch, outcomes, before);
       hostileChecks.committed(batch, outcomes, before);
+      schedules.committed(batch, outcomes);
     },
   };
+  await schedules.seed(new MemoryStore(backing), options.shards, (shard) => backing.shards[shard]!.epoch, queue.nowMs);
   const storeFaults = (): DatabaseFaults =>
     healed
       ? { errorRate: 0, unknownRate: 0, terminateRate: 0, latencyMinMs: 0.1, latencyMaxMs: 1, slowFactor: () => 1 }
@@ -380,6 +386,11 @@ export async function runSimulation(options: SimOptions): Promise<SimResult> {
   if (checkers.violation === null && !done && !settled()) {
     checkers.violation = new InvariantViolation('liveness', `after healing, the nodes' views or the shard map did not converge within ${options.livenessBoundMs / 1000} s: ${describeCluster(hosts)}`);
   }
+  // Schedules: every tick from healing on runs. Those that fell while a shard found its owner
+  // again run late, so the run goes on past the failover bound before they are counted.
+  const watchedUntil = Math.max(queue.nowMs, safetyEnd + failoverBoundMs(config) + SCHEDULE_WATCH_MS);
+  await runUntil(queue, () => false, watchedUntil, () => checkers.violation !== null);
+  if (checkers.violation === null) schedules.checkRan(safetyEnd, watchedUntil - SCHEDULE_WATCH_MS);
   if (checkers.violation === null && !done) {
     const left = checkers.unfinished();
     const example = left[0] === undefined ? 'none' : `${left[0]} of ${checkers.job(left[0])?.tenant ?? '?'} is ${checkers.job(left[0])?.state ?? 'missing'}`;

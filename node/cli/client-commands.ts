@@ -50,16 +50,17 @@ export function printable(job: JobView): Record<string, unknown> {
   return { ...job, payload: bytesText(job.payload), result: job.result === null ? null : bytesText(job.result) };
 }
 
-function bytesText(bytes: Uint8Array): string {
+/** Bytes for people: the text when they are UTF-8, else base64. */
+export function bytesText(bytes: Uint8Array): string {
   const text = new TextDecoder('utf-8', { fatal: false }).decode(bytes);
   return text.includes('\uFFFD') ? `base64:${Buffer.from(bytes).toString('base64')}` : text;
 }
 
-function print(value: unknown): void {
+export function print(value: unknown): void {
   process.stdout.write(`${JSON.stringify(value)}\n`);
 }
 
-function one(positionals: string[], what: string): string {
+export function one(positionals: string[], what: string): string {
   if (positionals.length !== 1) throw new UsageError(`expected one ${what}, got ${positionals.length}`);
   return positionals[0]!;
 }

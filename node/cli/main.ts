@@ -16,6 +16,7 @@ import {
 import { DEMO_HELP, demoCommand } from './demo.ts';
 import { CLUSTER_HELP, clusterCommand } from './cluster-command.ts';
 import { KEYGEN_HELP, keygenCommand } from './keygen.ts';
+import { SCHEDULE_HELP, scheduleCommand } from './schedule-commands.ts';
 import { START_HELP, startCommand } from './start.ts';
 
 const HELP = `kairos: a distributed job scheduler
@@ -29,6 +30,7 @@ const HELP = `kairos: a distributed job scheduler
   kairos list                  list your jobs, newest first (--state, --queue, --limit, --after)
   kairos cancel JOB_ID         cancel a pending or running job
   kairos dlq list|requeue      the dead-letter queue
+  kairos schedule SUBCOMMAND   recurring schedules: add, list, pause, resume, rm
 
 Run 'kairos <command> --help' for a command's options.`;
 
@@ -42,6 +44,7 @@ const commands: Record<string, { help: string; run: (argv: string[]) => Promise<
   list: { help: LIST_HELP, run: listCommand },
   cancel: { help: CANCEL_HELP, run: cancelCommand },
   dlq: { help: DLQ_HELP, run: dlqCommand },
+  schedule: { help: SCHEDULE_HELP, run: scheduleCommand },
 };
 
 async function main(argv: string[]): Promise<void> {

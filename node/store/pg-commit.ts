@@ -43,7 +43,7 @@ const BEGIN_SQL = 'BEGIN; SET LOCAL enable_hashjoin = off; SET LOCAL enable_merg
  * FOR SHARE, not FOR UPDATE: batches of one owner may run concurrently and must not queue
  * behind each other; only an acquisition (which updates the row) has to wait. ORDER BY id
  * makes every transaction take these locks in the same order, so two never deadlock on them. */
-const LOCK_SHARDS_SQL = 'SELECT id, epoch FROM shards WHERE id = ANY($1::int[]) ORDER BY id FOR SHARE';
+export const LOCK_SHARDS_SQL = 'SELECT id, epoch FROM shards WHERE id = ANY($1::int[]) ORDER BY id FOR SHARE';
 
 export async function commitBatch(pool: pg.Pool, batch: CommitBatch): Promise<CommitResult> {
   checkBatch(batch);

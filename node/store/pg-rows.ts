@@ -145,6 +145,6 @@ export function jobFromRow(row: JobRow): Job {
 
 /** A copy as a plain Uint8Array: callers compare and serialise Jobs without meeting pg's
  * Buffers, which may be views into a shared pool slab. */
-function plainBytes(buffer: Buffer): Uint8Array {
+export function plainBytes(buffer: Buffer): Uint8Array {
   return new Uint8Array(buffer);
 }

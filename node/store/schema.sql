@@ -61,6 +61,33 @@ CREATE TABLE retention_key_sweeps (
   CONSTRAINT retention_key_sweeps_pkey PRIMARY KEY (day_start)
 );
 
+CREATE TABLE schedules (
+  tenant text COLLATE "C" NOT NULL,
+  name text COLLATE "C" NOT NULL,
+  shard integer NOT NULL,
+  cron text,
+  timezone text,
+  every_ms bigint,
+  queue text COLLATE "C" NOT NULL,
+  payload bytea NOT NULL,
+  priority integer NOT NULL,
+  retry_attempts_max integer NOT NULL,
+  retry_backoff_base_ms integer NOT NULL,
+  retry_backoff_max_ms integer NOT NULL,
+  retry_jitter double precision NOT NULL,
+  missed text COLLATE "C" NOT NULL,
+  missed_max integer NOT NULL,
+  paused boolean NOT NULL,
+  next_tick_at timestamp with time zone,
+  version integer NOT NULL,
+  created_at timestamp with time zone NOT NULL,
+  updated_at timestamp with time zone NOT NULL,
+  CONSTRAINT schedules_missed_check CHECK ((missed = ANY (ARRAY['skip'::text, 'once'::text, 'each'::text]))),
+  CONSTRAINT schedules_pkey PRIMARY KEY (tenant, name),
+  CONSTRAINT schedules_timing_check CHECK ((((cron IS NOT NULL) AND (timezone IS NOT NULL) AND (every_ms IS NULL)) OR ((cron IS NULL) AND (timezone IS NULL) AND (every_ms IS NOT NULL))))
+);
+CREATE INDEX schedules_shard ON public.schedules USING btree (shard);
+
 CREATE TABLE schema_migrations (
   version integer NOT NULL,
   name text NOT NULL,

@@ -7,7 +7,8 @@
 //   reason a submission whose outcome is unknown (`internal`, or no answer in time) is sent
 //   again (retry.ts) until the retry deadline, and one still unknown then is reported as
 //   OutcomeUnknownError with its key, never as a plain failure: the job may exist.
-// - get, list, dlq_list, subscribe: reads; asking twice changes nothing.
+// - get, list, dlq_list, subscribe, schedule_get, schedule_list: reads; asking twice changes
+//   nothing.
 // - cancel: cancelling is idempotent in effect. If the first copy committed, the second is
 //   refused with `illegal_state` (the job is finished); the client then reads the job and
 //   reports success when it is cancelled.
@@ -15,10 +16,18 @@
 //   left the dead-letter queue, and the client reports the job as it now is. The one
 //   window it cannot close: if the requeued job runs, dies again and is dead before the copy
 //   arrives, the copy requeues it a second time (one extra attempt, never a lost job).
+// - schedule_upsert, schedule_pause: a copy sets the schedule to what the first copy set, and
+//   the reply is the schedule as it then is. The one window: a replacement sets the next tick
+//   to the first after it arrives, so a tick that fell between the two copies, if it had not
+//   fired yet, is not run (resuming what is not paused changes nothing).
+// - schedule_delete: a second copy is refused with `not_found` once the first has deleted the
+//   schedule, and the client reports success: the schedule is gone, as asked. If another
+//   client made a schedule of that name again in between, the copy deletes that one.
 
 import type { JobState } from '../../node/core/job/job.ts';
 import type { MemberView, SubmitSpec, Welcome } from '../client-messages.ts';
 import type { JobView } from '../job-view.ts';
+import type { ScheduleSpec, ScheduleView } from '../schedule-view.ts';
 import type { Lease } from '../worker-messages.ts';
 import { Connection, type ConnectionSettings } from './connection.ts';
 import { ConnectionClosedError, KairosError, mayHaveApplied, OutcomeUnknownError } from './errors.ts';
@@ -40,6 +49,19 @@ export interface ListFilter {
 
 export interface Page {
   jobs: JobView[];
+  /** Cursor of the next page; null on the last. */
+  next: string | null;
+}
+
+export interface ScheduleListOptions {
+  /** Schedules per page, up to 1000. */
+  limit?: number;
+  /** The `next` of the previous page. */
+  after?: string;
+}
+
+export interface SchedulesPage {
+  schedules: ScheduleView[];
   /** Cursor of the next page; null on the last. */
   next: string | null;
 }
@@ -209,6 +231,30 @@ export class KairosClient {
         const job = await this.get(jobId);
         if (job.state !== 'dead') return job;
       }
+      throw outcome;
+    },
+  };
+
+  /** Recurring schedules: each tick of a schedule submits one job to its queue. */
+  readonly schedules = {
+    /** Creates the schedule, or replaces the one of that name; its next tick is then the first
+     * after now. Resolves with the schedule as committed. */
+    upsert: async (spec: ScheduleSpec): Promise<ScheduleView> => (await this.call({ t: 'schedule_upsert', rid: 0, schedule: spec })).schedule,
+    get: async (name: string): Promise<ScheduleView> => (await this.call({ t: 'schedule_get', rid: 0, name })).schedule,
+    /** One page of the tenant's schedules, by name. */
+    list: async (options: ScheduleListOptions = {}): Promise<SchedulesPage> => {
+      const reply = await this.call({ t: 'schedule_list', rid: 0, limit: options.limit, after: options.after });
+      return { schedules: reply.schedules, next: reply.next };
+    },
+    /** No tick fires until it is resumed. */
+    pause: async (name: string): Promise<ScheduleView> => (await this.call({ t: 'schedule_pause', rid: 0, name, paused: true })).schedule,
+    /** The next tick is the first after now: ticks that fell while it was paused do not run. */
+    resume: async (name: string): Promise<ScheduleView> => (await this.call({ t: 'schedule_pause', rid: 0, name, paused: false })).schedule,
+    /** Deletes the schedule; the jobs it already made stay. */
+    delete: async (name: string): Promise<void> => {
+      const { outcome, resent } = await this.exchange({ t: 'schedule_delete', rid: 0, name });
+      if (!(outcome instanceof Error)) return;
+      if (resent && outcome instanceof KairosError && outcome.code === 'not_found') return;
       throw outcome;
     },
   };

@@ -1,7 +1,7 @@
-// The Kairos client SDK: submit and follow jobs, and run workers, over one WebSocket to any
-// node. It speaks only the protocol (../*.ts) and needs nothing from Node.js but the `ws`
-// package, which the `transport` option can replace (a browser WebSocket, the simulator's
-// network).
+// The Kairos client SDK: submit and follow jobs, manage recurring schedules, and run workers,
+// over one WebSocket to any node. It speaks only the protocol (../*.ts) and needs nothing from
+// Node.js but the `ws` package, which the `transport` option can replace (a browser WebSocket,
+// the simulator's network).
 
 import type { SubmitSpec } from '../client-messages.ts';
 import { KairosClient } from './client.ts';
@@ -67,7 +67,7 @@ export function connect(options: ConnectOptions): Promise<KairosClient> {
 }
 
 export { KairosClient };
-export type { ClusterInfo, ListFilter, Page } from './client.ts';
+export type { ClusterInfo, ListFilter, Page, ScheduleListOptions, SchedulesPage } from './client.ts';
 export type { SubmitManyResult, SubmitResult } from './submit-many.ts';
 export type { Subscription, OnChange } from './subscriptions.ts';
 export type { Handler, Worker, WorkerOptions } from './worker.ts';
@@ -80,6 +80,8 @@ export type { SubmitSpec };
 export type { MemberView } from '../client-messages.ts';
 export type { RetrySpec } from '../client-messages.ts';
 export type { JobView } from '../job-view.ts';
+export type { ScheduleSpec, ScheduleView } from '../schedule-view.ts';
+export type { MissedPolicy } from '../../node/core/schedule/schedule.ts';
 export type { LeaseJob } from '../worker-messages.ts';
 export type { ErrorCode } from '../errors.ts';
 export type { JobState, LeaseToken } from '../../node/core/job/job.ts';

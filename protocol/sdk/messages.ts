@@ -11,6 +11,8 @@ import type {
   JobReply,
   Ok,
   Requeued,
+  SchedulePage,
+  ScheduleReply,
   Submitted,
   SubmittedBatch,
   Subscribed,
@@ -30,6 +32,11 @@ interface ReplyByRequest {
   subscribe: Subscribed;
   unsubscribe: Ok;
   dlq_requeue: Requeued;
+  schedule_upsert: ScheduleReply;
+  schedule_get: ScheduleReply;
+  schedule_list: SchedulePage;
+  schedule_pause: ScheduleReply;
+  schedule_delete: Ok;
   heartbeat: LeaseExtended;
   complete: Ack;
   fail: Ack;
@@ -51,6 +58,11 @@ export const REPLY_TYPE: { readonly [K in Request['t']]: ReplyByRequest[K]['t'] 
   subscribe: 'subscribed',
   unsubscribe: 'ok',
   dlq_requeue: 'requeued',
+  schedule_upsert: 'schedule',
+  schedule_get: 'schedule',
+  schedule_list: 'schedule_page',
+  schedule_pause: 'schedule',
+  schedule_delete: 'ok',
   heartbeat: 'lease_extended',
   complete: 'ack',
   fail: 'ack',

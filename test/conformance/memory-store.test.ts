@@ -6,8 +6,11 @@ import { describeStoreConformance } from './store-conformance.ts';
 
 describeStoreConformance('in-memory (simulator)', async (shardCount) => {
   const backing = new MemoryBacking(shardCount, () => Date.now());
+  // As the PostgreSQL suite's (pg-store.test.ts).
+  backing.schedulesPerTenantMax = 20;
   return {
     open: async () => new MemoryStore(backing),
+    schedulesPerTenantMax: backing.schedulesPerTenantMax,
     lapseLeases: async (shards) => {
       for (const shard of shards) {
         const row = backing.shards[shard]!;

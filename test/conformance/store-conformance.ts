@@ -4,11 +4,13 @@
 // clients are two nodes, racing for shards and keys exactly as real nodes would.
 
 import { afterEach, beforeEach, describe } from 'vitest';
+import { SCHEDULES_PER_TENANT_MAX } from '../../node/core/schedule/schedule.ts';
 import type { Store } from '../../node/core/store.ts';
 import { commitCases } from './cases/commit-cases.ts';
 import { idempotencyCases } from './cases/idempotency-cases.ts';
 import { readCases } from './cases/read-cases.ts';
 import { retentionCases } from './cases/retention-cases.ts';
+import { scheduleCases } from './cases/schedule-cases.ts';
 import { shardCases } from './cases/shard-cases.ts';
 import type { SuiteContext } from './cases/suite-context.ts';
 
@@ -23,6 +25,11 @@ export interface StoreWorld {
   /** Optional backend-specific invariants, checked after every test (e.g. every idempotency
    * row names an existing job). */
   checkInvariants?(): Promise<void>;
+  /** The schedules a tenant may have in this world's stores, when it opened them with fewer
+   * than SCHEDULES_PER_TENANT_MAX (PgStoreOptions.schedulesPerTenantMax,
+   * MemoryBacking.schedulesPerTenantMax): creating a thousand takes seconds on PostgreSQL. At
+   * least 20: other cases give one tenant up to 14 schedules. */
+  schedulesPerTenantMax?: number;
   dispose(): Promise<void>;
 }
 
@@ -67,5 +74,6 @@ export function describeStoreConformance(name: string, createWorld: StoreWorldFa
     idempotencyCases(context);
     readCases(context);
     retentionCases(context);
+    scheduleCases(context, () => world!.schedulesPerTenantMax ?? SCHEDULES_PER_TENANT_MAX);
   });
 }

@@ -3,6 +3,7 @@
 
 import type { ClientToNode, NodeToClient } from '../../protocol/client-messages.ts';
 import type { JobView } from '../../protocol/job-view.ts';
+import type { ScheduleView } from '../../protocol/schedule-view.ts';
 import type { PeerMessage } from '../../protocol/peer-messages.ts';
 import type { NodeToWorker, WorkerToNode } from '../../protocol/worker-messages.ts';
 
@@ -42,6 +43,23 @@ const doneView: JobView = {
   createdAt: T0,
   updatedAt: T0 + 1500,
   finishedAt: T0 + 1500,
+};
+
+const scheduleView: ScheduleView = {
+  name: 'nightly',
+  queue: 'reports',
+  cron: '0 30 2 * * *',
+  timezone: 'Europe/Berlin',
+  everyMs: null,
+  payload: new Uint8Array([1, 2]),
+  priority: 0,
+  retry: { attemptsMax: 5, backoffBaseMs: 1_000, backoffMaxMs: 300_000, jitter: 0.5 },
+  missed: 'each',
+  missedMax: 3,
+  paused: false,
+  nextTickAt: T0 + 5_400_000,
+  createdAt: T0,
+  updatedAt: T0,
 };
 
 const pendingView: JobView = {
@@ -125,6 +143,19 @@ export const SAMPLES: readonly Sample[] = [
   { name: 'unsubscribe', from: 'from-client', message: { t: 'unsubscribe', rid: 10, jobId: JOB_ID } },
   { name: 'dlq_list', from: 'from-client', message: { t: 'dlq_list', rid: 11, queue: 'emails', limit: 20 } },
   { name: 'dlq_requeue', from: 'from-client', message: { t: 'dlq_requeue', rid: 12, jobId: JOB_ID, attempts: 3 } },
+  {
+    name: 'schedule_upsert',
+    from: 'from-client',
+    message: {
+      t: 'schedule_upsert',
+      rid: 30,
+      schedule: { name: 'nightly', queue: 'reports', cron: '0 30 2 * * *', timezone: 'Europe/Berlin', payload: new Uint8Array([1, 2]), missed: 'each', missedMax: 3 },
+    },
+  },
+  { name: 'schedule_get', from: 'from-client', message: { t: 'schedule_get', rid: 31, name: 'nightly' } },
+  { name: 'schedule_list', from: 'from-client', message: { t: 'schedule_list', rid: 32, limit: 10 } },
+  { name: 'schedule_pause', from: 'from-client', message: { t: 'schedule_pause', rid: 33, name: 'nightly', paused: true } },
+  { name: 'schedule_delete', from: 'from-client', message: { t: 'schedule_delete', rid: 34, name: 'nightly' } },
   // Worker → node.
   { name: 'credit', from: 'from-client', message: { t: 'credit', queue: 'emails', slots: 8 } },
   { name: 'drain', from: 'from-client', message: { t: 'drain', queue: 'emails' } },
@@ -193,6 +224,8 @@ export const SAMPLES: readonly Sample[] = [
   { name: 'subscribed', from: 'from-node', message: { t: 'subscribed', rid: 9, job: pendingView } },
   { name: 'job_changed', from: 'from-node', message: { t: 'job_changed', jobId: JOB_ID, job: doneView } },
   { name: 'ok', from: 'from-node', message: { t: 'ok', rid: 10 } },
+  { name: 'schedule', from: 'from-node', message: { t: 'schedule', rid: 30, schedule: scheduleView } },
+  { name: 'schedule_page', from: 'from-node', message: { t: 'schedule_page', rid: 32, schedules: [scheduleView], next: null } },
   {
     name: 'requeued',
     from: 'from-node',

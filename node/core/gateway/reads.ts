@@ -1,4 +1,5 @@
-// Reads served from the store directly, never by an owner: `get`, `list` and `dlq_list`.
+// Reads served from the store directly, never by an owner: `get`, `list`, `dlq_list`,
+// `schedule_get` and `schedule_list`.
 // Everything acknowledged is committed there, so the store's answer is as current as an
 // owner's, and reads of every shard need no routing. A read runs off the gateway's turn (the
 // store is awaited in a piped effect) and returns as a `reply` message; each takes an in-flight
@@ -6,21 +7,23 @@
 //
 // A page of a list must fit in one frame, so it is fitted here to the jobs' sizes.
 
-import type { Get, DlqList, List, NodeToClient } from '../../../protocol/client-messages.ts';
+import type { Get, DlqList, List, NodeToClient, ScheduleGet, ScheduleList } from '../../../protocol/client-messages.ts';
 import { errorReply } from '../../../protocol/client-messages.ts';
 import type { ErrorBody } from '../../../protocol/errors.ts';
 import { toJobView } from '../../../protocol/job-view.ts';
+import { toScheduleView } from '../../../protocol/schedule-view.ts';
 import { CODEC_LIMITS, LIST_LIMIT_DEFAULT } from '../../../protocol/limits.ts';
 import type { NodeToWorker } from '../../../protocol/worker-messages.ts';
 import type { ActorContext } from '../actor/runtime.ts';
 import type { JobState } from '../job/job.ts';
+import type { Page } from '../store.ts';
 import { refusal } from '../refusal.ts';
 import { RETRY_UNAVAILABLE_MS, type Connections, type ConnState } from './connections.ts';
 import type { GatewayMsg, GatewayState } from './gateway.ts';
 
-/** Room left in a reply frame for everything but the jobs' bytes. */
+/** Room left in a reply frame for everything but the jobs' (or schedules') bytes. */
 const FRAME_OVERHEAD_BYTES = 64 * 1024;
-const JOB_VIEW_OVERHEAD_BYTES = 1024;
+const VIEW_OVERHEAD_BYTES = 1024;
 
 export class Reads {
   constructor(
@@ -28,7 +31,7 @@ export class Reads {
     private readonly connections: Connections,
   ) {}
 
-  request(state: ConnState, msg: Get | List | DlqList, ctx: ActorContext<GatewayMsg>): void {
+  request(state: ConnState, msg: Get | List | DlqList | ScheduleGet | ScheduleList, ctx: ActorContext<GatewayMsg>): void {
     const { tenant } = state.conn;
     switch (msg.t) {
       case 'get':
@@ -41,6 +44,17 @@ export class Reads {
         return this.listPage(state, ctx, msg.rid, tenant, msg.state, msg.queue, msg.limit, msg.after);
       case 'dlq_list':
         return this.listPage(state, ctx, msg.rid, tenant, 'dead', msg.queue, msg.limit, msg.after);
+      case 'schedule_get':
+        return this.read(state, ctx, msg.rid, async () => {
+          const schedule = await ctx.env.store.getSchedule(tenant, msg.name);
+          if (schedule === null) return errorReply(msg.rid, refusal('not_found', `no schedule ${msg.name}`));
+          return { t: 'schedule', rid: msg.rid, schedule: toScheduleView(schedule) };
+        });
+      case 'schedule_list':
+        return this.read(state, ctx, msg.rid, async () => {
+          const page = await fitted(msg.limit, (limit) => ctx.env.store.listSchedules(tenant, limit, msg.after ?? null), (s) => s.payload.length);
+          return { t: 'schedule_page', rid: msg.rid, schedules: page.items.map(toScheduleView), next: page.next };
+        });
     }
   }
 
@@ -80,16 +94,23 @@ export class Reads {
     after: string | undefined,
   ): void {
     this.read(state, ctx, rid, async () => {
-        // A page must fit in one frame; payloads are up to 256 KiB each, so a page of large
-        // jobs is fetched again, smaller, until it fits.
-        for (let pageLimit = limit ?? LIST_LIMIT_DEFAULT; ; pageLimit = Math.max(1, Math.floor(pageLimit / 2))) {
-          const page = await ctx.env.store.listJobs(tenant, { state: jobState, queue, limit: pageLimit, after: after ?? null });
-          const bytes = page.items.reduce((n, job) => n + job.payload.length + (job.result?.length ?? 0) + JOB_VIEW_OVERHEAD_BYTES, 0);
-          if (bytes + FRAME_OVERHEAD_BYTES <= CODEC_LIMITS.frameBytesMax || pageLimit === 1) {
-            return { t: 'job_page', rid, jobs: page.items.map(toJobView), next: page.next };
-          }
-        }
+      const page = await fitted(
+        limit,
+        (pageLimit) => ctx.env.store.listJobs(tenant, { state: jobState, queue, limit: pageLimit, after: after ?? null }),
+        (job) => job.payload.length + (job.result?.length ?? 0),
+      );
+      return { t: 'job_page', rid, jobs: page.items.map(toJobView), next: page.next };
     });
+  }
+}
+
+/** A page that fits in one frame: payloads are up to 256 KiB each, so a page of large items is
+ * fetched again, smaller, until it fits. */
+async function fitted<T>(limit: number | undefined, fetch: (limit: number) => Promise<Page<T>>, bytesOf: (item: T) => number): Promise<Page<T>> {
+  for (let pageLimit = limit ?? LIST_LIMIT_DEFAULT; ; pageLimit = Math.max(1, Math.floor(pageLimit / 2))) {
+    const page = await fetch(pageLimit);
+    const bytes = page.items.reduce((n, item) => n + bytesOf(item) + VIEW_OVERHEAD_BYTES, 0);
+    if (bytes + FRAME_OVERHEAD_BYTES <= CODEC_LIMITS.frameBytesMax || pageLimit === 1) return page;
   }
 }
 

@@ -1,17 +1,20 @@
 // A greeted connection's requests, each handed to the part that serves it: reads to reads.ts,
 // subscriptions to subscriptions.ts, worker verbs to workers.ts. What is left is served here:
 // `cluster`, which the node answers itself, `cancel` and `dlq_requeue`, each one call to the
-// job's owner, and submissions, which are admitted here (the connection's bounds and the
-// tenant's rate) and routed by router.ts; a batch's answers are gathered here into its one
-// reply. A forwarded request (peer-side.ts) comes in here too, on its virtual connection.
+// job's owner, schedule changes, each one call to the owner of the schedule's shard, and
+// submissions, which are admitted here (the connection's bounds and the tenant's rate) and
+// routed by router.ts; a batch's answers are gathered here into its one reply. A forwarded request (peer-side.ts) comes in here too, on its virtual connection.
 
-import type { ClientRequest, SubmitBatch } from '../../../protocol/client-messages.ts';
+import type { ClientRequest, NodeToClient, ScheduleDelete, SchedulePause, ScheduleUpsert, SubmitBatch } from '../../../protocol/client-messages.ts';
 import { errorReply } from '../../../protocol/client-messages.ts';
 import { toJobView } from '../../../protocol/job-view.ts';
+import { toScheduleView } from '../../../protocol/schedule-view.ts';
 import { REQUEUE_ATTEMPTS_DEFAULT } from '../../../protocol/limits.ts';
 import type { WorkerToNode } from '../../../protocol/worker-messages.ts';
 import type { ActorContext } from '../actor/runtime.ts';
-import type { JobOutcome, SubmitOutcome } from '../owner/owner-messages.ts';
+import type { JobOutcome, ScheduleOp, ScheduleOutcome, SubmitOutcome } from '../owner/owner-messages.ts';
+import { scheduleShard, type Schedule } from '../schedule/schedule.ts';
+import { scheduleDraftOf } from './schedule-draft.ts';
 import { refusal } from '../refusal.ts';
 import type { Connections, ConnState } from './connections.ts';
 import type { GatewayMsg, GatewayState } from './gateway.ts';
@@ -54,7 +57,18 @@ export class Requests {
       case 'get':
       case 'list':
       case 'dlq_list':
+      case 'schedule_get':
+      case 'schedule_list':
         return this.reads.request(state, msg, ctx);
+      case 'schedule_upsert': {
+        const draft = scheduleDraftOf(msg.schedule, ctx.env.calendar, ctx.env.clock.wallMs());
+        if ('code' in draft) return this.connections.refuse(state, msg.rid, draft, ctx);
+        return this.toSchedule(state, msg, msg.schedule.name, { kind: 'upsert', schedule: draft }, ctx, (s) => ({ t: 'schedule', rid: msg.rid, schedule: toScheduleView(s!) }));
+      }
+      case 'schedule_pause':
+        return this.toSchedule(state, msg, msg.name, { kind: 'pause', name: msg.name, paused: msg.paused }, ctx, (s) => ({ t: 'schedule', rid: msg.rid, schedule: toScheduleView(s!) }));
+      case 'schedule_delete':
+        return this.toSchedule(state, msg, msg.name, { kind: 'delete', name: msg.name }, ctx, () => ({ t: 'ok', rid: msg.rid }));
       case 'cancel':
         return this.router.toOwner<JobOutcome>(state, msg, msg.jobId, ctx,
           (reply) => ({ kind: 'cancel', tenant, jobId: msg.jobId, reply }),
@@ -75,6 +89,21 @@ export class Requests {
       case 'return':
         return this.workers.request(state, msg, ctx);
     }
+  }
+
+  /** A change of a schedule, to the owner of the shard it lives on. */
+  private toSchedule(
+    state: ConnState,
+    msg: ScheduleUpsert | SchedulePause | ScheduleDelete,
+    name: string,
+    op: ScheduleOp,
+    ctx: ActorContext<GatewayMsg>,
+    toReply: (schedule: Schedule | null) => NodeToClient,
+  ): void {
+    const { tenant } = state.conn;
+    this.router.toShard<ScheduleOutcome>(state, msg, scheduleShard(tenant, name, this.g.deps.routes.shardCount), ctx,
+      (reply) => ({ kind: 'schedule', tenant, op, reply }),
+      (o) => (o.ok ? toReply(o.schedule) : errorReply(msg.rid, o.error)));
   }
 
   private submitBatch(state: ConnState, msg: SubmitBatch, ctx: ActorContext<GatewayMsg>): void {

@@ -62,13 +62,26 @@ export class Router {
     /** Sees the final answer on the gateway's turn, before it goes to the connection. */
     settled: (answer: Answer) => void = () => {},
   ): void {
+    const shard = shardOfJobId(jobId, this.g.deps.routes.shardCount);
+    if (shard === null) return state.conn.send(errorReply(request.rid, refusal('not_found', `no job ${jobId}`)));
+    this.toShard(state, request, shard, ctx, build, toReply, settled);
+  }
+
+  /** A request for the owner of `shard`, answered to the connection. */
+  toShard<T>(
+    state: ConnState,
+    request: ForwardedRequest,
+    shard: number,
+    ctx: ActorContext<GatewayMsg>,
+    build: (reply: (o: T) => void) => OwnerMsg,
+    toReply: (o: T) => NodeToClient | NodeToWorker,
+    settled: (answer: Answer) => void = () => {},
+  ): void {
     // A worker's word about its lease is never refused for the bound (holding back a heartbeat
     // or an outcome could cost the lease); it counts, and is answered at once when the
     // connection holds no such lease, so a flood of them cannot pile up.
     const full = isLeaseMessage(request) ? null : this.connections.full(state, 1);
     if (full !== null) return this.connections.refuse(state, request.rid, full, ctx);
-    const shard = shardOfJobId(jobId, this.g.deps.routes.shardCount);
-    if (shard === null) return state.conn.send(errorReply(request.rid, refusal('not_found', `no job ${jobId}`)));
     state.inflight++;
     const connId = state.conn.id;
     this.attempt(

@@ -4,6 +4,8 @@
 import type { ErrorBody } from '../../../protocol/errors.ts';
 import type { Job, LeaseToken, RetryPolicy } from '../job/job.ts';
 import type { CommitReply } from '../commit/committer.ts';
+import type { Schedule } from '../schedule/schedule.ts';
+import type { SchedulesMsg } from './schedules.ts';
 
 /** A submission after validation: every default filled in. */
 export interface Submission {
@@ -22,6 +24,16 @@ export type JobOutcome = { ok: true; job: Job } | { ok: false; error: ErrorBody 
 export type AckOutcome = { ok: true } | { ok: false; error: ErrorBody };
 /** A heartbeat's answer: how long the lease lasts from now. */
 export type HeartbeatOutcome = { ok: true; leaseMs: number } | { ok: false; error: ErrorBody };
+
+/** A schedule as a client asks for it: what the owner fills in (its tenant and shard, its next
+ * tick, version and instants) left out. */
+export type ScheduleDraft = Omit<Schedule, 'tenant' | 'shard' | 'nextTickMs' | 'version' | 'createdAtMs' | 'updatedAtMs'>;
+export type ScheduleOp =
+  | { kind: 'upsert'; schedule: ScheduleDraft }
+  | { kind: 'pause'; name: string; paused: boolean }
+  | { kind: 'delete'; name: string };
+/** The schedule as committed; null once deleted. */
+export type ScheduleOutcome = { ok: true; schedule: Schedule | null } | { ok: false; error: ErrorBody };
 
 /** Where leases and revocations for one worker go: a client connection on this node, or a
  * relay to the node the worker is attached to. */
@@ -55,6 +67,8 @@ export type OwnerMsg =
   | { kind: 'requeue'; tenant: string; jobId: string; attemptsMore: number; reply: (outcome: JobOutcome) => void }
   | { kind: 'subscribe'; tenant: string; jobId: string; subscriber: Subscriber; reply: (outcome: JobOutcome) => void }
   | { kind: 'unsubscribe'; jobId: string; subscriberId: string }
+  /** A client's change of a schedule that lives on this shard. */
+  | { kind: 'schedule'; tenant: string; op: ScheduleOp; reply: (outcome: ScheduleOutcome) => void }
   /** From the dispatcher: lease up to `slots` ready jobs of `lane` (a tenant's queue) to
    * `worker`. */
   | { kind: 'grant'; lane: string; worker: WorkerLink; slots: number }
@@ -69,7 +83,7 @@ export type OwnerMsg =
   /** Hand-off or shutdown: stop taking work, let in-flight commits land, then call `done`. */
   | { kind: 'stop'; done: () => void }
   // Continuations of the owner's own effects.
-  | { kind: 'load_done'; running: Job[]; pending: Job[]; pendingMore: boolean }
+  | { kind: 'load_done'; running: Job[]; pending: Job[]; pendingMore: boolean; schedules: Schedule[] }
   | { kind: 'load_failed'; error: unknown }
   | { kind: 'page_in_done'; pending: Job[]; pendingMore: boolean; mark: number }
   | { kind: 'page_in_failed'; error: unknown; mark: number }
@@ -79,4 +93,5 @@ export type OwnerMsg =
   | { kind: 'flush' }
   | { kind: 'wake' }
   | { kind: 'lease_check' }
-  | { kind: 'lease_write' };
+  | { kind: 'lease_write' }
+  | { kind: 'schedules'; msg: SchedulesMsg };

@@ -33,6 +33,8 @@ import { ReadyQueues, type Queued } from './ready-queue.ts';
 import { refusal } from '../refusal.ts';
 import { Paging, type Fetched } from './paging.ts';
 import { WritePath, type Aborted } from './write-path.ts';
+import { ShardSchedules } from './schedules.ts';
+import type { Schedule } from '../schedule/schedule.ts';
 import { buggify, planted } from '../test-hooks.ts';
 
 export interface OwnerConfig {
@@ -128,6 +130,8 @@ export class ShardOwner implements Actor<OwnerMsg> {
   private readonly writes: WritePath;
   /** Which pending jobs memory holds, and paging the rest in (paging.ts). */
   private readonly paging: Paging<Entry>;
+  /** The shard's recurring schedules (schedules.ts). */
+  private readonly schedules: ShardSchedules;
   private jobSeq = 0;
 
   constructor(private readonly deps: OwnerDeps) {
@@ -142,6 +146,14 @@ export class ShardOwner implements Actor<OwnerMsg> {
       track: (job) => this.track(job),
       serving: () => this.phase === 'serving',
       leasesNotStored: () => this.leasesNotStored,
+    });
+    this.schedules = new ShardSchedules({
+      shard: deps.shard,
+      epoch: deps.epoch,
+      serving: () => this.phase === 'serving',
+      submit: (tenant, submission, reply, ctx) => this.submit(tenant, submission, reply, ctx),
+      fail: (reason, ctx) => this.drain(reason, ctx),
+      unavailable: () => this.unavailable(),
     });
   }
 
@@ -167,6 +179,7 @@ export class ShardOwner implements Actor<OwnerMsg> {
       case 'cancel':
       case 'requeue':
       case 'subscribe':
+      case 'schedule':
       case 'heartbeat':
       case 'complete':
       case 'fail':
@@ -204,9 +217,10 @@ export class ShardOwner implements Actor<OwnerMsg> {
           page = await ctx.env.store.loadShardJobs(shard, 'running', { runAtMs: last.runAtMs, id: last.id }, limit);
         }
         const pending = await ctx.env.store.loadShardJobs(shard, 'pending', null, limit);
-        return { running, pending };
+        const schedules = await ctx.env.store.loadShardSchedules(shard);
+        return { running, pending, schedules };
       },
-      ({ running, pending }) => ({ kind: 'load_done', running, pending, pendingMore: pending.length >= limit }),
+      ({ running, pending, schedules }) => ({ kind: 'load_done', running, pending, pendingMore: pending.length >= limit, schedules }),
       (error) => ({ kind: 'load_failed', error }),
     );
   }
@@ -216,7 +230,7 @@ export class ShardOwner implements Actor<OwnerMsg> {
       case 'start':
         return this.start(ctx);
       case 'load_done':
-        return this.loaded(msg.running, msg.pending, msg.pendingMore, ctx);
+        return this.loaded(msg.running, msg.pending, msg.pendingMore, msg.schedules, ctx);
       case 'load_failed':
         ctx.env.logger.log('warn', 'owner.load_failed', { shard: this.shard, error: String(msg.error) });
         return this.drain('failed', ctx);
@@ -231,6 +245,11 @@ export class ShardOwner implements Actor<OwnerMsg> {
       case 'unsubscribe':
         this.entries.get(msg.jobId)?.subscribers?.delete(msg.subscriberId);
         return;
+      case 'schedule':
+        return this.schedules.change(msg.tenant, msg.op, msg.reply, ctx);
+      case 'schedules':
+        this.schedules.handle(msg.msg, ctx);
+        return this.finishDrainIfIdle(ctx);
       case 'grant':
         return this.grant(msg.lane, msg.worker, msg.slots, ctx);
       case 'heartbeat':
@@ -280,7 +299,7 @@ export class ShardOwner implements Actor<OwnerMsg> {
 
   // ---- Loading -----------------------------------------------------------------------------
 
-  private loaded(running: Job[], pending: Job[], pendingMore: boolean, ctx: ActorContext<OwnerMsg>): void {
+  private loaded(running: Job[], pending: Job[], pendingMore: boolean, schedules: Schedule[], ctx: ActorContext<OwnerMsg>): void {
     if (this.phase !== 'loading') return;
     const now = ctx.env.clock.monotonicMs();
     for (const job of running) {
@@ -293,6 +312,7 @@ export class ShardOwner implements Actor<OwnerMsg> {
     }
     this.paging.loaded(pending, pendingMore, ctx);
     this.phase = 'serving';
+    this.schedules.loaded(schedules, ctx);
     ctx.env.logger.log('debug', 'owner.serving', { shard: this.shard, epoch: this.deps.epoch, running: running.length, pending: pending.length });
     // A worker whose connection closed while no owner here served the shard (between two
     // owners) was never told to this one: its leases end now, not when they run out.
@@ -781,7 +801,7 @@ export class ShardOwner implements Actor<OwnerMsg> {
   }
 
   private finishDrainIfIdle(ctx: ActorContext<OwnerMsg>): void {
-    if (this.phase !== 'draining' || !this.writes.idle) return;
+    if (this.phase !== 'draining' || !this.writes.idle || !this.schedules.idle) return;
     this.phase = 'stopped';
     // Subscribers of unfinished jobs follow them to the shard's next owner.
     for (const entry of this.entries.values()) for (const subscriber of entry.subscribers?.values() ?? []) subscriber.moved();

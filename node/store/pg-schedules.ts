@@ -1,0 +1,220 @@
+// Recurring schedules in PostgreSQL (migration 0006): the fenced, versioned write of one
+// schedule, the owner's load of a shard's schedules, and clients' reads; the row mapping, and
+// the cursor of listSchedules.
+//
+// A write is one transaction, fenced as a commit is (pg-commit.ts): the shard's row is locked
+// FOR SHARE and its epoch compared first, so an acquisition of the shard either waits for the
+// write to end or is seen by it. The stored row must be in the fenced shard too, so an owner
+// writes only the schedules its epoch covers.
+
+import assert from 'node:assert/strict';
+import type pg from 'pg';
+import type { MissedPolicy, Schedule, ScheduleWrite, ScheduleWriteOutcome } from '../core/schedule/schedule.ts';
+import type { Page, ShardLease } from '../core/store.ts';
+import { msFromTs, plainBytes, tsFromMs } from './pg-rows.ts';
+import { inTransaction, query } from './pg-tx.ts';
+import { LOCK_SHARDS_SQL } from './pg-commit.ts';
+import { SCHEDULE_CREATIONS_LOCK_CLASS } from './advisory-locks.ts';
+import { decodeScheduleCursor, encodeScheduleCursor } from './list-cursor.ts';
+
+type ColumnType = 'text' | 'int' | 'bigint' | 'float8' | 'bytea' | 'boolean' | 'ts';
+
+interface Column {
+  name: string;
+  /** 'ts' is a timestamptz column sent and read as float8 milliseconds. */
+  type: ColumnType;
+  of(schedule: Schedule): string | number | boolean | Uint8Array | null;
+}
+
+const column = (name: string, type: ColumnType, of: Column['of']): Column => ({ name, type, of });
+
+/** What a put writes, in the order of its parameters ($1 onwards): every field but the
+ * version, which the store sets. The key (tenant, name) and shard come first; a replace
+ * matches on them and sets the rest. */
+const PUT_COLUMNS: readonly Column[] = [
+  column('tenant', 'text', (s) => s.tenant),
+  column('name', 'text', (s) => s.name),
+  column('shard', 'int', (s) => s.shard),
+  column('cron', 'text', (s) => (s.timing.kind === 'cron' ? s.timing.cron : null)),
+  column('timezone', 'text', (s) => (s.timing.kind === 'cron' ? s.timing.timezone : null)),
+  column('every_ms', 'bigint', (s) => (s.timing.kind === 'every' ? s.timing.everyMs : null)),
+  column('queue', 'text', (s) => s.queue),
+  column('payload', 'bytea', (s) => s.payload),
+  column('priority', 'int', (s) => s.priority),
+  column('retry_attempts_max', 'int', (s) => s.retry.attemptsMax),
+  column('retry_backoff_base_ms', 'int', (s) => s.retry.backoffBaseMs),
+  column('retry_backoff_max_ms', 'int', (s) => s.retry.backoffMaxMs),
+  column('retry_jitter', 'float8', (s) => s.retry.jitter),
+  column('missed', 'text', (s) => s.missed),
+  column('missed_max', 'int', (s) => s.missedMax),
+  column('paused', 'boolean', (s) => s.paused),
+  column('next_tick_at', 'ts', (s) => s.nextTickMs),
+  column('created_at', 'ts', (s) => s.createdAtMs),
+  column('updated_at', 'ts', (s) => s.updatedAtMs),
+];
+const MATCHED_COLUMNS = 3; // tenant, name, shard
+/** The parameter after the put's columns: a replace's expected version, a creation's limit. */
+const CONDITION_PARAM = PUT_COLUMNS.length + 1;
+
+/** A put's parameter as the value of its column (parameters are typed here: in an INSERT ...
+ * SELECT nothing else would tell the server their types). */
+function paramValue(c: Column, i: number): string {
+  return c.type === 'ts' ? tsFromMs(`$${i + 1}::float8`) : `$${i + 1}::${c.type}`;
+}
+
+const putParams = (schedule: Schedule): unknown[] => PUT_COLUMNS.map((c) => c.of(schedule));
+
+/** The select list scheduleFromRow reads: every column, timestamps as milliseconds. */
+const SCHEDULE_SELECT = [...PUT_COLUMNS.map((c) => (c.type === 'ts' ? `${msFromTs(c.name)} AS ${c.name}` : c.name)), 'version'].join(', ');
+
+
+
+/* Serialise the tenant's creations until the transaction ends, so that the count in
+ * CREATE_SQL, a statement that starts after this one returns and so sees every creation
+ * committed before, stays exact: two creations at the limit cannot both count one below it.
+ * In: $1 tenant. Tenants whose hashes collide merely share a lock. Replaces and deletes do
+ * not take it: neither adds a schedule. */
+const LOCK_TENANT_CREATIONS_SQL = `SELECT pg_advisory_xact_lock(${SCHEDULE_CREATIONS_LOCK_CLASS}, hashtext($1))`;
+
+/* Create a schedule at version 1, unless its name is taken or its tenant has the most
+ * schedules it may. In: the PUT_COLUMNS parameters, then that most. Out: one row, the outcome:
+ * 'conflict' (name taken, whatever the count), 'limit', or 'ok' (inserted).
+ * The verdict and the insert in one statement, one round trip. The count reads the
+ * (tenant, name) primary key index, as many entries as the limit at most. */
+const CREATE_SQL = `
+WITH verdict AS (
+  SELECT CASE WHEN bool_or(name = $2) THEN 'conflict' WHEN count(*) >= $${CONDITION_PARAM} THEN 'limit' ELSE 'ok' END AS outcome
+  FROM schedules WHERE tenant = $1
+),
+created AS (
+  INSERT INTO schedules (${PUT_COLUMNS.map((c) => c.name).join(', ')}, version)
+  SELECT ${PUT_COLUMNS.map(paramValue).join(', ')}, 1 FROM verdict WHERE outcome = 'ok'
+)
+SELECT outcome FROM verdict`;
+
+/* Replace the schedule if it is still at the expected version, in the fenced shard.
+ * In: the PUT_COLUMNS parameters, then the expected version. Out: the row count, 1 or 0. The
+ * store owns the counter: version becomes expected + 1 whatever the schedule said. */
+const REPLACE_SQL = `
+UPDATE schedules SET
+  ${PUT_COLUMNS.map((c, i) => `${c.name} = ${paramValue(c, i)}`).slice(MATCHED_COLUMNS).join(',\n  ')},
+  version = version + 1
+WHERE tenant = $1 AND name = $2 AND shard = $3 AND version = $${CONDITION_PARAM}`;
+
+/* Delete the schedule if it is still at the expected version, in the fenced shard.
+ * In: $1 tenant, $2 name, $3 shard, $4 expected version. Out: the row count, 1 or 0. */
+const DELETE_SQL = 'DELETE FROM schedules WHERE tenant = $1 AND name = $2 AND shard = $3 AND version = $4';
+
+/* A shard's schedules, by the schedules_shard index, in one order whatever the rows' history. */
+const LOAD_SHARD_SQL = `SELECT ${SCHEDULE_SELECT} FROM schedules WHERE shard = $1 ORDER BY tenant, name`;
+
+/* One schedule, by primary key. */
+const GET_SQL = `SELECT ${SCHEDULE_SELECT} FROM schedules WHERE tenant = $1 AND name = $2`;
+
+/* A page of a tenant's schedules by name, on the primary key index. In: $1 tenant, $2 rows,
+ * then for later pages $3 the last name seen. */
+const LIST_FIRST_SQL = `SELECT ${SCHEDULE_SELECT} FROM schedules WHERE tenant = $1 ORDER BY name LIMIT $2`;
+const LIST_AFTER_SQL = `SELECT ${SCHEDULE_SELECT} FROM schedules WHERE tenant = $1 AND name > $3 ORDER BY name LIMIT $2`;
+
+/** `perTenantMax`: SCHEDULES_PER_TENANT_MAX but in tests (PgStoreOptions). */
+export async function writeSchedule(pool: pg.Pool, perTenantMax: number, lease: ShardLease, write: ScheduleWrite): Promise<ScheduleWriteOutcome> {
+  if (write.kind === 'put' && write.schedule.shard !== lease.shard) {
+    throw new Error(`writeSchedule: schedule ${write.schedule.name} is in shard ${write.schedule.shard}, written under the lease of shard ${lease.shard}`);
+  }
+  return inTransaction<ScheduleWriteOutcome>(pool, 'writeSchedule', async (client) => {
+    // The fence, as a commit takes it: an owner's writes do not queue behind its commits; only
+    // an acquisition, which updates the shard's row, waits for them.
+    const locked = await client.query<{ epoch: string }>(LOCK_SHARDS_SQL, [[lease.shard]]);
+    if (locked.rows.length === 0 || Number(locked.rows[0]!.epoch) !== lease.epoch) return { commit: false, value: 'stale_epoch' };
+    let outcome: ScheduleWriteOutcome;
+    if (write.kind === 'delete') {
+      const deleted = await client.query(DELETE_SQL, [write.tenant, write.name, lease.shard, write.expectedVersion]);
+      outcome = deleted.rowCount === 1 ? 'ok' : 'conflict';
+    } else if (write.expectedVersion === null) {
+      await client.query(LOCK_TENANT_CREATIONS_SQL, [write.schedule.tenant]);
+      const created = await client.query<{ outcome: ScheduleWriteOutcome }>(CREATE_SQL, [...putParams(write.schedule), perTenantMax]);
+      outcome = created.rows[0]!.outcome;
+    } else {
+      const replaced = await client.query(REPLACE_SQL, [...putParams(write.schedule), write.expectedVersion]);
+      outcome = replaced.rowCount === 1 ? 'ok' : 'conflict';
+    }
+    return { commit: outcome === 'ok', value: outcome };
+  });
+}
+
+export async function loadShardSchedules(pool: pg.Pool, shard: number): Promise<Schedule[]> {
+  return (await query<ScheduleRow>(pool, 'loadShardSchedules', LOAD_SHARD_SQL, [shard])).map(scheduleFromRow);
+}
+
+export async function getSchedule(pool: pg.Pool, tenant: string, name: string): Promise<Schedule | null> {
+  const rows = await query<ScheduleRow>(pool, 'getSchedule', GET_SQL, [tenant, name]);
+  return rows.length === 0 ? null : scheduleFromRow(rows[0]!);
+}
+
+/** One more row than the page is read, to know whether a next page exists. */
+export async function listSchedules(pool: pg.Pool, tenant: string, limit: number, after: string | null): Promise<Page<Schedule>> {
+  assert.ok(Number.isInteger(limit) && limit >= 1, `limit must be a positive integer, got ${limit}`);
+  let rows: ScheduleRow[];
+  if (after === null) {
+    rows = await query<ScheduleRow>(pool, 'listSchedules', LIST_FIRST_SQL, [tenant, limit + 1]);
+  } else {
+    const lastName = decodeScheduleCursor(after);
+    if (lastName === null) throw new RangeError('listSchedules: malformed cursor');
+    rows = await query<ScheduleRow>(pool, 'listSchedules', LIST_AFTER_SQL, [tenant, limit + 1, lastName]);
+  }
+  const items = rows.slice(0, limit).map(scheduleFromRow);
+  const last = items.at(-1);
+  return { items, next: rows.length > limit && last !== undefined ? encodeScheduleCursor(last.name) : null };
+}
+
+interface ScheduleRow {
+  tenant: string;
+  name: string;
+  shard: number;
+  cron: string | null;
+  timezone: string | null;
+  /** bigint: node-postgres returns it as a string. */
+  every_ms: string | null;
+  queue: string;
+  payload: Buffer;
+  priority: number;
+  retry_attempts_max: number;
+  retry_backoff_base_ms: number;
+  retry_backoff_max_ms: number;
+  retry_jitter: number;
+  missed: MissedPolicy;
+  missed_max: number;
+  paused: boolean;
+  next_tick_at: number | null;
+  version: number;
+  created_at: number;
+  updated_at: number;
+}
+
+function scheduleFromRow(row: ScheduleRow): Schedule {
+  return {
+    tenant: row.tenant,
+    name: row.name,
+    shard: row.shard,
+    // schedules_timing_check: exactly one of the two forms is set.
+    timing: row.every_ms === null ? { kind: 'cron', cron: row.cron!, timezone: row.timezone! } : { kind: 'every', everyMs: Number(row.every_ms) },
+    queue: row.queue,
+    // A plain Uint8Array, as jobFromRow gives: not one of pg's Buffers, which may be views into
+    // a shared pool slab.
+    payload: plainBytes(row.payload),
+    priority: row.priority,
+    retry: {
+      attemptsMax: row.retry_attempts_max,
+      backoffBaseMs: row.retry_backoff_base_ms,
+      backoffMaxMs: row.retry_backoff_max_ms,
+      jitter: row.retry_jitter,
+    },
+    missed: row.missed,
+    missedMax: row.missed_max,
+    paused: row.paused,
+    nextTickMs: row.next_tick_at,
+    version: row.version,
+    createdAtMs: row.created_at,
+    updatedAtMs: row.updated_at,
+  };
+}
