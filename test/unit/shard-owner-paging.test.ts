@@ -1,5 +1,6 @@
 // The shard owner's paging on virtual time: reads of the store (page-ins, fetches) that race
-// with the jobs they return, and delayed jobs that must not crowd ready ones out of memory.
+// with the jobs they return, and delayed jobs, or another lane's, that must not crowd ready
+// ones out of memory.
 
 import { describe, expect, it } from 'vitest';
 import { DEFAULT_RETRY_POLICY, type Job, type LeaseToken } from '../../node/core/job/job.ts';
@@ -145,6 +146,20 @@ describe('shard owner paging', () => {
     expect(leasedTwice(worker)).toEqual([]);
     expect(sub.outcome).toMatchObject({ ok: true, job: { id: spilled, state: 'succeeded' } });
     expect(ctx.backing.shards[0]!.epoch).toBe(1);
+  });
+
+  it('ready jobs of a lane no worker takes, filling memory, do not keep another lane\'s new job out', async () => {
+    const ctx = setup({ memoryJobsMax: 4 });
+    expect(await ctx.run(() => ctx.node.routes.served === SHARDS)).toBe(true);
+    await submitted(ctx, 8, { queue: 'nobody-works-it' }); // memory full of them, 4 more in the store
+    // Submitted while no worker waits, so it is queued rather than inserted leased.
+    const [job] = await submitted(ctx, 1);
+    const worker = joined(ctx);
+    credit(ctx, worker, 1);
+    const t0 = ctx.queue.nowMs;
+    await ctx.run(() => worker.leases.length === 1, 5_000);
+    expect(worker.leases.map((l) => l.token.jobId)).toEqual([job]);
+    expect(ctx.queue.nowMs - t0).toBeLessThan(100);
   });
 
   it('delayed jobs do not crowd ready ones out of memory, and still run on time', async () => {

@@ -103,7 +103,7 @@ export class Paging<E extends PagedEntry> {
     if (!pinned(entry)) {
       const forced = buggify(ctx.env.testHooks, 'owner.spill');
       if (entry.job.runAtMs <= nowMs) {
-        if (forced || queues.readySize >= this.deps.memoryJobsMax) return this.spill(entry);
+        if (forced || (queues.readySize >= this.deps.memoryJobsMax && !this.makeRoomFor(entry))) return this.spill(entry);
       } else if (forced || queues.delayedSize >= this.deps.delayedJobsMax) {
         const latest = queues.latestDelayed();
         if (forced || latest === undefined || pinned(latest) || !dueBefore(entry.job, latest.job)) return this.spill(entry);
@@ -251,6 +251,21 @@ export class Paging<E extends PagedEntry> {
   }
 
   /** Leaves a pending job to the store: a page-in finds it once due. */
+  /** Full ready queues make room for a due job whose lane holds fewer ready jobs than the
+   * largest lane, by sending the largest lane's last job back to the store. Without it, ready
+   * jobs of a lane no worker takes, once they fill memory, kept every other lane's jobs out as
+   * they arrived (docs/DESIGN.md, "Paging by lane", says what is still left). */
+  private makeRoomFor(entry: E): boolean {
+    const { queues } = this.deps;
+    const largest = queues.largestLane();
+    if (largest === undefined || queues.readyOf(largest) <= queues.readyOf(jobLane(entry.job)) + 1) return false;
+    const last = queues.takeLast(largest, (e) => !pinned(e));
+    if (last === undefined) return false;
+    this.deps.backlogDirty.add(largest);
+    this.spill(last);
+    return true;
+  }
+
   private spill(entry: E): void {
     this.spilledFromMs = Math.min(this.spilledFromMs, entry.job.runAtMs);
     if (this.pagingIn) this.spilledDuringPageMs = Math.min(this.spilledDuringPageMs, entry.job.runAtMs);

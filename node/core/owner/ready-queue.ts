@@ -101,6 +101,26 @@ export class ReadyQueues<E extends Queued> {
     return undefined;
   }
 
+  /** The ready job of `lane` that would run last among those `movable` allows, removed;
+   * undefined when none. O(n) in the lane: for making room when the queues are full. */
+  takeLast(lane: string, movable: (entry: E) => boolean): E | undefined {
+    let last: Item<E> | undefined;
+    for (const item of this.ready.get(lane)?.values() ?? []) {
+      if (!live(item, 'ready') || !movable(item.entry)) continue;
+      if (last === undefined || readyBefore(last, item)) last = item;
+    }
+    if (last === undefined) return undefined;
+    this.remove(last.entry);
+    return last.entry;
+  }
+
+  /** The lane holding the most ready jobs, or undefined when none holds any. */
+  largestLane(): string | undefined {
+    let largest: string | undefined;
+    for (const [lane, n] of this.readyCount) if (n > 0 && (largest === undefined || n > this.readyOf(largest))) largest = lane;
+    return largest;
+  }
+
   /** Takes the delayed jobs that are due out of the timer index, earliest first, for the owner
    * to queue again (as ready, or to the store when the ready queues are full). */
   takeDue(nowMs: number): E[] {
