@@ -21,7 +21,12 @@ export type PlantedBug =
   /** The owner accepts a lease request from any connection whose token matches. */
   | 'ignore_lease_holder'
   /** The owner keeps the leases of a worker whose connection closed (they run out instead). */
-  | 'keep_lost_worker_leases';
+  | 'keep_lost_worker_leases'
+  /** A tick's job key names the owner's epoch too, so a tick fired again by another owner makes
+   * a second job. */
+  | 'tick_key_per_owner'
+  /** The owner runs no tick that is more than a second late, whatever the missed-tick policy. */
+  | 'drop_late_ticks';
 
 export const PLANTED_BUGS: readonly PlantedBug[] = [
   'ack_before_commit',
@@ -30,6 +35,8 @@ export const PLANTED_BUGS: readonly PlantedBug[] = [
   'accept_stale_lease',
   'ignore_lease_holder',
   'keep_lost_worker_leases',
+  'tick_key_per_owner',
+  'drop_late_ticks',
 ];
 
 export interface TestHooks {

@@ -14,6 +14,8 @@ const CAUGHT_BY: Partial<Record<PlantedBug | ModelBug, readonly string[]>> = {
   keep_lost_worker_leases: ["a closed worker connection's leases end at once"],
   // The pre-0003 renewal: it stalls commits behind it, and deadlocks with them.
   renewal_locks_shards: ['commits never wait for shard lease renewal', 'no deadlocks between store transactions'],
+  tick_key_per_owner: ['one job per tick'],
+  drop_late_ticks: ['every tick runs after healing'],
 };
 
 /** Runs seeds until one fails; checks that the same seed fails the same way again. */

@@ -12,6 +12,7 @@
 import type { ErrorBody } from '../../../protocol/errors.ts';
 import type { ActorContext } from '../actor/runtime.ts';
 import { refusal } from '../refusal.ts';
+import { planted } from '../test-hooks.ts';
 import { dueTicks, SCHEDULES_PER_TENANT_MAX, tickKey, type Schedule, type ScheduleWrite, type ScheduleWriteOutcome } from '../schedule/schedule.ts';
 import type { OwnerMsg, ScheduleOp, ScheduleOutcome, Submission, SubmitOutcome } from './owner-messages.ts';
 
@@ -140,7 +141,9 @@ export class ShardSchedules {
 
   /** Submits the jobs of the due ticks; once all are in the store, moves the schedule on. */
   private fire(key: string, entry: Entry, s: Schedule, nextTickMs: number, nowMs: number, ctx: ActorContext<OwnerMsg>): void {
-    const { fire, next } = dueTicks(ctx.env.calendar, s, nextTickMs, nowMs);
+    const due = dueTicks(ctx.env.calendar, s, nextTickMs, nowMs);
+    const { next } = due;
+    const fire = planted(ctx.env.testHooks, 'drop_late_ticks') ? due.fire.filter((tick) => nowMs - tick <= 1_000) : due.fire;
     // Held busy while its jobs commit, so that no change slips in between them and the move on.
     const moveOn = () => {
       entry.busy = null;
@@ -154,7 +157,9 @@ export class ShardSchedules {
     let left = fire.length;
     let failed = false;
     for (const tickMs of fire) {
-      this.host.submit(s.tenant, submissionOf(s, tickMs), (outcome) => {
+      const submission = submissionOf(s, tickMs);
+      if (planted(ctx.env.testHooks, 'tick_key_per_owner')) submission.idempotencyKey = `${submission.idempotencyKey}:${this.host.epoch}`;
+      this.host.submit(s.tenant, submission, (outcome) => {
         if (!outcome.ok) failed = true;
         if (--left > 0) return;
         if (!failed) return moveOn();
