@@ -6,7 +6,9 @@ import { afterEach, describe, expect, it } from 'vitest';
 import { connect, type KairosClient } from '../../protocol/sdk/index.ts';
 import { adminQuery, createTestDatabase, type TestDatabase } from '../support/db.ts';
 import { pollUntil } from '../support/poll.ts';
+import { spawnCluster } from '../support/spawn-cluster.ts';
 import { TEST_TOKEN, spawnNode, type SpawnedNode } from '../support/spawn-node.ts';
+import { scheduleShard } from '../../node/core/schedule/schedule.ts';
 
 const cleanups: (() => Promise<unknown>)[] = [];
 afterEach(async () => {
@@ -69,6 +71,29 @@ describe('recurring schedules', () => {
     await expect(client.schedules.upsert({ name: 'bad', queue: 'q', cron: '* * * * *', everyMs: 1_000, payload })).rejects.toMatchObject({ code: 'bad_request' });
     await expect(client.schedules.get('bad')).rejects.toMatchObject({ code: 'not_found' });
   }, 60_000);
+
+  it('in a cluster, a change sent to a node that does not own the schedule is served by the one that does', async () => {
+    const db = await createTestDatabase();
+    cleanups.push(() => db.drop());
+    const shards = 16;
+    const cluster = await spawnCluster({ databaseUrl: db.url, size: 2, shards });
+    cleanups.push(() => cluster.stop());
+    const [a, b] = cluster.nodes as [SpawnedNode, SpawnedNode];
+    const client = await connect({ url: a.url, token: TEST_TOKEN, onWarning: () => {} });
+    cleanups.push(() => client.close());
+    const owners = await pollUntil('both nodes to own shards', async () => {
+      const view = await client.cluster();
+      return new Set(view.owners).size === 2 && !view.owners.includes(null) ? view.owners : null;
+    }, 30_000);
+    // A name whose shard node b owns, sent to node a.
+    const name = Array.from({ length: 100 }, (_, i) => `elsewhere-${i}`).find((n) => owners[scheduleShard('tenant-a', n, shards)] === b.nodeId)!;
+    expect(name).toBeDefined();
+    await client.schedules.upsert({ name, queue: 'forwarded', everyMs: 1_000, payload });
+    await pollUntil('a tick of the forwarded schedule', async () => (await ticksOf(db, 'forwarded')).size >= 1, 10_000);
+    expect(await client.schedules.pause(name)).toMatchObject({ name, paused: true });
+    await client.schedules.delete(name);
+    await expect(client.schedules.get(name)).rejects.toMatchObject({ code: 'not_found' });
+  }, 90_000);
 
   it('runs every tick exactly once across a kill -9 of its owner between ticks', async () => {
     const { db, node } = await setUp();
