@@ -20,6 +20,7 @@ import {
   type JobView,
 } from './job-view.ts';
 import {
+  ADDRS_MAX,
   BATCH_MAX,
   CURSOR_CHARS_MAX,
   DELAY_MS_MAX,
@@ -379,6 +380,15 @@ export interface Requeued {
   job: JobView;
 }
 
+/** Node → client, the reply to `hello` when the connection's tenant is served by another cell
+ * (another Kairos cluster, with a PostgreSQL of its own): connect to one of `urls` instead, with
+ * the same token. The node closes the connection after it. */
+export interface Redirect {
+  t: 'redirect';
+  cell: string;
+  urls: string[];
+}
+
 /** Node → client, the reply to `schedule_upsert`, `schedule_get` and `schedule_pause`: the
  * schedule as committed. */
 export interface ScheduleReply {
@@ -420,6 +430,7 @@ export type NodeToClient =
   | Requeued
   | ScheduleReply
   | SchedulePage
+  | Redirect
   | ErrorReply;
 
 // ---- Schemas -----------------------------------------------------------------------------
@@ -588,5 +599,6 @@ export const NODE_TO_CLIENT: SchemaTable<NodeToClient> = {
   requeued: obj({ t: literal('requeued'), rid: ridSchema, job: jobViewSchema }),
   schedule: obj({ t: literal('schedule'), rid: ridSchema, schedule: scheduleViewSchema }),
   schedule_page: obj({ t: literal('schedule_page'), rid: ridSchema, schedules: arr(scheduleViewSchema, LIST_LIMIT_MAX), next: nullable(cursorSchema) }),
+  redirect: obj({ t: literal('redirect'), cell: str(LABEL_CHARS_MAX, { minChars: 1 }), urls: arr(str(URL_CHARS_MAX, { minChars: 1 }), ADDRS_MAX) }),
   error: errorReplySchema,
 };

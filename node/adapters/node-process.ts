@@ -22,6 +22,8 @@ import { loadOrCreatePeerKey } from './libp2p/peer-key.ts';
 import { jsonLogger, systemEnv } from './system-env.ts';
 import type { TokenTable } from './tokens.ts';
 import { DEFAULT_CONNECTION_LIMITS, startWsGateway, type ConnectionLimits } from './ws-gateway.ts';
+import { cellOf, type CellMapFile } from './cell-map.ts';
+import type { ElsewhereCell } from './cell-routing.ts';
 
 export const DEFAULT_LISTEN = ['/ip4/127.0.0.1/tcp/0'];
 /** The node's libp2p private key, in its data dir (peer-key.ts). */
@@ -55,6 +57,9 @@ export interface NodeProcessOptions {
   insecureDevCluster?: boolean;
   /** Progress of slow start-up steps, for people watching a terminal. */
   onProgress?: (step: string) => void;
+  /** This node's cell and the cell map (cell-map.ts): tenants of other cells are redirected,
+   * or with `proxy` carried there. Without it the node serves every tenant. */
+  cell?: { name: string; map: CellMapFile; proxy: boolean };
 }
 
 export interface NodeProcess {
@@ -131,6 +136,7 @@ export async function startNodeProcess(options: NodeProcessOptions): Promise<Nod
     limits: options.connectionLimits ?? DEFAULT_CONNECTION_LIMITS,
     gateway: { tell: (msg) => node!.gateway.tell(msg) },
     logger,
+    ...(options.cell !== undefined && { cells: cellsOf(options.cell) }),
   }).catch(unwind);
   const kairos = createNode(systemEnv(nodeId, store, logger, network), {
     ...config,
@@ -182,6 +188,7 @@ export async function startNodeProcess(options: NodeProcessOptions): Promise<Nod
     stop() {
       stopping ??= (async () => {
         await ws.close();
+        options.cell?.map.close();
         await kairos.shutdown();
         await network.stop();
         await store.close();
@@ -189,6 +196,18 @@ export async function startNodeProcess(options: NodeProcessOptions): Promise<Nod
         logger.log('info', 'node.stopped');
       })();
       return stopping;
+    },
+  };
+}
+
+/** Where the gateway sends tenants of other cells. */
+function cellsOf(cell: NonNullable<NodeProcessOptions['cell']>): { elsewhere(tenant: string): ElsewhereCell | null; proxy: boolean } {
+  return {
+    proxy: cell.proxy,
+    elsewhere(tenant) {
+      const map = cell.map.current;
+      const serving = cellOf(map, tenant);
+      return serving === cell.name ? null : { cell: serving, urls: map.cells.get(serving)!.urls };
     },
   };
 }

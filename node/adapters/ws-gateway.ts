@@ -14,6 +14,7 @@ import { decodeFromClient } from '../../protocol/validate.ts';
 import type { ActorRef } from '../core/actor/runtime.ts';
 import type { Logger } from '../core/env.ts';
 import type { ClientConnection, GatewayMsg } from '../core/gateway/gateway.ts';
+import { proxy, redirect, type ElsewhereCell } from './cell-routing.ts';
 import { newConnId } from './conn-ids.ts';
 import type { TokenTable } from './tokens.ts';
 
@@ -53,6 +54,9 @@ export interface WsGatewayOptions {
   /** Only `tell` is used, so the server may listen before the gateway actor exists. */
   gateway: Pick<ActorRef<GatewayMsg>, 'tell'>;
   logger: Logger;
+  /** With cells: the cell that serves a tenant when it is not this node's, and whether to carry
+   * such connections there (cell-routing.ts) rather than redirect them. */
+  cells?: { elsewhere(tenant: string): ElsewhereCell | null; proxy: boolean };
 }
 
 export interface WsGatewayHandle {
@@ -99,7 +103,13 @@ export async function startWsGateway(options: WsGatewayOptions): Promise<WsGatew
     // The socket's close frees the slot whether or not the upgrade completes (ws refuses some
     // itself, e.g. a bad Sec-WebSocket-Key, without calling back).
     socket.once('close', () => slots.release(tenant));
-    wss.handleUpgrade(req, socket, head, (ws) => accept(ws, tenant));
+    const elsewhere = options.cells?.elsewhere(tenant) ?? null;
+    wss.handleUpgrade(req, socket, head, (ws) => {
+      if (elsewhere === null) return accept(ws, tenant);
+      logger.log('debug', options.cells!.proxy ? 'cells.proxied' : 'cells.redirected', { tenant, cell: elsewhere.cell, remote });
+      if (options.cells!.proxy) proxy(ws, req, elsewhere, logger);
+      else redirect(ws, elsewhere);
+    });
   });
 
   const alive = new WeakMap<WebSocket, boolean>();

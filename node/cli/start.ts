@@ -12,6 +12,8 @@ import { DEFAULT_OWNER_CONFIG } from '../core/owner/shard-owner.ts';
 import { DEFAULT_RETENTION_CONFIG, RETENTION_DAYS_MAX } from '../core/retention/retention-runner.ts';
 import { URL_CHARS_MAX } from '../../protocol/limits.ts';
 import { intOption, listOption, oneOfOption, UsageError } from './args.ts';
+import { CellMapFile } from '../adapters/cell-map.ts';
+import { jsonLogger } from '../adapters/system-env.ts';
 
 export const START_HELP = `kairos start [options]
   --data-dir DIR     node key (its id) and embedded Postgres data (env KAIROS_DATA_DIR, default ./.kairos)
@@ -46,6 +48,11 @@ export const START_HELP = `kairos start [options]
                      (env KAIROS_CONNECTIONS_MAX, default ${DEFAULT_CONNECTION_LIMITS.connectionsMax})
   --tenant-connections-max N  open client connections per tenant on this node; more are
                      refused with HTTP 503 (env KAIROS_TENANT_CONNECTIONS_MAX, default ${DEFAULT_CONNECTION_LIMITS.tenantConnectionsMax})
+  --cell NAME        this node's cell, with --cell-map: it serves only the tenants the map gives
+                     this cell, and sends the others to theirs (env KAIROS_CELL)
+  --cell-map FILE    the cell map, JSON (README, Cells; env KAIROS_CELL_MAP); re-read every 5 s
+  --cell-proxy       carry other cells' connections there instead of redirecting the client
+                     (env KAIROS_CELL_PROXY=1)
   --tokens FILE      JSON {"token": "tenant"} (env KAIROS_TOKENS_FILE or KAIROS_TOKENS=token=tenant,...)
   --log-level LEVEL  debug|info|warn|error (env KAIROS_LOG_LEVEL, default info)
 Uses DATABASE_URL when set, else starts the embedded PostgreSQL.`;
@@ -75,6 +82,9 @@ export async function startCommand(argv: string[]): Promise<void> {
       'tenant-connections-max': { type: 'string' },
       tokens: { type: 'string' },
       'log-level': { type: 'string' },
+      cell: { type: 'string' },
+      'cell-map': { type: 'string' },
+      'cell-proxy': { type: 'boolean' },
     },
   });
   const env = process.env;
@@ -82,6 +92,8 @@ export async function startCommand(argv: string[]): Promise<void> {
   const leaseMs = intOption(values['lease-ms'] ?? env.KAIROS_LEASE_MS, '--lease-ms', DEFAULT_OWNER_CONFIG.leaseMs, 100, 86_400_000);
   const retentionDays = intOption(values['retention-days'] ?? env.KAIROS_RETENTION_DAYS, '--retention-days', DEFAULT_RETENTION_CONFIG.keepDays, 1, RETENTION_DAYS_MAX);
   const progress = (step: string) => process.stderr.write(`kairos: ${step}…\n`);
+  const logLevel = oneOfOption<LogLevel>(values['log-level'] ?? env.KAIROS_LOG_LEVEL, '--log-level', ['debug', 'info', 'warn', 'error'], 'info');
+  const cell = await cellOption(values.cell ?? env.KAIROS_CELL, values['cell-map'] ?? env.KAIROS_CELL_MAP, values['cell-proxy'] ?? env.KAIROS_CELL_PROXY === '1', logLevel);
   const node = await startNodeProcess({
     dataDir: values['data-dir'] ?? env.KAIROS_DATA_DIR ?? '.kairos',
     host: values.host ?? env.KAIROS_HOST ?? '127.0.0.1',
@@ -102,7 +114,8 @@ export async function startCommand(argv: string[]): Promise<void> {
         1,
       ),
     },
-    logLevel: oneOfOption<LogLevel>(values['log-level'] ?? env.KAIROS_LOG_LEVEL, '--log-level', ['debug', 'info', 'warn', 'error'], 'info'),
+    logLevel,
+    ...(cell !== null && { cell }),
     config: {
       shardCount,
       retention: { ...DEFAULT_RETENTION_CONFIG, keepDays: retentionDays },
@@ -155,4 +168,18 @@ function urlOption(text: string | undefined): { advertiseUrl?: string } {
   if (url.protocol !== 'ws:' && url.protocol !== 'wss:') throw new UsageError(`--advertise-url takes a ws:// or wss:// URL, got '${text}'`);
   if (text.length > URL_CHARS_MAX) throw new UsageError(`--advertise-url is longer than ${URL_CHARS_MAX} characters`);
   return { advertiseUrl: text };
+}
+
+/** --cell and --cell-map go together; the map is read (and checked) before anything starts. */
+async function cellOption(name: string | undefined, mapPath: string | undefined, proxy: boolean, logLevel: LogLevel): Promise<{ name: string; map: CellMapFile; proxy: boolean } | null> {
+  if ((name === undefined || name === '') !== (mapPath === undefined || mapPath === '')) throw new UsageError('--cell and --cell-map go together');
+  if (name === undefined || name === '' || mapPath === undefined) {
+    if (proxy) throw new UsageError('--cell-proxy needs --cell and --cell-map');
+    return null;
+  }
+  try {
+    return { name, map: await CellMapFile.open(mapPath, name, jsonLogger(logLevel)), proxy };
+  } catch (error) {
+    throw new UsageError((error as Error).message);
+  }
 }

@@ -13,7 +13,7 @@
 // `retryAfterMs` like any `overloaded`. A request this client stopped waiting for (timed out) still counts until
 // the node answers it or the link drops, because the node counts it until then.
 
-import type { Welcome } from '../client-messages.ts';
+import type { Redirect, Welcome } from '../client-messages.ts';
 import { encodeMessage } from '../codec.ts';
 import { PROTOCOL_VERSION, RID_MAX, SUPPORTED_VERSIONS } from '../limits.ts';
 import { decodeFromNode } from '../validate.ts';
@@ -23,6 +23,10 @@ import { ConnectionClosedError, KairosError, RequestTimeoutError } from './error
 import { REPLY_TYPE, type Answerer, type Push, type Reply, type ReplyTo, type Request } from './messages.ts';
 import type { SdkRuntime } from './runtime.ts';
 import type { Dial, Link } from './transport.ts';
+
+/** Redirects to another cell followed before a welcome: one is normal, a second means a cell
+ * map changed meanwhile. */
+const REDIRECTS_MAX = 3;
 
 export interface ReconnectPolicy extends BackoffPolicy {
   /** Failed attempts in a row after which the client gives up and closes. */
@@ -83,6 +87,8 @@ export class Connection {
   /** Dial attempts since the last welcome. */
   private failures = 0;
   private urlIndex = 0;
+  /** Redirects to another cell since the last welcome. */
+  private redirects = 0;
   /** The URLs given, then those learned from the cluster (`learnUrls`). */
   private readonly urls: string[];
   private nextRid = 0;
@@ -342,6 +348,8 @@ export class Connection {
         return this.events.push(message);
       case 'welcome':
         return this.welcomed(message);
+      case 'redirect':
+        return this.redirected(message);
       case 'error': {
         const error = new KairosError(message);
         if (message.rid !== null) return this.settle(message.rid, error);
@@ -372,12 +380,31 @@ export class Connection {
     exchange.answerer.answered(outcome, exchange.sends > 1);
   }
 
+  /** The tenant is served by another cell: its nodes replace the ones known, since every node
+   * of this cell would send us there too. Bounded, so two cells whose maps disagree cannot send
+   * a client back and forth for ever. */
+  private redirected(redirect: Redirect): void {
+    if (this.state !== 'connecting') return this.settings.warn('ignored a redirect outside the handshake');
+    if (++this.redirects > REDIRECTS_MAX || redirect.urls.length === 0) {
+      return this.fail(new ConnectionClosedError(`redirected ${this.redirects} times, last to cell ${redirect.cell} (${redirect.urls.join(', ')}): do the cells' maps agree?`));
+    }
+    this.settings.warn(`tenant served by cell ${redirect.cell}: connecting to ${redirect.urls.join(', ')}`);
+    this.urls.splice(0, this.urls.length, ...redirect.urls);
+    this.urlIndex = 0;
+    const link = this.link;
+    this.link = null;
+    this.cancelLinkTimer();
+    link?.terminate();
+    this.dial();
+  }
+
   private welcomed(welcome: Welcome): void {
     if (this.state !== 'connecting') return this.settings.warn('ignored a second welcome');
     this.cancelLinkTimer();
     this.latestWelcome = welcome;
     this.state = 'open';
     this.failures = 0;
+    this.redirects = 0;
     const reconnected = this.everOpened;
     this.everOpened = true;
     for (const exchange of this.pending.values()) this.dispatch(exchange);
