@@ -105,6 +105,9 @@ export async function startWsGateway(options: WsGatewayOptions): Promise<WsGatew
     socket.once('close', () => slots.release(tenant));
     const elsewhere = options.cells?.elsewhere(tenant) ?? null;
     wss.handleUpgrade(req, socket, head, (ws) => {
+      // Every socket answers the pings, a proxied one too (its client does).
+      alive.set(ws, true);
+      ws.on('pong', () => alive.set(ws, true));
       if (elsewhere === null) return accept(ws, tenant);
       logger.log('debug', options.cells!.proxy ? 'cells.proxied' : 'cells.redirected', { tenant, cell: elsewhere.cell, remote });
       if (options.cells!.proxy) proxy(ws, req, elsewhere, logger);
@@ -127,8 +130,6 @@ export async function startWsGateway(options: WsGatewayOptions): Promise<WsGatew
 
   function accept(ws: WebSocket, tenant: string): void {
     const id = newConnId('c');
-    alive.set(ws, true);
-    ws.on('pong', () => alive.set(ws, true));
     const send = coalescedSender(ws);
     const conn: ClientConnection = {
       id,

@@ -12,6 +12,7 @@ import { DEFAULT_OWNER_CONFIG } from '../core/owner/shard-owner.ts';
 import { DEFAULT_RETENTION_CONFIG, RETENTION_DAYS_MAX } from '../core/retention/retention-runner.ts';
 import { URL_CHARS_MAX } from '../../protocol/limits.ts';
 import { intOption, listOption, oneOfOption, UsageError } from './args.ts';
+import { stopSignals } from './stop-signals.ts';
 import { CellMapFile } from '../adapters/cell-map.ts';
 import { jsonLogger } from '../adapters/system-env.ts';
 
@@ -94,6 +95,8 @@ export async function startCommand(argv: string[]): Promise<void> {
   const progress = (step: string) => process.stderr.write(`kairos: ${step}…\n`);
   const logLevel = oneOfOption<LogLevel>(values['log-level'] ?? env.KAIROS_LOG_LEVEL, '--log-level', ['debug', 'info', 'warn', 'error'], 'info');
   const cell = await cellOption(values.cell ?? env.KAIROS_CELL, values['cell-map'] ?? env.KAIROS_CELL_MAP, values['cell-proxy'] ?? env.KAIROS_CELL_PROXY === '1', logLevel);
+  // From now on: a signal during start-up lets the start finish, then the node stops.
+  const stopAsked = stopSignals((line) => process.stderr.write(`kairos: ${line}\n`)).asked;
   const node = await startNodeProcess({
     dataDir: values['data-dir'] ?? env.KAIROS_DATA_DIR ?? '.kairos',
     host: values.host ?? env.KAIROS_HOST ?? '127.0.0.1',
@@ -132,19 +135,15 @@ export async function startCommand(argv: string[]): Promise<void> {
     onProgress: progress,
   });
   progress(`node ${node.nodeId} waiting for its shards`);
-  await node.ready();
-  process.stdout.write(`kairos: node ${node.nodeId} ready at ${node.url} (${shardCount} shards, ${node.database.embedded ? 'embedded PostgreSQL' : 'DATABASE_URL'})\n`);
-  process.stdout.write(`kairos: peers can join with --join ${node.peerAddresses[0]}\n`);
-  await new Promise<void>((resolve) => {
-    const stop = () => {
-      process.stderr.write('kairos: stopping…\n');
-      void node.stop().then(resolve);
-    };
-    process.once('SIGINT', stop);
-    process.once('SIGTERM', stop);
-  });
+  if ((await Promise.race([node.ready().then(() => 'ready' as const), stopAsked])) === 'ready') {
+    process.stdout.write(`kairos: node ${node.nodeId} ready at ${node.url} (${shardCount} shards, ${node.database.embedded ? 'embedded PostgreSQL' : 'DATABASE_URL'})\n`);
+    process.stdout.write(`kairos: peers can join with --join ${node.peerAddresses[0]}\n`);
+    await stopAsked;
+  }
+  await node.stop();
   process.stdout.write('kairos: stopped\n');
 }
+
 
 /** `R` or `R:B`: R a second, bursts of B (default R). */
 function rateLimitOption(text: string | undefined, name: string): RateLimit | null {

@@ -11,7 +11,7 @@
 import { execFile, spawn, type ChildProcess } from 'node:child_process';
 import { arch, platform } from 'node:os';
 import { existsSync } from 'node:fs';
-import { chmod, chown, mkdir, readdir, stat } from 'node:fs/promises';
+import { chmod, chown, mkdir, readdir, readFile, stat } from 'node:fs/promises';
 import { dirname, join, resolve } from 'node:path';
 import { createServer } from 'node:net';
 import { promisify } from 'node:util';
@@ -75,9 +75,12 @@ export async function startEmbeddedPostgres(options: EmbeddedPostgresOptions): P
 
   const failure = (what: string) => (cause: unknown) => {
     const log = recentLog.join('\n');
-    throw new EmbeddedPostgresError(`embedded PostgreSQL ${what} failed in ${dataDir}\n${log}`, { cause });
+    // The first line is what a command prints: it must say why.
+    const fatal = recentLog.find((line) => /\b(FATAL|PANIC):/.test(line));
+    throw new EmbeddedPostgresError(`embedded PostgreSQL ${what} failed in ${dataDir}${fatal === undefined ? '' : `: ${fatal.trim()}`}\n${log}`, { cause });
   };
   if (!existsSync(join(dataDir, 'PG_VERSION'))) await server.initialise().catch(failure('initdb'));
+  await stopOrphan(dataDir);
   const child = await startServer(dataDir, options.port, postgresFlags, runAs, keep).catch(failure(`start on port ${options.port}`));
   // Not detached from our fate: a node that exits without stopping it (a crash) takes it along.
   const onExit = (): void => void child.kill('SIGINT');
@@ -92,6 +95,49 @@ export async function startEmbeddedPostgres(options: EmbeddedPostgresOptions): P
       await exited;
     },
   };
+}
+
+/** A server left running in the data dir by a node that died without stopping it (kill -9, or a
+ * signal before its handlers were installed): its process group is its own, so nothing took it
+ * down, and a new server could not start beside it. One whose node is gone is stopped; one
+ * whose parent is a live Node process, probably another node started on the same data dir, is
+ * left alone with a clear error. */
+async function stopOrphan(dataDir: string): Promise<void> {
+  let pid: number;
+  try {
+    pid = Number((await readFile(join(dataDir, 'postmaster.pid'), 'utf8')).split('\n')[0]);
+  } catch {
+    return; // no lock file: no server
+  }
+  if (!Number.isSafeInteger(pid) || pid <= 0 || !alive(pid)) return;
+  let parent: number | null = null;
+  try {
+    // /proc/<pid>/stat: "pid (comm) state ppid ...", comm may hold spaces.
+    const stat = await readFile(`/proc/${pid}/stat`, 'utf8');
+    parent = Number(stat.slice(stat.lastIndexOf(')') + 2).split(' ')[1]);
+  } catch {
+    return; // not Linux, or gone meanwhile: the server's own lock check reports it
+  }
+  // Orphans go to init, or to the nearest subreaper (systemd, a container's init): anything but
+  // a Node process means the node that started it is gone.
+  const parentComm = await readFile(`/proc/${parent}/comm`, 'utf8').catch(() => '');
+  if (parent !== 1 && parentComm.trim() === 'node') {
+    throw new EmbeddedPostgresError(`PostgreSQL (pid ${pid}) is running in ${dataDir} for another process (pid ${parent}): is another node using this data dir?`);
+  }
+  process.kill(pid, 'SIGINT');
+  for (const deadline = Date.now() + 30_000; alive(pid); ) {
+    if (Date.now() > deadline) throw new EmbeddedPostgresError(`PostgreSQL (pid ${pid}) left running in ${dataDir} by an earlier node did not stop within 30 s`);
+    await new Promise((resolveWait) => setTimeout(resolveWait, 100));
+  }
+}
+
+function alive(pid: number): boolean {
+  try {
+    process.kill(pid, 0);
+    return true;
+  } catch (error) {
+    return (error as NodeJS.ErrnoException).code === 'EPERM';
+  }
 }
 
 /** Starts the server in a process group of its own (`detached`: a new session), as the OS user

@@ -226,6 +226,7 @@ export const SAMPLES: readonly Sample[] = [
   { name: 'ok', from: 'from-node', message: { t: 'ok', rid: 10 } },
   { name: 'schedule', from: 'from-node', message: { t: 'schedule', rid: 30, schedule: scheduleView } },
   { name: 'schedule_page', from: 'from-node', message: { t: 'schedule_page', rid: 32, schedules: [scheduleView], next: null } },
+  { name: 'redirect', from: 'from-node', message: { t: 'redirect', cell: 'us-1', urls: ['ws://10.1.1.5:7070', 'ws://10.1.1.6:7070'] } },
   {
     name: 'requeued',
     from: 'from-node',
