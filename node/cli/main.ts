@@ -30,7 +30,7 @@ const HELP = `kairos: a distributed job scheduler
   kairos list                  list your jobs, newest first (--state, --queue, --limit, --after)
   kairos cancel JOB_ID         cancel a pending or running job
   kairos dlq list|requeue      the dead-letter queue
-  kairos schedule SUBCOMMAND   recurring schedules: add, list, pause, resume, rm
+  kairos schedule SUBCOMMAND   recurring schedules: add, list, get, pause, resume, rm
 
 Run 'kairos <command> --help' for a command's options.`;
 

@@ -19,11 +19,13 @@ export const SCHEDULE_HELP = `kairos schedule add NAME --queue Q (--cron EXPR [-
   --payload TEXT     payload of every tick's job as UTF-8 text, e.g. JSON (default empty)
   --priority N       higher runs first, ${PRIORITY_MIN}..${PRIORITY_MAX} (default 0)
   --attempts N       attempts before a tick's job is dead (default ${DEFAULT_RETRY_POLICY.attemptsMax})
-  --missed POLICY    ticks reached more than a minute late: skip (none runs), once (the
-                     first runs, default) or each (each runs, up to --missed-max)
+  --missed POLICY    ticks reached more than a minute late (after a restart, say; those less
+                     late always run): skip (none runs), once (the first runs, default) or
+                     each (each runs, up to --missed-max)
   --missed-max N     most missed ticks that run with --missed each, 1..${MISSED_MAX_LIMIT} (default ${MISSED_MAX_DEFAULT})
   --paused           create or replace it paused
 kairos schedule list [--limit N] [--after CURSOR]
+kairos schedule get NAME
 kairos schedule pause NAME
 kairos schedule resume NAME     (ticks that fell while paused do not run)
 kairos schedule rm NAME         (jobs it already made stay)
@@ -36,6 +38,8 @@ export async function scheduleCommand(argv: string[]): Promise<void> {
       return addCommand(rest);
     case 'list':
       return listCommand(rest);
+    case 'get':
+      return getCommand(rest);
     case 'pause':
       return pauseCommand(rest, true);
     case 'resume':
@@ -43,7 +47,7 @@ export async function scheduleCommand(argv: string[]): Promise<void> {
     case 'rm':
       return rmCommand(rest);
     default:
-      throw new UsageError("kairos schedule takes 'add', 'list', 'pause', 'resume' or 'rm'");
+      throw new UsageError("kairos schedule takes 'add', 'list', 'get', 'pause', 'resume' or 'rm'");
   }
 }
 
@@ -73,6 +77,7 @@ async function addCommand(argv: string[]): Promise<void> {
     spec.retry = { attemptsMax: intOption(values.attempts, '--attempts', DEFAULT_RETRY_POLICY.attemptsMax, 1, ATTEMPTS_MAX_LIMIT) };
   }
   if (values.missed !== undefined) spec.missed = oneOfOption(values.missed, '--missed', MISSED_POLICIES, 'once');
+  if (values['missed-max'] !== undefined && spec.missed !== 'each') throw new UsageError('--missed-max goes with --missed each');
   if (values['missed-max'] !== undefined) spec.missedMax = intOption(values['missed-max'], '--missed-max', MISSED_MAX_DEFAULT, 1, MISSED_MAX_LIMIT);
   if (values.paused === true) spec.paused = true;
   await withClient(values, async (client) => print(printableSchedule(await client.schedules.upsert(spec))));
@@ -94,6 +99,12 @@ async function listCommand(argv: string[]): Promise<void> {
     for (const schedule of page.schedules) print(printableSchedule(schedule));
     if (page.next !== null) process.stderr.write(`kairos: more with --after ${page.next}\n`);
   });
+}
+
+async function getCommand(argv: string[]): Promise<void> {
+  const { values, positionals } = parseArgs({ args: argv, allowPositionals: true, options: CONNECTION_OPTIONS });
+  const name = one(positionals, 'schedule name');
+  await withClient(values, async (client) => print(printableSchedule(await client.schedules.get(name))));
 }
 
 async function pauseCommand(argv: string[], paused: boolean): Promise<void> {

@@ -32,14 +32,15 @@ export const START_HELP = `kairos start [options]
   --insecure-dev-cluster  join or listen without a cluster key: anyone who reaches the node
                      can join the cluster (env KAIROS_INSECURE_DEV_CLUSTER=1; development only)
   --shards N         shard count, fixed when the cluster is created (env KAIROS_SHARDS, default 256)
-  --retention-days N days a finished job (dead-lettered ones too) and its idempotency key are
-                     kept after the day it was scheduled for, by the database's clock
+  --retention-days N days a finished job (succeeded, dead-lettered or cancelled) and its
+                     idempotency key are kept, counted from the day the job was accepted, by the
+                     database's clock; a day that still holds a pending or running job is kept
                      (env KAIROS_RETENTION_DAYS, default ${DEFAULT_RETENTION_CONFIG.keepDays}, 1 to ${RETENTION_DAYS_MAX}); give every node the same
   --lease-ms N       worker lease time-to-live; heartbeats extend it (env KAIROS_LEASE_MS, default 30000)
   --rate-limit R[:B] per-tenant submissions per second, burst B (env KAIROS_RATE_LIMIT; default none)
   --inflight-max N   requests of any kind in flight per connection (a batch counts its jobs)
                      before requests are refused as overloaded (env KAIROS_INFLIGHT_MAX, default 20000)
-  --reads-max N      reads (get, list) in flight per connection before reads are refused as
+  --reads-max N      reads (get, list, dlq_list, schedule_get, schedule_list) in flight per connection before reads are refused as
                      overloaded; 8 run at once (env KAIROS_READS_MAX, default ${DEFAULT_GATEWAY_CONFIG.connReadsMax})
   --hello-deadline-ms N  a connection that sends no hello in this time is closed
                      (env KAIROS_HELLO_DEADLINE_MS, default ${DEFAULT_GATEWAY_CONFIG.helloDeadlineMs})

@@ -43,7 +43,8 @@ describe('kairos schedule usage errors', () => {
     ['--every under a second', ['add', 'nightly', '--queue', 'q', '--every', '500'], "kairos: --every must be an integer in [1000, 3153600000000], got '500'\n"],
     ['no --queue', ['add', 'nightly', '--every', '5000'], 'kairos: kairos schedule add needs --queue Q\n'],
     ['no name', ['pause'], 'kairos: expected one schedule name, got 0\n'],
-    ['an unknown subcommand', ['remove', 'nightly'], "kairos: kairos schedule takes 'add', 'list', 'pause', 'resume' or 'rm'\n"],
+    ['--missed-max without --missed each', ['add', 'nightly', '--queue', 'q', '--every', '5000', '--missed-max', '5'], 'kairos: --missed-max goes with --missed each\n'],
+    ['an unknown subcommand', ['remove', 'nightly'], "kairos: kairos schedule takes 'add', 'list', 'get', 'pause', 'resume' or 'rm'\n"],
   ];
 
   for (const [what, args, stderr] of cases) {
