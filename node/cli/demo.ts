@@ -133,8 +133,11 @@ export async function demoCommand(argv: string[]): Promise<void> {
       for (const node of cell.nodes) say(`kairos demo: node ${node.nodeId} at ${node.url}${cell.name === null ? '' : ` in ${cell.name} (tenant ${cell.tenant}, token ${cell.token})`}`);
     }
     if (cellCount > 1) say(`kairos demo: the cell map is ${mapFile}; every client connects to ${cells[0]!.nodes[0]!.url}, and those of other cells' tenants are redirected`);
-    say('kairos demo: in another terminal, try: npx kairos cluster   or   npx kairos list --limit 5');
-    if (cellCount > 1) say(`kairos demo: or, redirected to ${cells[1]!.name}: KAIROS_TOKEN=${cells[1]!.token} npx kairos list --limit 5`);
+    // The CLI's default URL is the default port's: name the node when the demo is elsewhere.
+    const url = cells[0]!.nodes[0]!.url;
+    const urlArg = url === 'ws://127.0.0.1:7070' ? '' : ` --url ${url}`;
+    say(`kairos demo: in another terminal, try: npx kairos cluster${urlArg}   or   npx kairos list --limit 5${urlArg}`);
+    if (cellCount > 1) say(`kairos demo: or, redirected to ${cells[1]!.name}: KAIROS_TOKEN=${cells[1]!.token} npx kairos list --limit 5${urlArg}`);
     const first = cells[0]!;
     say(
       `kairos demo: or add a node: DATABASE_URL='${databases[0]!.connectionString}'${cellCount === 1 ? '' : ` KAIROS_TOKENS='${tokens.KAIROS_TOKENS}'`} npx kairos start ` +
