@@ -148,7 +148,12 @@ export async function startNodeProcess(options: NodeProcessOptions): Promise<Nod
   if (options.tokens.development) {
     logger.log('warn', 'gateway.development_token', { message: 'no tokens configured: accepting the development token for tenant dev' });
   }
-  logger.log('info', 'node.listening', { url: ws.url, peers: network.addresses, embeddedPostgres: database.embedded });
+  logger.log('info', 'node.listening', {
+    url: ws.url,
+    peers: network.addresses,
+    embeddedPostgres: database.embedded,
+    ...(options.cell !== undefined && { cell: options.cell.name, cellMapVersion: options.cell.map.current.version, cellProxy: options.cell.proxy }),
+  });
 
   /** The shards the node's ring gives it, and how many of them it does not serve yet; null
    * before its first ring. */
