@@ -22,7 +22,7 @@ export const scheduleNameSchema = str(NAME_CHARS_MAX, { minChars: 1 });
 export interface ScheduleSpec {
   name: string;
   queue: string;
-  /** Five fields (minute first) or six (second first), in `timezone`. */
+  /** Five fields (minute first), six (second first) or a nickname (`@daily`), in `timezone`. */
   cron?: string;
   /** An IANA time zone for `cron`; default UTC. */
   timezone?: string;

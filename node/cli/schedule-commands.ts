@@ -13,7 +13,7 @@ import { bytesText, CONNECTION_HELP, CONNECTION_OPTIONS, one, print, withClient 
 export const SCHEDULE_HELP = `kairos schedule add NAME --queue Q (--cron EXPR [--tz ZONE] | --every MS) [options]
   Creates the schedule, or replaces the one named NAME. Each tick submits one job to Q.
   --queue Q          queue of every tick's job
-  --cron EXPR        5 fields (minute first) or 6 (second first)
+  --cron EXPR        5 fields (minute first), 6 (second first), or @daily, @hourly, ...
   --tz ZONE          IANA time zone of --cron (default UTC)
   --every MS         a tick at every multiple of MS ms since the Unix epoch (at least ${EVERY_MS_MIN})
   --payload TEXT     payload of every tick's job as UTF-8 text, e.g. JSON (default empty)
