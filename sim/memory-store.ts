@@ -224,6 +224,7 @@ export class MemoryStore implements Store {
     // As in Postgres, a write reaches only a schedule of the shard it is fenced by.
     if (current === undefined || current.shard !== lease.shard || current.version !== write.expectedVersion) return 'conflict';
     if (write.kind === 'delete') this.data.schedules.delete(key);
+    else if (write.kind === 'advance') this.data.schedules.set(key, { ...current, nextTickMs: write.nextTickMs, updatedAtMs: write.updatedAtMs, version: write.expectedVersion + 1 });
     else this.data.schedules.set(key, { ...copySchedule(write.schedule), version: write.expectedVersion + 1 });
     return 'ok';
   }

@@ -101,6 +101,14 @@ UPDATE schedules SET
   version = version + 1
 WHERE tenant = $1 AND name = $2 AND shard = $3 AND version = $${CONDITION_PARAM}`;
 
+/* Move the schedule on to its next tick if it is still at the expected version, in the fenced
+ * shard. In: $1 tenant, $2 name, $3 shard, $4 expected version, $5 next tick and $6 now (ms;
+ * null next: no tick left). Out: the row count, 1 or 0. Only these columns: a tick's write
+ * must not carry the payload. */
+const ADVANCE_SQL = `
+UPDATE schedules SET next_tick_at = ${tsFromMs('$5::float8')}, updated_at = ${tsFromMs('$6::float8')}, version = version + 1
+WHERE tenant = $1 AND name = $2 AND shard = $3 AND version = $4`;
+
 /* Delete the schedule if it is still at the expected version, in the fenced shard.
  * In: $1 tenant, $2 name, $3 shard, $4 expected version. Out: the row count, 1 or 0. */
 const DELETE_SQL = 'DELETE FROM schedules WHERE tenant = $1 AND name = $2 AND shard = $3 AND version = $4';
@@ -130,6 +138,9 @@ export async function writeSchedule(pool: pg.Pool, perTenantMax: number, lease: 
     if (write.kind === 'delete') {
       const deleted = await client.query(DELETE_SQL, [write.tenant, write.name, lease.shard, write.expectedVersion]);
       outcome = deleted.rowCount === 1 ? 'ok' : 'conflict';
+    } else if (write.kind === 'advance') {
+      const advanced = await client.query(ADVANCE_SQL, [write.tenant, write.name, lease.shard, write.expectedVersion, write.nextTickMs, write.updatedAtMs]);
+      outcome = advanced.rowCount === 1 ? 'ok' : 'conflict';
     } else if (write.expectedVersion === null) {
       await client.query(LOCK_TENANT_CREATIONS_SQL, [write.schedule.tenant]);
       const created = await client.query<{ outcome: ScheduleWriteOutcome }>(CREATE_SQL, [...putParams(write.schedule), perTenantMax]);

@@ -147,9 +147,9 @@ export class ShardSchedules {
     // Held busy while its jobs commit, so that no change slips in between them and the move on.
     const moveOn = () => {
       entry.busy = null;
-      const advanced: Schedule = { ...s, nextTickMs: next, updatedAtMs: ctx.env.clock.wallMs() };
-      this.write(key, entry, { kind: 'put', schedule: advanced, expectedVersion: s.version }, ctx, (outcome) => {
-        if (outcome === 'ok') entry.schedule = { ...advanced, version: s.version + 1 };
+      const updatedAtMs = ctx.env.clock.wallMs();
+      this.write(key, entry, { kind: 'advance', tenant: s.tenant, name: s.name, nextTickMs: next, updatedAtMs, expectedVersion: s.version }, ctx, (outcome) => {
+        if (outcome === 'ok') entry.schedule = { ...s, nextTickMs: next, updatedAtMs, version: s.version + 1 };
       });
     };
     if (fire.length === 0) return moveOn();

@@ -55,9 +55,12 @@ export interface Schedule {
 
 /** A fenced, conditional write of one schedule (Store.writeSchedule). `put` with
  * expectedVersion null creates the schedule (refused if the name is taken, or the tenant has
- * SCHEDULES_PER_TENANT_MAX); otherwise it replaces the stored schedule at that version. */
+ * SCHEDULES_PER_TENANT_MAX); otherwise it replaces the stored schedule at that version.
+ * `advance` moves a schedule on to its next tick and touches nothing else: a tick's write, which
+ * must not rewrite the payload (up to 256 KiB) every second. */
 export type ScheduleWrite =
   | { kind: 'put'; schedule: Schedule; expectedVersion: number | null }
+  | { kind: 'advance'; tenant: string; name: string; nextTickMs: number | null; updatedAtMs: number; expectedVersion: number }
   | { kind: 'delete'; tenant: string; name: string; expectedVersion: number };
 
 export type ScheduleWriteOutcome = 'ok' | 'conflict' | 'limit' | 'stale_epoch';

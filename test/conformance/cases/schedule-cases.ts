@@ -117,6 +117,25 @@ export function scheduleCases(ctx: SuiteContext, perTenantMax: () => number): vo
       expect(await a.getSchedule(absent.tenant, absent.name)).toBeNull();
     });
 
+    it('an advance moves only the next tick (and updatedAt) on, at the stored version, and bumps it by one', async () => {
+      const a = await ctx.open();
+      const [lease] = await own(a, 'node-a', [5]);
+      const s = schedule(5, { payload: new Uint8Array(1_000).fill(7) });
+      expect(await a.writeSchedule(lease!, create(s))).toBe('ok');
+      const advance = (nextTickMs: number | null, expectedVersion: number): ScheduleWrite => ({
+        kind: 'advance', tenant: s.tenant, name: s.name, nextTickMs, updatedAtMs: ctx.baseMs + 60_001, expectedVersion,
+      });
+      expect(await a.writeSchedule(lease!, advance(ctx.baseMs + 120_000, 1))).toBe('ok');
+      expect(await a.getSchedule(s.tenant, s.name)).toEqual({ ...s, nextTickMs: ctx.baseMs + 120_000, updatedAtMs: ctx.baseMs + 60_001, version: 2 });
+      expect(await a.writeSchedule(lease!, advance(ctx.baseMs + 180_000, 1))).toBe('conflict');
+      expect(await a.writeSchedule(lease!, advance(null, 2))).toBe('ok');
+      expect((await a.getSchedule(s.tenant, s.name))?.nextTickMs).toBeNull();
+      // Nothing to advance: a conflict, and nothing is created.
+      const absent = schedule(5);
+      expect(await a.writeSchedule(lease!, { kind: 'advance', tenant: absent.tenant, name: absent.name, nextTickMs: 1, updatedAtMs: 1, expectedVersion: 1 })).toBe('conflict');
+      expect(await a.getSchedule(absent.tenant, absent.name)).toBeNull();
+    });
+
     it('a delete applies only at the stored version; the name is then free again', async () => {
       const a = await ctx.open();
       const [lease] = await own(a, 'node-a', [4]);
