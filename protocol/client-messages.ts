@@ -8,6 +8,8 @@ import type { JobState, RetryPolicy } from '../node/core/job/job.ts';
 import { ATTEMPTS_MAX_LIMIT, DEFAULT_RETRY_POLICY, ERROR_CHARS_MAX, JOB_STATES } from '../node/core/job/job.ts';
 import { retryPolicyProblem } from '../node/core/job/retry.ts';
 import { ERROR_CODE_NAMES, type ErrorBody } from './errors.ts';
+import type { BreakerState } from '../node/core/breaker/breaker.ts';
+import { breakerSpecSchema, breakerStateSchema, breakerViewSchema, type BreakerSpec, type BreakerView } from './breaker-view.ts';
 import { MISSED_POLICIES } from '../node/core/schedule/schedule.ts';
 import {
   idempotencyKeySchema,
@@ -125,7 +127,8 @@ export interface Hello {
 /** Client → node: create one job. The node routes it to the owner of the job's shard, which
  * commits it and only then replies `submitted`: an acknowledged job is durable. With an
  * idempotency key the node returns the existing job (`duplicate: true`) instead of creating
- * one. Refusals (`overloaded`, `rate_limited`, `unavailable`, `bad_request`) leave no job. */
+ * one. Refusals (`overloaded`, `rate_limited`, `unavailable`, `bad_request`, and `circuit_open`
+ * when the queue's breaker is open and set to refuse) leave no job. */
 export interface Submit {
   t: 'submit';
   rid: number;
@@ -246,6 +249,48 @@ export interface ScheduleDelete {
   name: string;
 }
 
+/** Client → node: set the circuit breaker of one of the tenant's queues (its own settings, which
+ * replace any it had; omitted fields take the defaults). Reply `breaker` once committed; `error
+ * illegal_state` when the queue has no breaker row yet and the tenant has
+ * BREAKERS_PER_TENANT_MAX. */
+export interface BreakerSet {
+  t: 'breaker_set';
+  rid: number;
+  breaker: BreakerSpec;
+}
+
+/** Client → node: drop the queue's own breaker settings; the node's default breaker applies to
+ * it again. Reply `breaker` once committed. */
+export interface BreakerClear {
+  t: 'breaker_clear';
+  rid: number;
+  queue: string;
+}
+
+/** Client → node: read one queue's breaker, with its live window. Reply `breaker`, or `error
+ * not_found` when the queue has no breaker (no settings of its own and the node has no
+ * default). */
+export interface BreakerGet {
+  t: 'breaker_get';
+  rid: number;
+  queue: string;
+}
+
+/** Client → node: the tenant's breakers by queue. Reply `breaker_page`. */
+export interface BreakerList {
+  t: 'breaker_list';
+  rid: number;
+  limit?: number;
+  after?: string;
+}
+
+/** Client → node: follow the state of the tenant's breakers. Reply `ok`; then the node pushes
+ * `breaker_changed` for every change of state it sees, until the connection closes. */
+export interface BreakerWatch {
+  t: 'breaker_watch';
+  rid: number;
+}
+
 /** Client → node: who is in the cluster, and which node the ring names owner of each shard,
  * as the node that answers sees it. Reply `cluster_view`. Clients use the members' `clientUrl`
  * to fail over to another node. */
@@ -270,7 +315,12 @@ export type ClientToNode =
   | ScheduleGet
   | ScheduleList
   | SchedulePause
-  | ScheduleDelete;
+  | ScheduleDelete
+  | BreakerSet
+  | BreakerClear
+  | BreakerGet
+  | BreakerList
+  | BreakerWatch;
 /** Everything but `hello`: what a gateway forwards to a shard owner. */
 export type ClientRequest = Exclude<ClientToNode, Hello>;
 
@@ -367,7 +417,7 @@ export interface JobChanged {
   job: JobView;
 }
 
-/** Node → client, the reply to `unsubscribe`. */
+/** Node → client, the reply to `unsubscribe`, `schedule_delete` and `breaker_watch`. */
 export interface Ok {
   t: 'ok';
   rid: number;
@@ -405,6 +455,34 @@ export interface SchedulePage {
   next: string | null;
 }
 
+/** Node → client, the reply to `breaker_set`, `breaker_clear` and `breaker_get`: the queue's
+ * breaker as it now is. */
+export interface BreakerReply {
+  t: 'breaker';
+  rid: number;
+  breaker: BreakerView;
+}
+
+/** Node → client, the reply to `breaker_list`; `next` is null on the last page. */
+export interface BreakerPage {
+  t: 'breaker_page';
+  rid: number;
+  breakers: BreakerView[];
+  next: string | null;
+}
+
+/** Node → client, unsolicited, after `breaker_watch`: one of the tenant's breakers changed
+ * state, as the node sees it. */
+export interface BreakerChanged {
+  t: 'breaker_changed';
+  queue: string;
+  state: BreakerState;
+  /** When it entered `state`. */
+  since: number;
+  /** While open: when it goes half-open. Else null. */
+  nextProbeAt: number | null;
+}
+
 /** Node → client or worker: a request was refused, or a frame could not be read. `rid` is the
  * request's, or null when the frame had none or it could not be read. */
 export interface ErrorReply extends ErrorBody {
@@ -430,6 +508,9 @@ export type NodeToClient =
   | Requeued
   | ScheduleReply
   | SchedulePage
+  | BreakerReply
+  | BreakerPage
+  | BreakerChanged
   | Redirect
   | ErrorReply;
 
@@ -542,6 +623,11 @@ export const CLIENT_TO_NODE: SchemaTable<ClientToNode> = {
   schedule_list: obj({ t: literal('schedule_list'), rid: ridSchema, limit: opt(limitSchema), after: opt(cursorSchema) }),
   schedule_pause: obj({ t: literal('schedule_pause'), rid: ridSchema, name: scheduleNameSchema, paused: bool }),
   schedule_delete: obj({ t: literal('schedule_delete'), rid: ridSchema, name: scheduleNameSchema }),
+  breaker_set: obj({ t: literal('breaker_set'), rid: ridSchema, breaker: breakerSpecSchema }),
+  breaker_clear: obj({ t: literal('breaker_clear'), rid: ridSchema, queue: queueSchema }),
+  breaker_get: obj({ t: literal('breaker_get'), rid: ridSchema, queue: queueSchema }),
+  breaker_list: obj({ t: literal('breaker_list'), rid: ridSchema, limit: opt(limitSchema), after: opt(cursorSchema) }),
+  breaker_watch: obj({ t: literal('breaker_watch'), rid: ridSchema }),
 };
 
 export const errorReplySchema: Schema<ErrorReply> = obj({
@@ -599,6 +685,9 @@ export const NODE_TO_CLIENT: SchemaTable<NodeToClient> = {
   requeued: obj({ t: literal('requeued'), rid: ridSchema, job: jobViewSchema }),
   schedule: obj({ t: literal('schedule'), rid: ridSchema, schedule: scheduleViewSchema }),
   schedule_page: obj({ t: literal('schedule_page'), rid: ridSchema, schedules: arr(scheduleViewSchema, LIST_LIMIT_MAX), next: nullable(cursorSchema) }),
+  breaker: obj({ t: literal('breaker'), rid: ridSchema, breaker: breakerViewSchema }),
+  breaker_page: obj({ t: literal('breaker_page'), rid: ridSchema, breakers: arr(breakerViewSchema, LIST_LIMIT_MAX), next: nullable(cursorSchema) }),
+  breaker_changed: obj({ t: literal('breaker_changed'), queue: queueSchema, state: breakerStateSchema, since: timeSchema, nextProbeAt: nullable(timeSchema) }),
   redirect: obj({ t: literal('redirect'), cell: str(LABEL_CHARS_MAX, { minChars: 1 }), urls: arr(str(URL_CHARS_MAX, { minChars: 1 }), ADDRS_MAX) }),
   error: errorReplySchema,
 };

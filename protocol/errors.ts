@@ -34,6 +34,10 @@ export const ERROR_CODES = {
   /** The shard has no reachable owner right now (hand-off, crash, partition). Nothing was
    * applied; retry with backoff. */
   unavailable: { retryable: true },
+  /** A submission refused because its queue's circuit breaker is open and the queue is set to
+   * refuse while open (`refuseWhenOpen`). It left no job; the breaker probes again after
+   * `retryAfterMs`. The SDK does not retry it on its own: refusing was asked for. */
+  circuit_open: { retryable: true },
   /** The lease token is no longer current: the lease expired and was re-granted, the job was
    * cancelled, or the shard changed owner and the token's epoch is gone. The worker must drop
    * the attempt: its outcome will not be recorded. */
@@ -53,7 +57,7 @@ export interface ErrorBody {
   message: string;
   /** Path of the offending field, e.g. `jobs[3].priority`, when one field is to blame. */
   field?: string;
-  /** For `overloaded` and `rate_limited`: when to try again. */
+  /** For `overloaded`, `rate_limited` and `circuit_open`: when to try again. */
   retryAfterMs?: number;
 }
 

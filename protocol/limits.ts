@@ -89,4 +89,8 @@ export const ADDRS_MAX = 16;
 export const MEMBERS_MAX = 1024;
 /** Queues one `member_heartbeat` reports a backlog for. */
 export const BACKLOG_QUEUES_MAX = 1024;
+/** Breakers one `member_heartbeat` signals the state of. */
+export const BREAKER_SIGNALS_MAX = 1000;
+/** Lanes (a tenant's queue) one `breaker_report` counts outcomes for. */
+export const BREAKER_REPORT_LANES_MAX = 1000;
 export const SHARD_COUNT_MAX = 65_536; // job ids carry the shard in at most 4 hex digits

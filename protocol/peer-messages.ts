@@ -9,10 +9,15 @@
 import { NAME_CHARS_MAX } from '../node/core/job/job.ts';
 import type { ClientRequest, JobChanged, NodeToClient } from './client-messages.ts';
 import { CLIENT_TO_NODE, NODE_TO_CLIENT } from './client-messages.ts';
-import { countSchema, jobIdSchema, prioritySchema, queueSchema } from './job-view.ts';
+import { countSchema, jobIdSchema, prioritySchema, queueSchema, timeSchema } from './job-view.ts';
+import type { BreakerState } from '../node/core/breaker/breaker.ts';
+import { BREAKER_LIMITS } from '../node/core/breaker/breaker.ts';
+import { breakerStateSchema } from './breaker-view.ts';
 import {
   ADDRS_MAX,
   BACKLOG_QUEUES_MAX,
+  BREAKER_REPORT_LANES_MAX,
+  BREAKER_SIGNALS_MAX,
   CREDIT_SLOTS_MAX,
   LABEL_CHARS_MAX,
   MEMBERS_MAX,
@@ -20,7 +25,7 @@ import {
   SHARD_COUNT_MAX,
   URL_CHARS_MAX,
 } from './limits.ts';
-import { arr, int, literal, obj, oneOf, opt, str, tagged, type SchemaTable } from './schema.ts';
+import { arr, bool, int, literal, nullable, obj, oneOf, opt, str, tagged, type SchemaTable } from './schema.ts';
 import type { Complete, Fail, Heartbeat, Lease, NodeToWorker, Return, Revoke } from './worker-messages.ts';
 import { NODE_TO_WORKER, WORKER_TO_NODE } from './worker-messages.ts';
 
@@ -41,6 +46,37 @@ export interface QueueBacklog {
   slots?: number;
 }
 
+/** The state of one lane's circuit breaker, as the owner of the breaker's shard committed it.
+ * Every node acts on the highest `version` it has heard of each lane: its dispatcher leases no
+ * job of the lane while it is open, at most `probes` per half-open `round`, and its gateway
+ * refuses the lane's submissions with `circuit_open` while it is not closed and `refuse`. */
+export interface BreakerSignal {
+  tenant: string;
+  queue: string;
+  state: BreakerState;
+  /** The breaker's version (Breaker.version): a higher one replaces what was known. */
+  version: number;
+  /** Half-open rounds so far in this opening; each gives every node `probes` fresh probes. */
+  round: number;
+  /** Jobs each node may lease per half-open round. */
+  probes: number;
+  /** When it entered `state`. */
+  since: number;
+  /** While open: when it goes half-open. Else null. */
+  nextProbeAt: number | null;
+  /** The lane's submissions are refused while it is not closed (`refuseWhenOpen`). */
+  refuse: boolean;
+}
+
+/** Attempt outcomes of one lane that ended on the sender, counted for its breaker. */
+export interface BreakerCount {
+  tenant: string;
+  queue: string;
+  successes: number;
+  /** Failures that count towards the breaker (see `fail.downstream`). */
+  failures: number;
+}
+
 /** Gossip, every node → all: I am alive (or leaving), reach me here, this is my load. Sent on
  * a fixed period. Receivers update their membership view; a node not heard from for long
  * enough is suspected, and a higher `incarnation` from the same node overrides what was known
@@ -56,7 +92,13 @@ export interface MemberHeartbeat {
   addrs: string[];
   /** Where clients connect (a ws:// or wss:// URL). */
   clientUrl: string;
-  load: { shards: number; backlog: QueueBacklog[] };
+  load: {
+    shards: number;
+    backlog: QueueBacklog[];
+    /** The breakers of shards the sender owns, as committed. Absent: none (or a node of an
+     * older version). */
+    breakers?: BreakerSignal[];
+  };
   /** Peers the sender has declared dead (silent past the failure detector's bound while it
    * heard a majority). A node that never heard them, having joined since, takes their word. */
   dead?: string[];
@@ -150,6 +192,14 @@ export interface OwnerRelay {
   message: Lease | Revoke;
 }
 
+/** Any node → the node that owns the shard of the lanes' breakers: outcomes of attempts of those
+ * lanes that ended on the sender since its last report. The owner adds them to each breaker's
+ * window and decides its state from them. No reply; a lost report only loses its counts. */
+export interface BreakerReport {
+  t: 'breaker_report';
+  counts: BreakerCount[];
+}
+
 export type PeerMessage =
   | MemberHeartbeat
   | Forward
@@ -160,7 +210,8 @@ export type PeerMessage =
   | HandoffDone
   | CreditOffer
   | CreditReturn
-  | OwnerRelay;
+  | OwnerRelay
+  | BreakerReport;
 
 // ---- Schemas -----------------------------------------------------------------------------
 
@@ -184,6 +235,22 @@ export const PEER: SchemaTable<PeerMessage> = {
     load: obj({
       shards: int(0, SHARD_COUNT_MAX),
       backlog: arr(obj({ tenant: tenantSchema, queue: queueSchema, ready: countSchema, topPriority: prioritySchema, shards: opt(int(1, SHARD_COUNT_MAX)), slots: opt(countSchema) }), BACKLOG_QUEUES_MAX),
+      breakers: opt(
+        arr(
+          obj({
+            tenant: tenantSchema,
+            queue: queueSchema,
+            state: breakerStateSchema,
+            version: countSchema,
+            round: countSchema,
+            probes: int(0, BREAKER_LIMITS.probes[1]),
+            since: timeSchema,
+            nextProbeAt: nullable(timeSchema),
+            refuse: bool,
+          }),
+          BREAKER_SIGNALS_MAX,
+        ),
+      ),
     }),
     dead: opt(arr(nodeIdSchema, MEMBERS_MAX)),
   }),
@@ -205,5 +272,9 @@ export const PEER: SchemaTable<PeerMessage> = {
     t: literal('owner_relay'),
     worker: workerIdSchema,
     message: tagged<Lease | Revoke>({ lease: NODE_TO_WORKER.lease, revoke: NODE_TO_WORKER.revoke }),
+  }),
+  breaker_report: obj({
+    t: literal('breaker_report'),
+    counts: arr(obj({ tenant: tenantSchema, queue: queueSchema, successes: countSchema, failures: countSchema }), BREAKER_REPORT_LANES_MAX),
   }),
 };

@@ -72,6 +72,10 @@ export interface Fail {
   token: LeaseToken;
   error: string;
   retryable: boolean;
+  /** Whose failure it was, for the queue's circuit breaker: true, the downstream service the
+   * job calls (it counts towards the breaker); false, the job's own (it does not). Absent: it
+   * counts when `retryable`. */
+  downstream?: boolean;
 }
 
 /** Worker → node: give a lease back without an outcome (not started, or shutting down). The job
@@ -157,7 +161,7 @@ export const WORKER_TO_NODE: SchemaTable<WorkerToNode> = {
     progress: opt(str(PROGRESS_CHARS_MAX)),
   }),
   complete: obj({ t: literal('complete'), rid: ridSchema, token: leaseTokenSchema, result: opt(resultSchema) }),
-  fail: obj({ t: literal('fail'), rid: ridSchema, token: leaseTokenSchema, error: errorTextSchema, retryable: bool }),
+  fail: obj({ t: literal('fail'), rid: ridSchema, token: leaseTokenSchema, error: errorTextSchema, retryable: bool, downstream: opt(bool) }),
   return: obj({ t: literal('return'), rid: ridSchema, token: leaseTokenSchema }),
 };
 

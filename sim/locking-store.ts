@@ -16,6 +16,8 @@
 // - writeSchedule (pg-schedules.ts): BEGIN; FOR SHARE on the shard's `shards` row; for a
 //   creation, the tenant's advisory lock (exclusive); the write; COMMIT. Schedule rows are not
 //   modelled, for the same reason as job rows.
+// - writeBreaker (pg-breakers.ts): as writeSchedule, with the tenant's breaker-creation lock, a
+//   lock apart from the schedule one.
 // - reads (listShards, loads, getJob, ...): one statement, no row locks.
 //
 // What goes wrong, as on the real server: a wait that closes a cycle fails with 40P01 after
@@ -33,6 +35,7 @@
 
 import pg from 'pg';
 import type { SeededRandom } from '../node/core/random.ts';
+import type { BreakerWrite } from '../node/core/breaker/breaker.ts';
 import type { ScheduleWrite } from '../node/core/schedule/schedule.ts';
 import type { CommitBatch, ShardLease, Store } from '../node/core/store.ts';
 import { isTransientConflict, rethrowMapped } from '../node/store/pg-errors.ts';
@@ -88,7 +91,7 @@ export interface DatabaseFaults {
   slowFactor: () => number;
 }
 
-const WRITES = new Set(['acquireShards', 'renewShards', 'releaseShards', 'commit', 'writeSchedule']);
+const WRITES = new Set(['acquireShards', 'renewShards', 'releaseShards', 'commit', 'writeSchedule', 'writeBreaker']);
 
 /** What the checkers hear from the lock model. */
 export interface LockReports {
@@ -162,6 +165,8 @@ const shardRow = (shard: number) => `shards:${shard}`;
 const leaseRow = (shard: number) => `shard_leases:${shard}`;
 /** pg-schedules.ts keys it by the tenant's hash; distinct tenants stand for distinct keys. */
 const tenantCreationsLock = (tenant: string) => `advisory:schedule_creations:${tenant}`;
+/** The same in pg-breakers.ts, of another lock class. */
+const tenantBreakerCreationsLock = (tenant: string) => `advisory:breaker_creations:${tenant}`;
 
 /** One operation: the statements between BEGIN and COMMIT (or the one statement of an
  * implicit transaction), each planned when the server starts it (null: it takes no locks). */
@@ -279,6 +284,21 @@ class LockingClient implements Store {
     });
   }
 
+  writeBreaker(lease: ShardLease, write: BreakerWrite) {
+    const creation = write.expectedVersion === null;
+    return this.run({
+      op: 'writeBreaker',
+      pool: 'writes',
+      explicit: true,
+      statements: [
+        () => [[shardRow(lease.shard), 'share']],
+        ...(creation ? [(): Lock[] => [[tenantBreakerCreationsLock(write.breaker.tenant), 'exclusive']]] : []),
+        null,
+      ],
+      apply: () => this.db.inner.writeBreaker(lease, write),
+    });
+  }
+
   loadShardJobs = (shard: number, state: 'pending' | 'running', after: Parameters<Store['loadShardJobs']>[2], limit: number) =>
     this.read('loadShardJobs', 'writes', () => this.db.inner.loadShardJobs(shard, state, after, limit));
   getJob = (id: string) => this.read('getJob', 'reads', () => this.db.inner.getJob(id));
@@ -288,6 +308,10 @@ class LockingClient implements Store {
   getSchedule = (tenant: string, name: string) => this.read('getSchedule', 'reads', () => this.db.inner.getSchedule(tenant, name));
   listSchedules = (tenant: string, limit: number, after: string | null) =>
     this.read('listSchedules', 'reads', () => this.db.inner.listSchedules(tenant, limit, after));
+  loadShardBreakers = (shard: number) => this.read('loadShardBreakers', 'writes', () => this.db.inner.loadShardBreakers(shard));
+  getBreaker = (tenant: string, queue: string) => this.read('getBreaker', 'reads', () => this.db.inner.getBreaker(tenant, queue));
+  listBreakers = (tenant: string, limit: number, after: string | null) =>
+    this.read('listBreakers', 'reads', () => this.db.inner.listBreakers(tenant, limit, after));
   retention = (...args: Parameters<Store['retention']>) => this.read('retention', 'writes', () => this.db.inner.retention(...args));
 
   async close(): Promise<void> {}

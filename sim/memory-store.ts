@@ -1,11 +1,12 @@
 // The simulator's store: the Store contract in memory, with the same semantics as the Postgres
-// store (fenced commits and schedule writes, conditional writes, idempotency, daily partitions
-// for retention). It passes the same conformance suite (test/conformance), so it cannot drift
-// from Postgres.
+// store (fenced commits, schedule and breaker writes, conditional writes, idempotency, daily
+// partitions for retention). It passes the same conformance suite (test/conformance), so it
+// cannot drift from Postgres.
 // Its clock is injected: virtual time in the simulator. Every operation completes in one
 // synchronous step, so a commit is trivially atomic; row locks, latency and faults are added
 // around it by sim/locking-store.ts.
 
+import { BREAKERS_PER_TENANT_MAX, type Breaker, type BreakerWrite, type BreakerWriteOutcome } from '../node/core/breaker/breaker.ts';
 import type { Job, JobState } from '../node/core/job/job.ts';
 import { LIVE_STATES } from '../node/core/job/job.ts';
 import { SCHEDULES_PER_TENANT_MAX, type Schedule, type ScheduleWrite, type ScheduleWriteOutcome } from '../node/core/schedule/schedule.ts';
@@ -24,7 +25,7 @@ import type {
 } from '../node/core/store.ts';
 import { partitionDay, partitionName, DAY_MS } from '../node/core/retention-days.ts';
 import { decodeListCursor, encodeListCursor } from '../node/store/list-cursor.ts';
-import { decodeScheduleCursor, encodeScheduleCursor } from '../node/store/list-cursor.ts';
+import { decodeBreakerCursor, decodeScheduleCursor, encodeBreakerCursor, encodeScheduleCursor } from '../node/store/list-cursor.ts';
 import type { PlantedBug } from '../node/core/test-hooks.ts';
 
 /** Sees every change the store applies, for the simulator's checkers. */
@@ -46,14 +47,18 @@ export class MemoryBacking {
   readonly shards: ShardState[];
   readonly jobs = new Map<string, Job>();
   readonly keys = new Map<string, string>();
-  /** By scheduleKey(tenant, name). */
+  /** By recordKey(tenant, name). */
   readonly schedules = new Map<string, Schedule>();
+  /** By recordKey(tenant, queue). */
+  readonly breakers = new Map<string, Breaker>();
   /** Days (UTC, as days since the epoch) that have a partition of their own. */
   readonly partitions = new Set<number>();
   /** Commits applied, for the simulator's checkers and statistics. */
   commits = 0;
   /** The most schedules a tenant may have; tests lower it (PgStoreOptions.schedulesPerTenantMax). */
   schedulesPerTenantMax = SCHEDULES_PER_TENANT_MAX;
+  /** The most breakers a tenant may have; tests lower it (PgStoreOptions.breakersPerTenantMax). */
+  breakersPerTenantMax = BREAKERS_PER_TENANT_MAX;
   observer: StoreObserver | null = null;
 
   constructor(
@@ -212,7 +217,7 @@ export class MemoryStore implements Store {
     }
     if (this.data.shards[lease.shard]?.epoch !== lease.epoch) return 'stale_epoch';
     const { tenant, name } = write.kind === 'put' ? write.schedule : write;
-    const key = scheduleKey(tenant, name);
+    const key = recordKey(tenant, name);
     const current = this.data.schedules.get(key);
     if (write.kind === 'put' && write.expectedVersion === null) {
       if (current !== undefined) return 'conflict';
@@ -239,7 +244,7 @@ export class MemoryStore implements Store {
 
   async getSchedule(tenant: string, name: string): Promise<Schedule | null> {
     this.open();
-    const schedule = this.data.schedules.get(scheduleKey(tenant, name));
+    const schedule = this.data.schedules.get(recordKey(tenant, name));
     return schedule === undefined ? null : copySchedule(schedule);
   }
 
@@ -253,6 +258,54 @@ export class MemoryStore implements Store {
     const items = matching.slice(0, Math.max(1, limit)).map(copySchedule);
     const last = items.at(-1);
     return { items, next: matching.length > items.length && last !== undefined ? encodeScheduleCursor(last.name) : null };
+  }
+
+  async writeBreaker(lease: ShardLease, write: BreakerWrite): Promise<BreakerWriteOutcome> {
+    this.open();
+    const { breaker, expectedVersion } = write;
+    if (breaker.shard !== lease.shard) {
+      throw new Error(`writeBreaker: breaker of queue ${breaker.queue} is in shard ${breaker.shard}, written under the lease of shard ${lease.shard}`);
+    }
+    if (this.data.shards[lease.shard]?.epoch !== lease.epoch) return 'stale_epoch';
+    const key = recordKey(breaker.tenant, breaker.queue);
+    const current = this.data.breakers.get(key);
+    if (expectedVersion === null) {
+      if (current !== undefined) return 'conflict';
+      const count = [...this.data.breakers.values()].filter((b) => b.tenant === breaker.tenant).length;
+      if (count >= this.data.breakersPerTenantMax) return 'limit';
+      this.data.breakers.set(key, { ...copyBreaker(breaker), version: 1 });
+      return 'ok';
+    }
+    // As in Postgres, a write reaches only a breaker of the shard it is fenced by.
+    if (current === undefined || current.shard !== lease.shard || current.version !== expectedVersion) return 'conflict';
+    this.data.breakers.set(key, { ...copyBreaker(breaker), version: expectedVersion + 1 });
+    return 'ok';
+  }
+
+  async loadShardBreakers(shard: number): Promise<Breaker[]> {
+    this.open();
+    return [...this.data.breakers.values()]
+      .filter((b) => b.shard === shard)
+      .sort((a, b) => compareUtf8(a.tenant, b.tenant) || compareUtf8(a.queue, b.queue))
+      .map(copyBreaker);
+  }
+
+  async getBreaker(tenant: string, queue: string): Promise<Breaker | null> {
+    this.open();
+    const breaker = this.data.breakers.get(recordKey(tenant, queue));
+    return breaker === undefined ? null : copyBreaker(breaker);
+  }
+
+  async listBreakers(tenant: string, limit: number, after: string | null): Promise<Page<Breaker>> {
+    this.open();
+    const lastQueue = after === null ? null : decodeBreakerCursor(after);
+    if (after !== null && lastQueue === null) throw new RangeError('listBreakers: malformed cursor');
+    const matching = [...this.data.breakers.values()]
+      .filter((b) => b.tenant === tenant && (lastQueue === null || compareUtf8(b.queue, lastQueue) > 0))
+      .sort((a, b) => compareUtf8(a.queue, b.queue));
+    const items = matching.slice(0, Math.max(1, limit)).map(copyBreaker);
+    const last = items.at(-1);
+    return { items, next: matching.length > items.length && last !== undefined ? encodeBreakerCursor(last.queue) : null };
   }
 
   async retention(options: RetentionOptions, asOfMs?: number): Promise<RetentionReport> {
@@ -303,12 +356,18 @@ function copySchedule(schedule: Schedule): Schedule {
   return { ...schedule, timing: { ...schedule.timing }, retry: { ...schedule.retry } };
 }
 
-function scheduleKey(tenant: string, name: string): string {
+/** A schedule's or a breaker's key: a name (a queue) is unique per tenant. */
+function recordKey(tenant: string, name: string): string {
   return `${tenant}\u0000${name}`;
 }
 
-/** The order of PostgreSQL's "C" collation, which the schedules' names use: UTF-8 bytes, which
- * is not JavaScript's (UTF-16 code units) past the Basic Multilingual Plane. */
+function copyBreaker(breaker: Breaker): Breaker {
+  return { ...breaker, config: breaker.config === null ? null : { ...breaker.config } };
+}
+
+/** The order of PostgreSQL's "C" collation, which the schedules' names and the breakers' queues
+ * use: UTF-8 bytes, which is not JavaScript's (UTF-16 code units) past the Basic Multilingual
+ * Plane. */
 function compareUtf8(a: string, b: string): number {
   return Buffer.compare(Buffer.from(a), Buffer.from(b));
 }

@@ -13,6 +13,7 @@ import {
   SUBMIT_HELP,
   submitCommand,
 } from './client-commands.ts';
+import { BREAKER_HELP, breakerCommand, BREAKERS_HELP, breakersCommand } from './breaker-commands.ts';
 import { DEMO_HELP, demoCommand } from './demo.ts';
 import { CLUSTER_HELP, clusterCommand } from './cluster-command.ts';
 import { KEYGEN_HELP, keygenCommand } from './keygen.ts';
@@ -31,6 +32,8 @@ const HELP = `kairos: a distributed job scheduler
   kairos cancel JOB_ID         cancel a pending or running job
   kairos dlq list|requeue      the dead-letter queue
   kairos schedule SUBCOMMAND   recurring schedules: add, list, get, pause, resume, rm
+  kairos breakers              your queues' circuit breakers: state, failures, next probe
+  kairos breaker SUBCOMMAND    a queue's circuit breaker: set, get, clear
 
 Run 'kairos <command> --help' for a command's options.`;
 
@@ -45,6 +48,8 @@ const commands: Record<string, { help: string; run: (argv: string[]) => Promise<
   cancel: { help: CANCEL_HELP, run: cancelCommand },
   dlq: { help: DLQ_HELP, run: dlqCommand },
   schedule: { help: SCHEDULE_HELP, run: scheduleCommand },
+  breakers: { help: BREAKERS_HELP, run: breakersCommand },
+  breaker: { help: BREAKER_HELP, run: breakerCommand },
 };
 
 async function main(argv: string[]): Promise<void> {

@@ -15,6 +15,9 @@ import { intOption, listOption, oneOfOption, UsageError } from './args.ts';
 import { stopSignals } from './stop-signals.ts';
 import { CellMapFile } from '../adapters/cell-map.ts';
 import { jsonLogger } from '../adapters/system-env.ts';
+import { breakerConfigOf, breakerSpecSchema } from '../../protocol/breaker-view.ts';
+import { Invalid } from '../../protocol/schema.ts';
+import type { BreakerConfig } from '../core/breaker/breaker.ts';
 
 export const START_HELP = `kairos start [options]
   --data-dir DIR     node key (its id) and embedded Postgres data (env KAIROS_DATA_DIR, default ./.kairos)
@@ -55,6 +58,10 @@ export const START_HELP = `kairos start [options]
   --cell-map FILE    the cell map, JSON (README, Cells; env KAIROS_CELL_MAP); re-read every 5 s
   --cell-proxy       carry other cells' connections there instead of redirecting the client
                      (env KAIROS_CELL_PROXY=1)
+  --breaker-default JSON  a circuit breaker for every queue without settings of its own, e.g.
+                     '{"failureRatePct":50,"minAttempts":20,"cooldownMs":5000}' (fields as in
+                     kairos breaker set; {} takes every default; env KAIROS_BREAKER_DEFAULT;
+                     default none); give every node the same
   --tokens FILE      JSON {"token": "tenant"} (env KAIROS_TOKENS_FILE or KAIROS_TOKENS=token=tenant,...)
   --log-level LEVEL  debug|info|warn|error (env KAIROS_LOG_LEVEL, default info)
 Uses DATABASE_URL when set, else starts the embedded PostgreSQL.`;
@@ -87,11 +94,13 @@ export async function startCommand(argv: string[]): Promise<void> {
       cell: { type: 'string' },
       'cell-map': { type: 'string' },
       'cell-proxy': { type: 'boolean' },
+      'breaker-default': { type: 'string' },
     },
   });
   const env = process.env;
   const shardCount = intOption(values.shards ?? env.KAIROS_SHARDS, '--shards', 256, 1, 4096);
   const leaseMs = intOption(values['lease-ms'] ?? env.KAIROS_LEASE_MS, '--lease-ms', DEFAULT_OWNER_CONFIG.leaseMs, 100, 86_400_000);
+  const breakerDefault = breakerDefaultOption(values['breaker-default'] ?? env.KAIROS_BREAKER_DEFAULT);
   const retentionDays = intOption(values['retention-days'] ?? env.KAIROS_RETENTION_DAYS, '--retention-days', DEFAULT_RETENTION_CONFIG.keepDays, 1, RETENTION_DAYS_MAX);
   const progress = (step: string) => process.stderr.write(`kairos: ${step}…\n`);
   const logLevel = oneOfOption<LogLevel>(values['log-level'] ?? env.KAIROS_LOG_LEVEL, '--log-level', ['debug', 'info', 'warn', 'error'], 'info');
@@ -123,6 +132,7 @@ export async function startCommand(argv: string[]): Promise<void> {
     config: {
       shardCount,
       retention: { ...DEFAULT_RETENTION_CONFIG, keepDays: retentionDays },
+      breakerDefault,
       owner: { ...DEFAULT_OWNER_CONFIG, leaseMs, leaseCheckMs: Math.min(DEFAULT_OWNER_CONFIG.leaseCheckMs, leaseMs / 4) },
       gateway: {
         ...DEFAULT_GATEWAY_CONFIG,
@@ -182,4 +192,21 @@ async function cellOption(name: string | undefined, mapPath: string | undefined,
   } catch (error) {
     throw new UsageError((error as Error).message);
   }
+}
+
+/** The node's default circuit breaker: the settings of a breaker_set, as JSON, without a queue. */
+function breakerDefaultOption(value: string | undefined): BreakerConfig | null {
+  if (value === undefined || value === '') return null;
+  let parsed: unknown;
+  try {
+    parsed = JSON.parse(value);
+  } catch {
+    throw new UsageError(`--breaker-default must be a JSON object, got '${value}'`);
+  }
+  if (typeof parsed !== 'object' || parsed === null || Array.isArray(parsed) || 'queue' in parsed) {
+    throw new UsageError(`--breaker-default must be a JSON object of breaker settings (no queue), got '${value}'`);
+  }
+  const spec = breakerSpecSchema.check({ ...parsed, queue: 'default' });
+  if (spec instanceof Invalid) throw new UsageError(`--breaker-default: ${spec.message}`);
+  return breakerConfigOf(spec);
 }

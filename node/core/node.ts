@@ -8,7 +8,10 @@ import { Dispatcher, homeOfWorker } from './dispatch/dispatcher.ts';
 import { clusterView } from './cluster/cluster-view.ts';
 import { remoteCredit } from './cluster/remote-credit.ts';
 import { laneOf, splitLane } from './job/lane.ts';
-import { BACKLOG_QUEUES_MAX } from '../../protocol/limits.ts';
+import { BACKLOG_QUEUES_MAX, BREAKER_SIGNALS_MAX } from '../../protocol/limits.ts';
+import { BreakerBoard, type BoardMsg } from './breaker/breaker-board.ts';
+import { BreakerTally } from './breaker/breaker-tally.ts';
+import type { BreakerConfig } from './breaker/breaker.ts';
 import type { DispatcherMsg } from './dispatch/dispatcher-messages.ts';
 import type { PeerMessage } from '../../protocol/peer-messages.ts';
 import type { Env } from './env.ts';
@@ -27,6 +30,9 @@ export interface NodeConfig {
   committer: CommitterConfig;
   gateway: GatewayConfig;
   retention: RetentionConfig;
+  /** The circuit breaker of every queue without settings of its own; null for none. Every node
+   * of a cluster should have the same: a breaker's owner decides by its own node's. */
+  breakerDefault: BreakerConfig | null;
   /** Null: a node alone, which wants every shard. Otherwise it learns its peers by gossip and
    * wants the shards the ring gives it. */
   cluster: ClusterConfig | null;
@@ -51,6 +57,7 @@ export const DEFAULT_NODE_CONFIG: NodeConfig = {
   committer: { inFlightMax: 4, batchWritesMax: 5_000 },
   gateway: DEFAULT_GATEWAY_CONFIG,
   retention: DEFAULT_RETENTION_CONFIG,
+  breakerDefault: null,
   cluster: null,
 };
 
@@ -80,6 +87,9 @@ export function createNode(env: Env, config: NodeConfig): KairosNode {
   const committer = system.spawn<CommitterMsg>('committer', new Committer(config.committer));
   const dispatcherActor = new Dispatcher(cluster === null ? null : remoteCredit(env.network, () => membership?.tell({ kind: 'load_changed' })), () => routes.localOwners());
   const dispatcher = system.spawn<DispatcherMsg>('dispatcher', dispatcherActor);
+  const tally = new BreakerTally(() => board.tell({ kind: 'report_soon' }));
+  const boardActor = new BreakerBoard({ routes, dispatcher, tally, signalsChanged: cluster === null ? null : () => membership?.tell({ kind: 'load_changed' }) });
+  const board = system.spawn<BoardMsg>('breakers', boardActor);
   const shardManagerActor: ShardManager = new ShardManager({
       config: config.shards,
       routes,
@@ -94,6 +104,9 @@ export function createNode(env: Env, config: NodeConfig): KairosNode {
           workerGone: (workerId) => homeOfWorker(workerId) === env.nodeId && !dispatcherActor.hasWorker(workerId),
           mayServe: () => shardManagerActor.mayServe(shard, epoch, env.clock.monotonicMs()),
           exited,
+          tally,
+          breakerDefault: config.breakerDefault,
+          breakerSignals: (signals) => board.tell({ kind: 'local_signals', shard, signals }),
         })),
       // The hand-off's last step: the node the ring names next may acquire the shard at once.
       released: ({ shard, epoch }) => {
@@ -112,13 +125,17 @@ export function createNode(env: Env, config: NodeConfig): KairosNode {
             clientUrl: cluster.clientUrl,
             addrs: cluster.addrs,
             joining: cluster.joining,
-            load: () => ({
-              shards: routes.served,
-              backlog: dispatcherActor.localBacklog(BACKLOG_QUEUES_MAX).map(([lane, ready, topPriority, shards, slots]) => {
-                const [tenant, queue] = splitLane(lane);
-                return { tenant, queue, ready, topPriority, shards, slots };
-              }),
-            }),
+            load: () => {
+              const breakers = boardActor.localSignals(BREAKER_SIGNALS_MAX);
+              return {
+                shards: routes.served,
+                backlog: dispatcherActor.localBacklog(BACKLOG_QUEUES_MAX).map(([lane, ready, topPriority, shards, slots]) => {
+                  const [tenant, queue] = splitLane(lane);
+                  return { tenant, queue, ready, topPriority, shards, slots };
+                }),
+                ...(breakers.length > 0 ? { breakers } : {}),
+              };
+            },
             ringChanged: (members, dead) => {
               // Empty when this node leaves and hears nobody else: it places nothing.
               const owners = members.length === 0 ? null : placement.place(config.shardCount, members);
@@ -133,6 +150,7 @@ export function createNode(env: Env, config: NodeConfig): KairosNode {
     config: config.gateway,
     routes,
     dispatcher,
+    breakers: { refusal: (tenant, queue, nowMs) => boardActor.refusal(tenant, queue, nowMs), board, defaultConfig: config.breakerDefault },
     clusterView: (rid) =>
       membershipActor === null || cluster === null
         ? clusterView(rid, { node: env.nodeId, incarnation: 0, clientUrl: '', inRing: true }, [], new Array(config.shardCount).fill(env.nodeId), config.shardCount)
@@ -168,8 +186,11 @@ export function createNode(env: Env, config: NodeConfig): KairosNode {
           if (message.node !== env.nodeId) {
             const counts = message.load.backlog.map((b): [string, number, number, number, number] => [laneOf(b.tenant, b.queue), b.ready, b.topPriority, b.shards ?? 1, b.slots ?? 0]);
             dispatcher.tell({ kind: 'remote_backlog', node: message.node, counts });
+            if (message.load.breakers !== undefined) board.tell({ kind: 'remote_signals', signals: message.load.breakers });
           }
           return;
+        case 'breaker_report':
+          return board.tell({ kind: 'reported', counts: message.counts });
         case 'handoff_done':
           return shardManager.tell({ kind: 'acquire' });
         default:

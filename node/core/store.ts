@@ -15,6 +15,7 @@
 
 import type { Job, JobState, LeaseToken } from './job/job.ts';
 import type { Schedule, ScheduleWrite, ScheduleWriteOutcome } from './schedule/schedule.ts';
+import type { Breaker, BreakerWrite, BreakerWriteOutcome } from './breaker/breaker.ts';
 
 export interface ShardLease {
   shard: number;
@@ -138,6 +139,19 @@ export interface Store {
   getSchedule(tenant: string, name: string): Promise<Schedule | null>;
   /** A tenant's schedules by name, `limit` at most, after the `next` of a previous page. */
   listSchedules(tenant: string, limit: number, after: string | null): Promise<Page<Schedule>>;
+
+  /** Circuit breakers (breaker/breaker.ts). A breaker write is fenced like a schedule write
+   * (the shard's epoch, else 'stale_epoch'), conditional on the breaker's version ('conflict'),
+   * and a creation counts against the tenant's BREAKERS_PER_TENANT_MAX ('limit'). The store
+   * sets version to expectedVersion + 1 (1 when created). Rows are never deleted. */
+  writeBreaker(lease: ShardLease, write: BreakerWrite): Promise<BreakerWriteOutcome>;
+  /** Every breaker of a shard, for its owner at start. */
+  loadShardBreakers(shard: number): Promise<Breaker[]>;
+  /** One breaker, as committed (a read, served apart from the write path like getJob). */
+  getBreaker(tenant: string, queue: string): Promise<Breaker | null>;
+  /** A tenant's breakers by queue (byte order), `limit` at most, after the `next` of a
+   * previous page. */
+  listBreakers(tenant: string, limit: number, after: string | null): Promise<Page<Breaker>>;
 
   /** Create partitions ahead; drop expired ones only when nothing in them is live. One node at
    * a time (the store serialises callers). Days are counted by the store's clock (PostgreSQL's

@@ -1,6 +1,6 @@
 // The PostgreSQL store: the Store contract (node/core/store.ts) on pg Pools. Shard leases and
 // job reads live here; the fenced write path is pg-commit.ts, schedules pg-schedules.ts,
-// retention pg-retention.ts, the row mapping pg-rows.ts.
+// breakers pg-breakers.ts, retention pg-retention.ts, the row mapping pg-rows.ts.
 //
 // Three pools, so that no kind of work waits in a queue behind another: shard leases (a
 // renewal that waits too long costs the node its shards), the write path (commits, loads,
@@ -14,12 +14,14 @@
 
 import assert from 'node:assert/strict';
 import pg from 'pg';
+import { BREAKERS_PER_TENANT_MAX } from '../core/breaker/breaker.ts';
 import { parseJobId } from '../core/job/job-id.ts';
 import type { Job } from '../core/job/job.ts';
 import { SCHEDULES_PER_TENANT_MAX } from '../core/schedule/schedule.ts';
 import type { JobCursor, ListFilter, Page, ShardLease, ShardRow, Store } from '../core/store.ts';
 import { decodeListCursor, encodeListCursor } from './list-cursor.ts';
 import { migrate } from './migrate.ts';
+import { getBreaker, listBreakers, loadShardBreakers, writeBreaker } from './pg-breakers.ts';
 import { ensureCluster } from './pg-cluster.ts';
 import { commitBatch } from './pg-commit.ts';
 import { runRetention } from './pg-retention.ts';
@@ -31,13 +33,16 @@ export interface PgStoreOptions {
   connectionString: string;
   /** Connections of the write path: the number of batches that can be in flight at once. */
   poolSize?: number;
-  /** Connections serving clients' reads (`getJob`, `listJobs`, `getSchedule`, `listSchedules`). */
+  /** Connections serving clients' reads (`getJob`, `listJobs`, `getSchedule`, `listSchedules`,
+   * `getBreaker`, `listBreakers`). */
   readPoolSize?: number;
   /** The cluster's shard count; checked against the one recorded at cluster creation. */
   shardCount: number;
   /** The most schedules a tenant may have: SCHEDULES_PER_TENANT_MAX, the same on every node of
    * a cluster. Tests lower it, to reach it without creating a thousand schedules. */
   schedulesPerTenantMax?: number;
+  /** The most breakers a tenant may have: BREAKERS_PER_TENANT_MAX, likewise. */
+  breakersPerTenantMax?: number;
 }
 
 export const LIST_LIMIT_MAX = 1000;
@@ -132,7 +137,7 @@ const GET_JOB_SQL = `SELECT ${JOB_SELECT} FROM jobs WHERE id = $1 AND scheduled_
 const FIND_KEY_SQL = 'SELECT job_id FROM idempotency WHERE tenant = $1 AND key = $2';
 
 export async function createPgStore(options: PgStoreOptions): Promise<Store> {
-  const { connectionString, shardCount, schedulesPerTenantMax = SCHEDULES_PER_TENANT_MAX } = options;
+  const { connectionString, shardCount, schedulesPerTenantMax = SCHEDULES_PER_TENANT_MAX, breakersPerTenantMax = BREAKERS_PER_TENANT_MAX } = options;
   await migrate(connectionString);
   const pool = newPool(connectionString, options.poolSize ?? 10, 'kairos', TIMEOUTS.writes);
   const leasePool = newPool(connectionString, SHARD_LEASE_CONNECTIONS, 'kairos-leases', TIMEOUTS.leases);
@@ -218,6 +223,11 @@ export async function createPgStore(options: PgStoreOptions): Promise<Store> {
     loadShardSchedules: (shard) => loadShardSchedules(pool, shard),
     getSchedule: (tenant, name) => getSchedule(reads, tenant, name),
     listSchedules: (tenant, limit, after) => listSchedules(reads, tenant, limit, after),
+
+    writeBreaker: (lease, write) => writeBreaker(pool, breakersPerTenantMax, lease, write),
+    loadShardBreakers: (shard) => loadShardBreakers(pool, shard),
+    getBreaker: (tenant, queue) => getBreaker(reads, tenant, queue),
+    listBreakers: (tenant, limit, after) => listBreakers(reads, tenant, limit, after),
 
     retention: (retentionOptions, asOfMs) => runRetention(pool, shardCount, retentionOptions, asOfMs),
 

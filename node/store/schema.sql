@@ -3,6 +3,33 @@
 --   UPDATE_SCHEMA_DUMP=1 npx vitest run test/conformance/pg-store.test.ts
 -- (Daily partitions jobs_pYYYYMMDD are created at run time by the retention pass.)
 
+CREATE TABLE breakers (
+  tenant text COLLATE "C" NOT NULL,
+  queue text COLLATE "C" NOT NULL,
+  shard integer NOT NULL,
+  config_enabled boolean,
+  config_failure_rate_pct integer,
+  config_min_attempts integer,
+  config_window_ms bigint,
+  config_cooldown_ms bigint,
+  config_cooldown_max_ms bigint,
+  config_probes integer,
+  config_refuse_when_open boolean,
+  state text COLLATE "C" NOT NULL,
+  since_at timestamp with time zone NOT NULL,
+  next_probe_at timestamp with time zone,
+  cooldown_ms bigint NOT NULL,
+  round integer NOT NULL,
+  opened_attempts integer NOT NULL,
+  opened_failures integer NOT NULL,
+  version integer NOT NULL,
+  updated_at timestamp with time zone NOT NULL,
+  CONSTRAINT breakers_config_check CHECK ((num_nulls(config_enabled, config_failure_rate_pct, config_min_attempts, config_window_ms, config_cooldown_ms, config_cooldown_max_ms, config_probes, config_refuse_when_open) = ANY (ARRAY[0, 8]))),
+  CONSTRAINT breakers_pkey PRIMARY KEY (tenant, queue),
+  CONSTRAINT breakers_state_check CHECK ((state = ANY (ARRAY['closed'::text, 'open'::text, 'half_open'::text])))
+);
+CREATE INDEX breakers_shard ON public.breakers USING btree (shard);
+
 CREATE TABLE cluster (
   id boolean NOT NULL DEFAULT true,
   shard_count integer NOT NULL,

@@ -23,11 +23,19 @@
 // - schedule_delete: a second copy is refused with `not_found` once the first has deleted the
 //   schedule, and the client reports success: the schedule is gone, as asked. If another
 //   client made a schedule of that name again in between, the copy deletes that one.
+// - breaker_set, breaker_clear: a copy sets (or clears) the same settings again; the reply is
+//   the breaker as it then is. breaker_get, breaker_list: reads. breaker_watch: watching twice
+//   asks for the same pushes.
+//
+// A submission refused with `circuit_open` (its queue's breaker is open and set to refuse) is
+// not retried: the caller gets the KairosError, with `retryAfterMs` until the breaker probes.
 
 import type { JobState } from '../../node/core/job/job.ts';
 import type { MemberView, SubmitSpec, Welcome } from '../client-messages.ts';
 import type { JobView } from '../job-view.ts';
 import type { ScheduleSpec, ScheduleView } from '../schedule-view.ts';
+import type { BreakerSpec, BreakerView } from '../breaker-view.ts';
+import { BreakerWatches, type OnBreakerChange } from './breaker-watch.ts';
 import type { Lease } from '../worker-messages.ts';
 import { Connection, type ConnectionSettings } from './connection.ts';
 import { ConnectionClosedError, KairosError, mayHaveApplied, OutcomeUnknownError } from './errors.ts';
@@ -66,6 +74,23 @@ export interface SchedulesPage {
   next: string | null;
 }
 
+/** A queue's breaker settings; omitted fields take the defaults (see BreakerSpec). */
+export type BreakerOptions = Omit<BreakerSpec, 'queue'>;
+
+export interface BreakerListOptions {
+  /** Breakers per page, up to 1000. */
+  limit?: number;
+  /** The `next` of the previous page. */
+  after?: string;
+}
+
+export interface BreakersPage {
+  /** Without their live window (`window` is null): `get` one to see it. */
+  breakers: BreakerView[];
+  /** Cursor of the next page; null on the last. */
+  next: string | null;
+}
+
 export interface ClientSettings {
   connection: Omit<ConnectionSettings, 'warn' | 'runtime'>;
   runtime: SdkRuntime;
@@ -87,6 +112,7 @@ export class KairosClient {
   private readonly retry: AutoRetryPolicy | null;
   private readonly warn: (message: string) => void;
   private readonly subscriptions: Subscriptions;
+  private readonly breakerWatches: BreakerWatches;
   private readonly workers = new Map<string, QueueWorker>();
   private readonly workerHost: WorkerHost;
   /** Calls not yet answered; `close()` waits for them. */
@@ -122,6 +148,7 @@ export class KairosClient {
         ),
       warn: this.warn,
     });
+    this.breakerWatches = new BreakerWatches({ request: (request, answerer) => this.send(request, answerer), warn: this.warn });
     this.workerHost = {
       conn: this.conn,
       runtime: this.runtime,
@@ -259,6 +286,34 @@ export class KairosClient {
     },
   };
 
+  /** Circuit breakers, one per queue for the whole cluster: while a queue's breaker is open no
+   * job of it is leased (they wait, pending, and spend no attempt), then a few probe jobs decide
+   * whether it closes again. */
+  readonly breakers = {
+    /** Sets the queue's own breaker settings, replacing any it had; omitted fields take the
+     * defaults, and `enabled: false` turns the node's default breaker off for the queue.
+     * Resolves with the breaker as committed. */
+    set: async (queue: string, options: BreakerOptions = {}): Promise<BreakerView> =>
+      (await this.call({ t: 'breaker_set', rid: 0, breaker: { ...options, queue } })).breaker,
+    /** The queue's breaker with its live window. Rejects with `not_found` when the queue has
+     * none (no settings of its own, and the node has no default breaker). */
+    get: async (queue: string): Promise<BreakerView> => (await this.call({ t: 'breaker_get', rid: 0, queue })).breaker,
+    /** One page of the tenant's breakers, by queue. */
+    list: async (options: BreakerListOptions = {}): Promise<BreakersPage> => {
+      const reply = await this.call({ t: 'breaker_list', rid: 0, limit: options.limit, after: options.after });
+      return { breakers: reply.breakers, next: reply.next };
+    },
+    /** Drops the queue's own settings: the node's default breaker applies to it again. */
+    clear: async (queue: string): Promise<BreakerView> => (await this.call({ t: 'breaker_clear', rid: 0, queue })).breaker,
+    /** Calls `onChange` for every change of state of the tenant's breakers, as the connected
+     * node sees them, until the client closes (after a reconnect the watch is made again;
+     * changes while the link was down are not replayed). Resolves once the node has agreed. */
+    watch: (onChange: OnBreakerChange): Promise<void> => {
+      if (this.closing !== null) return Promise.reject(new ConnectionClosedError('client is closing'));
+      return this.breakerWatches.watch(onChange);
+    },
+  };
+
   // ---- Workers -------------------------------------------------------------------------
 
   /** Runs `handler` for jobs of `queue`, up to `concurrency` at once. One worker per queue
@@ -298,6 +353,7 @@ export class KairosClient {
     this.learnNodes();
     if (!reconnected) return;
     this.subscriptions.resubscribe();
+    this.breakerWatches.rewatch();
     for (const worker of this.workers.values()) worker.reconnected();
   }
 
@@ -324,6 +380,8 @@ export class KairosClient {
         return;
       case 'job_changed':
         return this.subscriptions.changed(message);
+      case 'breaker_changed':
+        return this.breakerWatches.changed(message);
     }
   }
 

@@ -343,6 +343,7 @@ export class Connection {
     const message = decoded.msg;
     switch (message.t) {
       case 'job_changed':
+      case 'breaker_changed':
       case 'lease':
       case 'revoke':
         return this.events.push(message);

@@ -2,8 +2,8 @@
 // the two ways a request can end without an answer have classes of their own, because a
 // caller handles them differently: a timeout may be worth another try, a closed client will
 // never answer. A submission whose outcome stays unknown ends in OutcomeUnknownError, which
-// says what the caller can do about it. NonRetryableError goes the other way: a handler throws
-// it.
+// says what the caller can do about it. NonRetryableError, DownstreamError and JobError go the
+// other way: a handler throws them.
 
 import { ERROR_CODES, type ErrorBody, type ErrorCode } from '../errors.ts';
 
@@ -11,7 +11,8 @@ import { ERROR_CODES, type ErrorBody, type ErrorCode } from '../errors.ts';
 export class KairosError extends Error {
   override readonly name = 'KairosError';
   readonly code: ErrorCode;
-  /** For `overloaded`, `rate_limited`, `unavailable`: when the node suggests trying again. */
+  /** For `overloaded`, `rate_limited`, `unavailable`: when the node suggests trying again. For
+   * `circuit_open`: when the queue's breaker probes again. */
   readonly retryAfterMs: number | undefined;
   /** Path of the offending field for `bad_request`, e.g. `job.queue`. */
   readonly field: string | undefined;
@@ -83,6 +84,29 @@ export function mayHaveApplied(error: unknown): boolean {
  * dead-letter queue at once). Any other exception fails the attempt as retryable. */
 export class NonRetryableError extends Error {
   override readonly name = 'NonRetryableError';
+
+  constructor(message: string, options?: { cause?: unknown }) {
+    super(message, options);
+  }
+}
+
+/** Thrown by a handler: the attempt failed because a service the job depends on failed (a
+ * timeout, a 503). It is retried like any failure, and it counts towards the queue's circuit
+ * breaker (`fail` with `downstream: true`). */
+export class DownstreamError extends Error {
+  override readonly name = 'DownstreamError';
+
+  constructor(message: string, options?: { cause?: unknown }) {
+    super(message, options);
+  }
+}
+
+/** Thrown by a handler: the attempt failed for a reason of the job's own (its input, say), which
+ * says nothing about the services it calls. It is retried like any failure, but does not count
+ * towards the queue's circuit breaker (`fail` with `downstream: false`). Throw
+ * NonRetryableError instead when retrying cannot help. */
+export class JobError extends Error {
+  override readonly name = 'JobError';
 
   constructor(message: string, options?: { cause?: unknown }) {
     super(message, options);

@@ -1,7 +1,7 @@
-// The Kairos client SDK: submit and follow jobs, manage recurring schedules, and run workers,
-// over one WebSocket to any node. It speaks only the protocol (../*.ts) and needs nothing from
-// Node.js but the `ws` package, which the `transport` option can replace (a browser WebSocket,
-// the simulator's network).
+// The Kairos client SDK: submit and follow jobs, manage recurring schedules and circuit
+// breakers, and run workers, over one WebSocket to any node. It speaks only the protocol
+// (../*.ts) and needs nothing from Node.js but the `ws` package, which the `transport` option
+// can replace (a browser WebSocket, the simulator's network).
 
 import type { SubmitSpec } from '../client-messages.ts';
 import { KairosClient } from './client.ts';
@@ -26,7 +26,8 @@ export interface ConnectOptions {
    * the client instead. Defaults: 100 ms doubling to 5 s, forever. */
   reconnect?: { initialDelayMs?: number; maxDelayMs?: number; maxAttempts?: number } | false;
   /** Automatic retry, after `retryAfterMs` or with backoff, until `deadlineMs` after the first
-   * try: of refusals that applied nothing (`overloaded`, `rate_limited`, `unavailable`), and
+   * try: of refusals that applied nothing (`overloaded`, `rate_limited`, `unavailable`; never
+   * `circuit_open`, which the queue's breaker settings asked for), and
    * of submissions and worker outcomes whose outcome is unknown (`internal`, or no answer
    * within `requestTimeoutMs`), under the same idempotency key or lease token. A submission
    * still unknown at the deadline rejects with OutcomeUnknownError. `false` hands everything
@@ -67,12 +68,13 @@ export function connect(options: ConnectOptions): Promise<KairosClient> {
 }
 
 export { KairosClient };
-export type { ClusterInfo, ListFilter, Page, ScheduleListOptions, SchedulesPage } from './client.ts';
+export type { BreakerListOptions, BreakerOptions, BreakersPage, ClusterInfo, ListFilter, Page, ScheduleListOptions, SchedulesPage } from './client.ts';
+export type { BreakerChange, OnBreakerChange } from './breaker-watch.ts';
 export type { SubmitManyResult, SubmitResult } from './submit-many.ts';
 export type { Subscription, OnChange } from './subscriptions.ts';
 export type { Handler, Worker, WorkerOptions } from './worker.ts';
 export type { JobContext } from './attempt.ts';
-export { ConnectionClosedError, KairosError, NonRetryableError, OutcomeUnknownError, RequestTimeoutError } from './errors.ts';
+export { ConnectionClosedError, DownstreamError, JobError, KairosError, NonRetryableError, OutcomeUnknownError, RequestTimeoutError } from './errors.ts';
 export type { Dial, Link, LinkListener } from './transport.ts';
 export { webSocketDialer, type WebSocketOptions } from './ws-transport.ts';
 export type { SdkRuntime } from './runtime.ts';
@@ -81,6 +83,8 @@ export type { MemberView } from '../client-messages.ts';
 export type { RetrySpec } from '../client-messages.ts';
 export type { JobView } from '../job-view.ts';
 export type { ScheduleSpec, ScheduleView } from '../schedule-view.ts';
+export type { BreakerSource, BreakerSpec, BreakerView } from '../breaker-view.ts';
+export type { BreakerState } from '../../node/core/breaker/breaker.ts';
 export type { MissedPolicy } from '../../node/core/schedule/schedule.ts';
 export type { LeaseJob } from '../worker-messages.ts';
 export type { ErrorCode } from '../errors.ts';

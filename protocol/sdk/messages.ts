@@ -3,6 +3,9 @@
 // unasked.
 
 import type {
+  BreakerChanged,
+  BreakerPage,
+  BreakerReply,
   Cancelled,
   ClientRequest,
   ClusterView,
@@ -37,6 +40,11 @@ interface ReplyByRequest {
   schedule_list: SchedulePage;
   schedule_pause: ScheduleReply;
   schedule_delete: Ok;
+  breaker_set: BreakerReply;
+  breaker_clear: BreakerReply;
+  breaker_get: BreakerReply;
+  breaker_list: BreakerPage;
+  breaker_watch: Ok;
   heartbeat: LeaseExtended;
   complete: Ack;
   fail: Ack;
@@ -63,13 +71,18 @@ export const REPLY_TYPE: { readonly [K in Request['t']]: ReplyByRequest[K]['t'] 
   schedule_list: 'schedule_page',
   schedule_pause: 'schedule',
   schedule_delete: 'ok',
+  breaker_set: 'breaker',
+  breaker_clear: 'breaker',
+  breaker_get: 'breaker',
+  breaker_list: 'breaker_page',
+  breaker_watch: 'ok',
   heartbeat: 'lease_extended',
   complete: 'ack',
   fail: 'ack',
   return: 'ack',
 };
 
-export type Push = JobChanged | Lease | Revoke;
+export type Push = JobChanged | BreakerChanged | Lease | Revoke;
 
 /** Learns how a request ends: its reply, or why there is none (KairosError,
  * RequestTimeoutError, ConnectionClosedError). `resent` says the request went out again after

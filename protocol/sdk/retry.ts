@@ -1,5 +1,7 @@
 // Automatic retry. Refusals that promise nothing was applied (`overloaded`, `rate_limited`,
-// `unavailable`) are retried for every request. Requests that are safe to send twice (see
+// `unavailable`) are retried for every request. `circuit_open` applied nothing either, but is
+// never retried here: the queue was set to refuse submissions while its breaker is open, so
+// the caller hears of it at once (with `retryAfterMs`) and decides. Requests that are safe to send twice (see
 // REPEATABLE) are also retried when their outcome is unknown (`internal`) or no answer came in
 // time. Each retry waits `retryAfterMs` when the node says, backs off otherwise, and the last
 // answer is given up once the next try would land past the deadline.
@@ -80,6 +82,7 @@ class RetryingRequest<R extends Request> implements Answerer<ReplyTo<R>> {
  * `repeatable`: the request may be sent again although an earlier copy may have been applied. */
 export function retryDelayMs(outcome: unknown, policy: BackoffPolicy, tries: number, runtime: SdkRuntime, repeatable: boolean): number | null {
   if (outcome instanceof KairosError) {
+    // removed
     if (!outcome.retryable && !(repeatable && outcome.code === 'internal')) return null;
     return outcome.retryAfterMs ?? backoffDelayMs(policy, tries, runtime.random);
   }

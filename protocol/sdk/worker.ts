@@ -22,10 +22,10 @@
 import { ERROR_CHARS_MAX } from '../../node/core/job/job.ts';
 import { CREDIT_SLOTS_MAX, PROGRESS_CHARS_MAX } from '../limits.ts';
 import { clip } from '../msgpack-read.ts';
-import type { Ack, Lease, Revoke } from '../worker-messages.ts';
+import type { Ack, Fail, Lease, Revoke } from '../worker-messages.ts';
 import { Attempt, type AttemptOwner, type JobContext } from './attempt.ts';
 import type { Connection } from './connection.ts';
-import { KairosError, NonRetryableError } from './errors.ts';
+import { DownstreamError, JobError, KairosError, NonRetryableError } from './errors.ts';
 import { requestRetrying, type AutoRetryPolicy } from './retry.ts';
 import type { SdkRuntime } from './runtime.ts';
 
@@ -169,10 +169,7 @@ export class QueueWorker implements Worker, AttemptOwner {
     attempt.phase = 'reporting';
     // The attempt is the answerer of its own outcome (see outcomeAnswered).
     const { conn, runtime, retry } = this.host;
-    if (threw) {
-      const retryable = !(value instanceof NonRetryableError);
-      return requestRetrying(conn, runtime, retry, { t: 'fail', rid: 0, token: attempt.token, error: errorText(value), retryable }, attempt);
-    }
+    if (threw) return requestRetrying(conn, runtime, retry, failureOf(attempt, value), attempt);
     if (value === undefined || value === null) return requestRetrying(conn, runtime, retry, { t: 'complete', rid: 0, token: attempt.token }, attempt);
     const problem = resultProblem(value, this.host.resultBytesMax());
     if (problem !== null) {
@@ -331,6 +328,16 @@ export class QueueWorker implements Worker, AttemptOwner {
   private poke(): void {
     this.wake?.();
   }
+}
+
+/** The `fail` for what a handler threw: NonRetryableError is not retried; DownstreamError and
+ * JobError say whose failure it was, for the queue's circuit breaker (anything else leaves it
+ * to the node: a retryable failure counts). */
+function failureOf(attempt: Attempt, error: unknown): Fail {
+  const fail: Fail = { t: 'fail', rid: 0, token: attempt.token, error: errorText(error), retryable: !(error instanceof NonRetryableError) };
+  if (error instanceof DownstreamError) fail.downstream = true;
+  else if (error instanceof JobError) fail.downstream = false;
+  return fail;
 }
 
 function isThenable(value: unknown): value is PromiseLike<unknown> {

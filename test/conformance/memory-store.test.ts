@@ -8,9 +8,11 @@ describeStoreConformance('in-memory (simulator)', async (shardCount) => {
   const backing = new MemoryBacking(shardCount, () => Date.now());
   // As the PostgreSQL suite's (pg-store.test.ts).
   backing.schedulesPerTenantMax = 20;
+  backing.breakersPerTenantMax = 20;
   return {
     open: async () => new MemoryStore(backing),
     schedulesPerTenantMax: backing.schedulesPerTenantMax,
+    breakersPerTenantMax: backing.breakersPerTenantMax,
     lapseLeases: async (shards) => {
       for (const shard of shards) {
         const row = backing.shards[shard]!;

@@ -20,8 +20,9 @@ import { insertOf, newJob } from '../support/jobs.ts';
 import { dumpSchema } from '../support/schema-dump.ts';
 import { CONFORMANCE_BASE_MS, describeStoreConformance } from './store-conformance.ts';
 
-/** Far below the real limit: a tenant's creations run one at a time, and a thousand take seconds. */
+/** Far below the real limits: a tenant's creations run one at a time, and a thousand take seconds. */
 const SCHEDULES_LIMIT = 20;
+const BREAKERS_LIMIT = 20;
 
 describeStoreConformance('PostgreSQL', async (shardCount) => {
   const db = await createTestDatabase();
@@ -33,8 +34,10 @@ describeStoreConformance('PostgreSQL', async (shardCount) => {
   await setup.retention({ daysAhead: 2, keepDays: 100_000 }, CONFORMANCE_BASE_MS);
   await setup.close();
   return {
-    open: () => createPgStore({ connectionString: db.url, shardCount, poolSize: 4, schedulesPerTenantMax: SCHEDULES_LIMIT }),
+    open: () =>
+      createPgStore({ connectionString: db.url, shardCount, poolSize: 4, schedulesPerTenantMax: SCHEDULES_LIMIT, breakersPerTenantMax: BREAKERS_LIMIT }),
     schedulesPerTenantMax: SCHEDULES_LIMIT,
+    breakersPerTenantMax: BREAKERS_LIMIT,
     lapseLeases: async (shards) => {
       await admin.query("UPDATE shard_leases SET lease_until = now() - interval '1 second' WHERE id = ANY($1) AND lease_until IS NOT NULL", [shards]);
     },

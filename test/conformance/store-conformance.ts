@@ -4,8 +4,10 @@
 // clients are two nodes, racing for shards and keys exactly as real nodes would.
 
 import { afterEach, beforeEach, describe } from 'vitest';
+import { BREAKERS_PER_TENANT_MAX } from '../../node/core/breaker/breaker.ts';
 import { SCHEDULES_PER_TENANT_MAX } from '../../node/core/schedule/schedule.ts';
 import type { Store } from '../../node/core/store.ts';
+import { breakerCases } from './cases/breaker-cases.ts';
 import { commitCases } from './cases/commit-cases.ts';
 import { idempotencyCases } from './cases/idempotency-cases.ts';
 import { readCases } from './cases/read-cases.ts';
@@ -30,6 +32,10 @@ export interface StoreWorld {
    * MemoryBacking.schedulesPerTenantMax): creating a thousand takes seconds on PostgreSQL. At
    * least 20: other cases give one tenant up to 14 schedules. */
   schedulesPerTenantMax?: number;
+  /** Likewise for breakers (BREAKERS_PER_TENANT_MAX, PgStoreOptions.breakersPerTenantMax,
+   * MemoryBacking.breakersPerTenantMax). At least 20: other cases give one tenant up to 15
+   * breakers. */
+  breakersPerTenantMax?: number;
   dispose(): Promise<void>;
 }
 
@@ -75,5 +81,6 @@ export function describeStoreConformance(name: string, createWorld: StoreWorldFa
     readCases(context);
     retentionCases(context);
     scheduleCases(context, () => world!.schedulesPerTenantMax ?? SCHEDULES_PER_TENANT_MAX);
+    breakerCases(context, () => world!.breakersPerTenantMax ?? BREAKERS_PER_TENANT_MAX);
   });
 }

@@ -1,12 +1,11 @@
 // The CLI around the cluster key: `kairos start` refuses to join a cluster without one, in one
 // line and before it starts anything, and `kairos keygen` writes a private key file once.
 
-import { execFile } from 'node:child_process';
 import { mkdtemp, readdir, readFile, rm, stat } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { KAIROS_BIN } from '../support/spawn-node.ts';
+import { runKairos, type KairosRun } from '../support/run-kairos.ts';
 
 let dir: string;
 
@@ -16,14 +15,10 @@ beforeAll(async () => {
 
 afterAll(() => rm(dir, { recursive: true, force: true }));
 
-function kairos(args: string[], env: Record<string, string> = {}): Promise<{ code: number; stdout: string; stderr: string }> {
+function kairos(args: string[], env: Record<string, string> = {}): Promise<KairosRun> {
   // No key from the environment this test runs in.
   const { KAIROS_CLUSTER_KEY: _key, KAIROS_CLUSTER_KEY_FILE: _file, KAIROS_INSECURE_DEV_CLUSTER: _dev, ...inherited } = process.env;
-  return new Promise((resolve) => {
-    execFile(process.execPath, [KAIROS_BIN, ...args], { env: { ...inherited, ...env } }, (error, stdout, stderr) => {
-      resolve({ code: error === null ? 0 : Number(error.code), stdout, stderr });
-    });
-  });
+  return runKairos(args, { env: { ...inherited, ...env }, replaceEnv: true });
 }
 
 describe('kairos start without a cluster key', () => {

@@ -2,14 +2,14 @@
 // otherwise, on a real node process against PostgreSQL. The node runs its retention pass at
 // start; the days are the database's (test/conformance/pg-retention-clock.test.ts).
 
-import { execFile } from 'node:child_process';
 import { afterEach, describe, expect, it } from 'vitest';
 import type { Store } from '../../node/core/store.ts';
 import { DAY_MS, partitionDay, partitionName } from '../../node/core/retention-days.ts';
 import { createPgStore } from '../../node/store/pg-store.ts';
 import { adminQuery, createTestDatabase } from '../support/db.ts';
 import { pollUntil } from '../support/poll.ts';
-import { KAIROS_BIN, spawnNode } from '../support/spawn-node.ts';
+import { spawnNode } from '../support/spawn-node.ts';
+import { runKairos } from '../support/run-kairos.ts';
 
 const SHARDS = 4;
 const cleanups: (() => Promise<unknown>)[] = [];
@@ -45,11 +45,7 @@ describe('retention days of a node', () => {
 
   it('refuses a retention that is not a whole number of days from 1 to 366, before it starts anything', async () => {
     for (const days of ['0', '367', '2.5', 'month']) {
-      const { code, stderr } = await new Promise<{ code: number; stderr: string }>((resolve) => {
-        execFile(process.execPath, [KAIROS_BIN, 'start', '--retention-days', days], (error, _stdout, stderr) =>
-          resolve({ code: error === null ? 0 : Number(error.code), stderr }),
-        );
-      });
+      const { code, stderr } = await runKairos(['start', '--retention-days', days]);
       expect(code).toBe(2);
       expect(stderr).toBe(`kairos: --retention-days must be an integer in [1, 366], got '${days}'\n`);
     }

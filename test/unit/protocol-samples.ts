@@ -4,6 +4,7 @@
 import type { ClientToNode, NodeToClient } from '../../protocol/client-messages.ts';
 import type { JobView } from '../../protocol/job-view.ts';
 import type { ScheduleView } from '../../protocol/schedule-view.ts';
+import type { BreakerView } from '../../protocol/breaker-view.ts';
 import type { PeerMessage } from '../../protocol/peer-messages.ts';
 import type { NodeToWorker, WorkerToNode } from '../../protocol/worker-messages.ts';
 
@@ -60,6 +61,27 @@ const scheduleView: ScheduleView = {
   nextTickAt: T0 + 5_400_000,
   createdAt: T0,
   updatedAt: T0,
+};
+
+const breakerView: BreakerView = {
+  queue: 'payments',
+  source: 'queue',
+  enabled: true,
+  failureRatePct: 50,
+  minAttempts: 20,
+  windowMs: 30_000,
+  cooldownMs: 5_000,
+  cooldownMaxMs: 300_000,
+  probes: 1,
+  refuseWhenOpen: true,
+  state: 'open',
+  since: T0 + 60_000,
+  nextProbeAt: T0 + 70_000,
+  currentCooldownMs: 10_000,
+  openedAttempts: 24,
+  openedFailures: 17,
+  window: { attempts: 3, failures: 3 },
+  updatedAt: T0 + 60_000,
 };
 
 const pendingView: JobView = {
@@ -156,6 +178,16 @@ export const SAMPLES: readonly Sample[] = [
   { name: 'schedule_list', from: 'from-client', message: { t: 'schedule_list', rid: 32, limit: 10 } },
   { name: 'schedule_pause', from: 'from-client', message: { t: 'schedule_pause', rid: 33, name: 'nightly', paused: true } },
   { name: 'schedule_delete', from: 'from-client', message: { t: 'schedule_delete', rid: 34, name: 'nightly' } },
+  {
+    name: 'breaker_set',
+    from: 'from-client',
+    message: { t: 'breaker_set', rid: 40, breaker: { queue: 'payments', failureRatePct: 50, minAttempts: 20, cooldownMs: 5_000, refuseWhenOpen: true } },
+  },
+  { name: 'breaker_set-off', from: 'from-client', message: { t: 'breaker_set', rid: 41, breaker: { queue: 'reports', enabled: false } } },
+  { name: 'breaker_clear', from: 'from-client', message: { t: 'breaker_clear', rid: 42, queue: 'payments' } },
+  { name: 'breaker_get', from: 'from-client', message: { t: 'breaker_get', rid: 43, queue: 'payments' } },
+  { name: 'breaker_list', from: 'from-client', message: { t: 'breaker_list', rid: 44, limit: 10 } },
+  { name: 'breaker_watch', from: 'from-client', message: { t: 'breaker_watch', rid: 45 } },
   // Worker → node.
   { name: 'credit', from: 'from-client', message: { t: 'credit', queue: 'emails', slots: 8 } },
   { name: 'drain', from: 'from-client', message: { t: 'drain', queue: 'emails' } },
@@ -167,6 +199,11 @@ export const SAMPLES: readonly Sample[] = [
     name: 'fail',
     from: 'from-client',
     message: { t: 'fail', rid: 16, token, error: 'SMTP 451: try again later', retryable: true },
+  },
+  {
+    name: 'fail-downstream',
+    from: 'from-client',
+    message: { t: 'fail', rid: 18, token, error: 'DownstreamError: payment gateway answered 503', retryable: true, downstream: true },
   },
   { name: 'return', from: 'from-client', message: { t: 'return', rid: 17, token } },
   // Node → client.
@@ -226,6 +263,13 @@ export const SAMPLES: readonly Sample[] = [
   { name: 'ok', from: 'from-node', message: { t: 'ok', rid: 10 } },
   { name: 'schedule', from: 'from-node', message: { t: 'schedule', rid: 30, schedule: scheduleView } },
   { name: 'schedule_page', from: 'from-node', message: { t: 'schedule_page', rid: 32, schedules: [scheduleView], next: null } },
+  { name: 'breaker', from: 'from-node', message: { t: 'breaker', rid: 43, breaker: breakerView } },
+  {
+    name: 'breaker_page',
+    from: 'from-node',
+    message: { t: 'breaker_page', rid: 44, breakers: [{ ...breakerView, source: 'default', refuseWhenOpen: false, window: null }], next: 'payments' },
+  },
+  { name: 'breaker_changed', from: 'from-node', message: { t: 'breaker_changed', queue: 'payments', state: 'half_open', since: T0 + 70_000, nextProbeAt: null } },
   { name: 'redirect', from: 'from-node', message: { t: 'redirect', cell: 'us-1', urls: ['ws://10.1.1.5:7070', 'ws://10.1.1.6:7070'] } },
   {
     name: 'requeued',
@@ -247,6 +291,11 @@ export const SAMPLES: readonly Sample[] = [
     name: 'error-rate-limited',
     from: 'from-node',
     message: { t: 'error', rid: 3, code: 'rate_limited', message: 'tenant over 500 submissions/s', retryAfterMs: 1200 },
+  },
+  {
+    name: 'error-circuit-open',
+    from: 'from-node',
+    message: { t: 'error', rid: 1, code: 'circuit_open', message: 'the breaker of queue payments is open', retryAfterMs: 8_500 },
   },
   {
     name: 'error-no-rid',
@@ -275,6 +324,26 @@ export const SAMPLES: readonly Sample[] = [
       addrs: ['/ip4/10.0.0.5/tcp/7001'],
       clientUrl: 'ws://10.0.0.5:7000',
       load: { shards: 86, backlog: [{ tenant: 'acme', queue: 'emails', ready: 1204, topPriority: 5 }] },
+    },
+  },
+  {
+    name: 'member_heartbeat-breakers',
+    from: 'from-peer',
+    message: {
+      t: 'member_heartbeat',
+      node: 'node-a',
+      incarnation: 3,
+      state: 'alive',
+      addrs: ['/ip4/10.0.0.5/tcp/7001'],
+      clientUrl: 'ws://10.0.0.5:7000',
+      load: {
+        shards: 86,
+        backlog: [{ tenant: 'acme', queue: 'payments', ready: 310, topPriority: 0, shards: 4, slots: 0 }],
+        breakers: [
+          { tenant: 'acme', queue: 'payments', state: 'open', version: 7, round: 0, probes: 1, since: T0 + 60_000, nextProbeAt: T0 + 70_000, refuse: true },
+          { tenant: 'acme', queue: 'emails', state: 'half_open', version: 12, round: 2, probes: 2, since: T0 + 65_000, nextProbeAt: null, refuse: false },
+        ],
+      },
     },
   },
   {
@@ -311,4 +380,15 @@ export const SAMPLES: readonly Sample[] = [
     message: { t: 'forward', fid: 78, conn: 'c17', tenant: 'acme', request: { t: 'complete', rid: 78, token, result: text('sent') } },
   },
   { name: 'owner_relay', from: 'from-peer', message: { t: 'owner_relay', worker: 'node-b/17', message: lease } },
+  {
+    name: 'breaker_report',
+    from: 'from-peer',
+    message: {
+      t: 'breaker_report',
+      counts: [
+        { tenant: 'acme', queue: 'payments', successes: 2, failures: 9 },
+        { tenant: 'globex', queue: 'emails', successes: 40, failures: 0 },
+      ],
+    },
+  },
 ];

@@ -222,7 +222,7 @@ describe('shard owner on virtual time', () => {
       const { token } = worker.leases.shift()!;
       startedAt.push(ctx.queue.nowMs);
       expect(token.attempt).toBe(attempt);
-      const f = tellOwner<AckOutcome>(ctx.node, 0, (reply) => ({ kind: 'fail', token, holder: { tenant: 't1', worker: 'w1' }, error: `boom ${attempt}`, retryable: true, reply }));
+      const f = tellOwner<AckOutcome>(ctx.node, 0, (reply) => ({ kind: 'fail', token, holder: { tenant: 't1', worker: 'w1' }, error: `boom ${attempt}`, retryable: true, downstream: null, reply }));
       await ctx.run(() => f.outcome !== undefined);
       expect(f.outcome).toEqual({ ok: true });
       ctx.node.dispatcher.tell({ kind: 'credit', workerId: 'w1', lane: laneOf('t1', 'q'), slots: 1 });
@@ -235,7 +235,7 @@ describe('shard owner on virtual time', () => {
     ctx.node.dispatcher.tell({ kind: 'credit', workerId: 'w1', lane: laneOf('t1', 'other'), slots: 1 });
     await ctx.run(() => worker.leases.length > 0);
     const { token } = worker.leases.shift()!;
-    const f = tellOwner<AckOutcome>(ctx.node, 0, (reply) => ({ kind: 'fail', token, holder: { tenant: 't1', worker: 'w1' }, error: 'bad input', retryable: false, reply }));
+    const f = tellOwner<AckOutcome>(ctx.node, 0, (reply) => ({ kind: 'fail', token, holder: { tenant: 't1', worker: 'w1' }, error: 'bad input', retryable: false, downstream: null, reply }));
     await ctx.run(() => f.outcome !== undefined);
     expect(ctx.backing.jobs.get(token.jobId)).toMatchObject({ state: 'dead', attempts: 1 });
 
@@ -439,7 +439,7 @@ describe('shard owner on virtual time', () => {
     for (const stranger of strangers) {
       for (const kind of ['complete', 'fail', 'return', 'heartbeat'] as const) {
         const box = tellOwner<AckOutcome>(ctx.node, 1, (reply) =>
-          kind === 'fail' ? { kind, ...stranger, error: 'x', retryable: false, reply } : kind === 'complete' ? { kind, ...stranger, result: null, reply } : { kind, ...stranger, reply },
+          kind === 'fail' ? { kind, ...stranger, error: 'x', retryable: false, downstream: null, reply } : kind === 'complete' ? { kind, ...stranger, result: null, reply } : { kind, ...stranger, reply },
         );
         await ctx.run(() => box.outcome !== undefined);
         refusals.push(box.outcome);

@@ -3,6 +3,7 @@
 
 import type { ActorRef } from '../actor/runtime.ts';
 import type { OwnerMsg, WorkerLink } from '../owner/owner-messages.ts';
+import type { BreakerGate } from '../breaker/breaker-board.ts';
 
 export type DispatcherMsg =
   | { kind: 'worker_joined'; worker: WorkerLink }
@@ -34,4 +35,6 @@ export type DispatcherMsg =
   /** The members shards are placed on changed: nodes outside it are no source of work. */
   | { kind: 'ring'; members: readonly string[] }
   /** Look for offers that never came back (a message lost, a node crashed). */
-  | { kind: 'sweep_offers' };
+  | { kind: 'sweep_offers' }
+  /** The lane's circuit breaker, as the node's board knows it: null when closed. */
+  | { kind: 'breaker_gate'; lane: string; gate: BreakerGate | null };

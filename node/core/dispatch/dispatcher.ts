@@ -27,11 +27,16 @@
 // shards here have ready jobs, other nodes get only the turns lending.ts gives them: the share
 // their own workers cannot cover, so that workers serve their own node's shards and a lease
 // crosses nodes only where it must.
+//
+// Circuit breakers (breaker/breaker.ts) gate it per lane: while a lane's breaker is open nothing
+// of it is granted, here or to other nodes, nor announced to them; half-open, each round lets
+// `probes` jobs of the shards here through, counted as they are granted.
 
 import type { Actor, ActorContext, ActorRef } from '../actor/runtime.ts';
 import type { OwnerMsg, WorkerLink } from '../owner/owner-messages.ts';
 import type { DispatcherMsg } from './dispatcher-messages.ts';
 import { lendingTurns, type LaneLoad } from './lending.ts';
+import type { BreakerGate } from '../breaker/breaker-board.ts';
 
 /** Slots granted to one source at a time: big enough to batch lease writes, small enough that
  * one shard does not take every slot while others have work. */
@@ -105,6 +110,9 @@ export class Dispatcher implements Actor<DispatcherMsg> {
   private readonly owners = new Map<number, ActorRef<OwnerMsg>>();
   private readonly queues = new Map<string, QueueState>();
   private readonly offered = new Map<string, Offered>();
+  /** Lanes whose circuit breaker is not closed, with the probes still to lease in the current
+   * half-open round here (none while open). */
+  private readonly gates = new Map<string, { gate: BreakerGate; probesLeft: number }>();
   private ring: ReadonlySet<string> | null = null;
   /** The clock, read once per message, for the bookkeeping of offers deep in a dispatch. */
   private nowMs = 0;
@@ -192,6 +200,8 @@ export class Dispatcher implements Actor<DispatcherMsg> {
       }
       case 'remote_credit':
         return this.remoteCredit(msg.worker, msg.lane, msg.slots);
+      case 'breaker_gate':
+        return this.breakerGate(msg.lane, msg.gate);
     }
   }
 
@@ -216,7 +226,8 @@ export class Dispatcher implements Actor<DispatcherMsg> {
    * as deterministic as a message (the routing table is shared the same way). */
   takeIdleWorker(queue: string): WorkerLink | null {
     const state = this.queues.get(queue);
-    if (state === undefined || this.hasLocalReady(queue)) return null;
+    // Probes of a half-open breaker are leased from the ready queues, counted, like any grant.
+    if (state === undefined || this.hasLocalReady(queue) || this.gates.has(queue)) return null;
     while (state.credit.size > 0) {
       const [workerId, credit] = first(state.credit);
       state.credit.delete(workerId);
@@ -235,6 +246,8 @@ export class Dispatcher implements Actor<DispatcherMsg> {
   localBacklog(max: number): Array<[lane: string, ready: number, topPriority: number, shards: number, slots: number]> {
     const out: Array<[string, number, number, number, number]> = [];
     for (const [lane, state] of this.queues) {
+      // Work that may not be leased is no reason for other nodes to offer their workers.
+      if (this.blocked(lane)) continue;
       let ready = 0;
       let top = -Infinity;
       let shards = 0;
@@ -247,6 +260,28 @@ export class Dispatcher implements Actor<DispatcherMsg> {
       if (ready > 0) out.push([lane, ready, top, shards, slotsHere(state)]);
     }
     return out.sort((a, b) => b[1] - a[1] || (a[0] < b[0] ? -1 : 1)).slice(0, max);
+  }
+
+  /** The lane's breaker changed. Closed again, its jobs are offered to the workers waiting; a new
+   * half-open round lets `probes` of them through here. */
+  private breakerGate(lane: string, gate: BreakerGate | null): void {
+    const before = this.gates.get(lane);
+    if (gate === null) this.gates.delete(lane);
+    else {
+      const sameRound = before?.gate.state === 'half_open' && gate.state === 'half_open' && before.gate.round === gate.round;
+      this.gates.set(lane, { gate, probesLeft: gate.state === 'open' ? 0 : sameRound ? before.probesLeft : gate.probes });
+    }
+    const state = this.queues.get(lane);
+    if (state === undefined || this.blocked(lane)) return;
+    this.dispatch(lane, state);
+    if (gate === null && this.hasLocalReady(lane)) this.remote?.backlogAppeared();
+  }
+
+  /** No job of the lane may be leased here now: its breaker is open, or half-open with this
+   * round's probes spent. */
+  private blocked(lane: string): boolean {
+    const gate = this.gates.get(lane);
+    return gate !== undefined && gate.probesLeft <= 0;
   }
 
   /** `slots` of an offer came back. */
@@ -303,10 +338,15 @@ export class Dispatcher implements Actor<DispatcherMsg> {
   }
 
   private dispatch(lane: string, state: QueueState): void {
-    let lending = this.remote === null ? null : lendingPlan(state);
+    // A half-open breaker's probes go to the shards here only: another node counts its own.
+    const probing = this.gates.get(lane);
+    let lending = this.remote === null || probing !== undefined ? null : lendingPlan(state);
     while (state.credit.size > 0 && state.ready.size > 0) {
-      const chosen = best(state.ready, lending === null ? () => true : (key) => key.startsWith('s') || lending!.has(key));
+      if (probing !== undefined && probing.probesLeft <= 0) return;
+      const eligible = probing !== undefined ? (key: SourceKey) => key.startsWith('s') : lending === null ? () => true : (key: SourceKey) => key.startsWith('s') || lending!.has(key);
+      const chosen = best(state.ready, eligible);
       if (chosen === null) {
+        if (probing !== undefined) return;
         // No shard here has ready jobs left: every other node may have the slots.
         lending = null;
         for (const backlog of state.ready.values()) backlog.weight = backlog.shards;
@@ -319,11 +359,12 @@ export class Dispatcher implements Actor<DispatcherMsg> {
         state.credit.delete(workerId);
         continue;
       }
-      const slots = tied ? Math.min(backlog.ready, credit, GRANT_SLOTS_MAX) : 1;
+      const slots = Math.min(tied ? Math.min(backlog.ready, credit, GRANT_SLOTS_MAX) : 1, probing?.probesLeft ?? Infinity);
       if (!this.grant(key, lane, worker, slots)) {
         state.ready.delete(key);
         continue;
       }
+      if (probing !== undefined) probing.probesLeft -= slots;
       // Move both to the back of the round-robin order (the source once its turns are taken);
       // drop them when used up. The source's count is our estimate until its next report; a
       // grant it cannot fill comes back.
@@ -337,16 +378,19 @@ export class Dispatcher implements Actor<DispatcherMsg> {
   /** Grants owners here what they can take of a remote worker's offer; returns the rest. */
   private remoteCredit(worker: WorkerLink, lane: string, slots: number): void {
     const state = this.queues.get(lane);
+    const probing = this.gates.get(lane);
     let left = slots;
     while (state !== undefined && left > 0) {
+      if (probing !== undefined && probing.probesLeft <= 0) break;
       const chosen = best(state.ready, (key) => key.startsWith('s'));
       if (chosen === null) break;
       const [key, backlog, tied] = chosen;
-      const granted = tied ? Math.min(backlog.ready, left, GRANT_SLOTS_MAX) : 1;
+      const granted = Math.min(tied ? Math.min(backlog.ready, left, GRANT_SLOTS_MAX) : 1, probing?.probesLeft ?? Infinity);
       if (!this.grant(key, lane, worker, granted)) {
         state.ready.delete(key);
         continue;
       }
+      if (probing !== undefined) probing.probesLeft -= granted;
       take(state.ready, key, backlog, granted);
       left -= granted;
     }

@@ -31,6 +31,8 @@ export interface ConnState {
   /** Queues the connection has credited as a worker. */
   creditedQueues: Set<string>;
   subscriptions: Set<string>;
+  /** It sent `breaker_watch`: the board pushes it changes until it closes. */
+  watchesBreakers: boolean;
   workerId: string | null;
   /** For a virtual connection, the node whose gateway forwards its requests, and the client's
    * connection there. */
@@ -66,6 +68,7 @@ export class Connections {
       closing: false,
       creditedQueues: new Set(),
       subscriptions: new Set(),
+      watchesBreakers: false,
       workerId: null,
       forwardedBy,
       forwardedTo: new Set(),
@@ -172,6 +175,7 @@ export class Connections {
     const state = conns.get(connId);
     if (state === undefined) return;
     conns.delete(connId);
+    if (state.watchesBreakers) deps.breakers.board.tell({ kind: 'unwatch', conn: connId });
     // A worker's leases may be held by owners on any node (granted through offers, or moved
     // there by a hand-off): every member hears that it is gone.
     const told = new Set(state.forwardedTo);

@@ -15,7 +15,7 @@
 //   connections.ts    one connection's state, its hello and its bounds, and its end
 //   requests.ts       a greeted connection's requests, each to the part that serves it
 //   router.ts         routed calls: to the owner of a shard, here or forwarded, and back
-//   reads.ts          get, list and dlq_list, served from the store
+//   reads.ts          get, list, dlq_list and the schedules' and breakers' lists, from the store
 //   subscriptions.ts  subscribe, unsubscribe, and subscribing again when an owner goes
 //   workers.ts        worker connections: attachment, their verbs, the leases they get
 //   peer-side.ts      what other nodes' gateways send, and their clients' virtual connections
@@ -30,6 +30,8 @@ import type { ErrorBody } from '../../../protocol/errors.ts';
 import type { NodeToWorker, WorkerToNode } from '../../../protocol/worker-messages.ts';
 import type { Actor, ActorContext, ActorRef } from '../actor/runtime.ts';
 import type { DispatcherMsg } from '../dispatch/dispatcher-messages.ts';
+import type { BoardMsg } from '../breaker/breaker-board.ts';
+import type { BreakerConfig } from '../breaker/breaker.ts';
 import { refusal } from '../refusal.ts';
 import type { RoutingTable } from '../shards/routing-table.ts';
 import { Connections, type ConnState } from './connections.ts';
@@ -107,6 +109,17 @@ export interface GatewayDeps {
   dispatcher: ActorRef<DispatcherMsg>;
   /** What `cluster` answers. */
   clusterView: (rid: number) => NodeToClient;
+  /** The node's circuit breakers (breaker/breaker-board.ts). */
+  breakers: GatewayBreakers;
+}
+
+export interface GatewayBreakers {
+  /** How long a submission of the lane should wait, when its breaker refuses them now; else
+   * null (the board's synchronous answer). */
+  refusal(tenant: string, queue: string, nowMs: number): number | null;
+  board: ActorRef<BoardMsg>;
+  /** The node's default breaker, for the views of breakers that follow it. */
+  defaultConfig: BreakerConfig | null;
 }
 
 /** What the gateway's parts share, on the actor's turn. */

@@ -1,5 +1,6 @@
 // Reads served from the store directly, never by an owner: `get`, `list`, `dlq_list`,
-// `schedule_get` and `schedule_list`.
+// `schedule_get`, `schedule_list` and `breaker_list` (a breaker's live window is its owner's:
+// `breaker_get` goes there, requests.ts).
 // Everything acknowledged is committed there, so the store's answer is as current as an
 // owner's, and reads of every shard need no routing. A read runs off the gateway's turn (the
 // store is awaited in a piped effect) and returns as a `reply` message; each takes an in-flight
@@ -7,7 +8,8 @@
 //
 // A page of a list must fit in one frame, so it is fitted here to the jobs' sizes.
 
-import type { Get, DlqList, List, NodeToClient, ScheduleGet, ScheduleList } from '../../../protocol/client-messages.ts';
+import type { BreakerList, Get, DlqList, List, NodeToClient, ScheduleGet, ScheduleList } from '../../../protocol/client-messages.ts';
+import { toBreakerView } from '../../../protocol/breaker-view.ts';
 import { errorReply } from '../../../protocol/client-messages.ts';
 import type { ErrorBody } from '../../../protocol/errors.ts';
 import { toJobView } from '../../../protocol/job-view.ts';
@@ -31,7 +33,7 @@ export class Reads {
     private readonly connections: Connections,
   ) {}
 
-  request(state: ConnState, msg: Get | List | DlqList | ScheduleGet | ScheduleList, ctx: ActorContext<GatewayMsg>): void {
+  request(state: ConnState, msg: Get | List | DlqList | ScheduleGet | ScheduleList | BreakerList, ctx: ActorContext<GatewayMsg>): void {
     const { tenant } = state.conn;
     switch (msg.t) {
       case 'get':
@@ -54,6 +56,17 @@ export class Reads {
         return this.read(state, ctx, msg.rid, async () => {
           const page = await fitted(msg.limit, (limit) => ctx.env.store.listSchedules(tenant, limit, msg.after ?? null), (s) => s.payload.length);
           return { t: 'schedule_page', rid: msg.rid, schedules: page.items.map(toScheduleView), next: page.next };
+        });
+      case 'breaker_list':
+        return this.read(state, ctx, msg.rid, async () => {
+          const page = await ctx.env.store.listBreakers(tenant, msg.limit ?? LIST_LIMIT_DEFAULT, msg.after ?? null);
+          const fallback = this.g.deps.breakers.defaultConfig;
+          // A row that follows the default, on a node without one, is no breaker here.
+          const breakers = page.items.flatMap((b) => {
+            const config = b.config ?? fallback;
+            return config === null ? [] : [toBreakerView(b, config, b.config === null ? 'default' : 'queue', null)];
+          });
+          return { t: 'breaker_page', rid: msg.rid, breakers, next: page.next };
         });
     }
   }

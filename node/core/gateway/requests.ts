@@ -1,7 +1,8 @@
 // A greeted connection's requests, each handed to the part that serves it: reads to reads.ts,
 // subscriptions to subscriptions.ts, worker verbs to workers.ts. What is left is served here:
 // `cluster`, which the node answers itself, `cancel` and `dlq_requeue`, each one call to the
-// job's owner, schedule changes, each one call to the owner of the schedule's shard, and
+// job's owner, schedule changes and breakers' changes and reads, each one call to the owner of
+// the shard the schedule or breaker lives on, `breaker_watch`, which the node's board serves, and
 // submissions, which are admitted here (the connection's bounds and the tenant's rate) and
 // routed by router.ts; a batch's answers are gathered here into its one reply. A forwarded request (peer-side.ts) comes in here too, on its virtual connection.
 
@@ -9,6 +10,9 @@ import type { ClientRequest, NodeToClient, ScheduleDelete, SchedulePause, Schedu
 import { errorReply } from '../../../protocol/client-messages.ts';
 import { toJobView } from '../../../protocol/job-view.ts';
 import { toScheduleView } from '../../../protocol/schedule-view.ts';
+import { breakerConfigOf, toBreakerView } from '../../../protocol/breaker-view.ts';
+import { breakerShard } from '../breaker/breaker.ts';
+import type { BreakerOp, BreakerOutcome } from '../owner/breakers.ts';
 import { REQUEUE_ATTEMPTS_DEFAULT } from '../../../protocol/limits.ts';
 import type { WorkerToNode } from '../../../protocol/worker-messages.ts';
 import type { ActorContext } from '../actor/runtime.ts';
@@ -59,7 +63,25 @@ export class Requests {
       case 'dlq_list':
       case 'schedule_get':
       case 'schedule_list':
+      case 'breaker_list':
         return this.reads.request(state, msg, ctx);
+      case 'breaker_set':
+        return this.toBreaker(state, msg, { kind: 'set', queue: msg.breaker.queue, config: breakerConfigOf(msg.breaker) }, ctx);
+      case 'breaker_clear':
+        return this.toBreaker(state, msg, { kind: 'clear', queue: msg.queue }, ctx);
+      case 'breaker_get':
+        return this.toBreaker(state, msg, { kind: 'get', queue: msg.queue }, ctx);
+      case 'breaker_watch': {
+        const connId = state.conn.id;
+        state.watchesBreakers = true;
+        this.g.deps.breakers.board.tell({
+          kind: 'watch',
+          conn: connId,
+          tenant,
+          push: (change) => this.g.conns.get(connId)?.conn.send({ t: 'breaker_changed', ...change }),
+        });
+        return state.conn.send({ t: 'ok', rid: msg.rid });
+      }
       case 'schedule_upsert': {
         const draft = scheduleDraftOf(msg.schedule, ctx.env.calendar, ctx.env.clock.wallMs());
         if ('code' in draft) return this.connections.refuse(state, msg.rid, draft, ctx);
@@ -104,6 +126,14 @@ export class Requests {
     this.router.toShard<ScheduleOutcome>(state, msg, scheduleShard(tenant, name, this.g.deps.routes.shardCount), ctx,
       (reply) => ({ kind: 'schedule', tenant, op, reply }),
       (o) => (o.ok ? toReply(o.schedule) : errorReply(msg.rid, o.error)));
+  }
+
+  /** A change or read of a circuit breaker, to the owner of the shard it lives on. */
+  private toBreaker(state: ConnState, msg: ClientRequest & { rid: number }, op: BreakerOp, ctx: ActorContext<GatewayMsg>): void {
+    const { tenant } = state.conn;
+    this.router.toShard<BreakerOutcome>(state, msg, breakerShard(tenant, op.queue, this.g.deps.routes.shardCount), ctx,
+      (reply) => ({ kind: 'breaker', tenant, op, reply }),
+      (o) => (o.ok ? { t: 'breaker', rid: msg.rid, breaker: toBreakerView(o.reading.breaker, o.reading.config, o.reading.source, o.reading.window) } : errorReply(msg.rid, o.error)));
   }
 
   private submitBatch(state: ConnState, msg: SubmitBatch, ctx: ActorContext<GatewayMsg>): void {

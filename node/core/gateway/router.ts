@@ -217,6 +217,9 @@ export class Router {
   private routeSubmit(state: ConnState, spec: SubmitSpec, shard: number, ctx: ActorContext<GatewayMsg>, finish: (answer: Answer) => void, unknown = false): void {
     const submission = submissionOf(spec);
     const { tenant } = state.conn;
+    // A queue whose breaker is open and set to refuse meanwhile: refused like a 429, no job made.
+    const waitMs = this.g.deps.breakers.refusal(tenant, spec.queue, ctx.env.clock.wallMs());
+    if (waitMs !== null) return finish(errorReply(0, refusal('circuit_open', `the circuit breaker of queue ${spec.queue} is open`, waitMs)));
     const call = this.call(state, shard, { t: 'submit', rid: 0, job: spec }, ctx, {
       repeatable: submission.idempotencyKey !== null,
       toOwner: (owner, answer) =>

@@ -58,7 +58,7 @@ export class Workers {
       case 'fail': {
         const holder = holderOf(state, ctx);
         return this.router.toOwner<AckOutcome>(state, msg, msg.token.jobId, ctx,
-          (reply) => ({ kind: 'fail', token: msg.token, holder, error: msg.error, retryable: msg.retryable, reply }), ackOf(msg.rid));
+          (reply) => ({ kind: 'fail', token: msg.token, holder, error: msg.error, retryable: msg.retryable, downstream: msg.downstream ?? null, reply }), ackOf(msg.rid));
       }
       case 'return': {
         const holder = holderOf(state, ctx);

@@ -6,6 +6,8 @@ import type { Job, LeaseToken, RetryPolicy } from '../job/job.ts';
 import type { CommitReply } from '../commit/committer.ts';
 import type { Schedule } from '../schedule/schedule.ts';
 import type { SchedulesMsg } from './schedules.ts';
+import type { BreakerOp, BreakerOutcome, BreakersMsg } from './breakers.ts';
+import type { Breaker } from '../breaker/breaker.ts';
 
 /** A submission after validation: every default filled in. */
 export interface Submission {
@@ -69,12 +71,16 @@ export type OwnerMsg =
   | { kind: 'unsubscribe'; jobId: string; subscriberId: string }
   /** A client's change of a schedule that lives on this shard. */
   | { kind: 'schedule'; tenant: string; op: ScheduleOp; reply: (outcome: ScheduleOutcome) => void }
+  /** A client's change or read of a circuit breaker that lives on this shard. */
+  | { kind: 'breaker'; tenant: string; op: BreakerOp; reply: (outcome: BreakerOutcome) => void }
   /** From the dispatcher: lease up to `slots` ready jobs of `lane` (a tenant's queue) to
    * `worker`. */
   | { kind: 'grant'; lane: string; worker: WorkerLink; slots: number }
   | { kind: 'heartbeat'; token: LeaseToken; holder: LeaseHolder; reply: (outcome: HeartbeatOutcome) => void }
   | { kind: 'complete'; token: LeaseToken; holder: LeaseHolder; result: Uint8Array | null; reply: (outcome: AckOutcome) => void }
-  | { kind: 'fail'; token: LeaseToken; holder: LeaseHolder; error: string; retryable: boolean; reply: (outcome: AckOutcome) => void }
+  /** `downstream`: whether the failure counts towards the lane's circuit breaker (null: when
+   * retryable). */
+  | { kind: 'fail'; token: LeaseToken; holder: LeaseHolder; error: string; retryable: boolean; downstream: boolean | null; reply: (outcome: AckOutcome) => void }
   /** The worker gives the lease back without a verdict (shutdown): the job runs again at once. */
   | { kind: 'return'; token: LeaseToken; holder: LeaseHolder; reply: (outcome: AckOutcome) => void }
   /** From the dispatcher: a worker's connection closed. Its leases here end now, each as a
@@ -83,7 +89,7 @@ export type OwnerMsg =
   /** Hand-off or shutdown: stop taking work, let in-flight commits land, then call `done`. */
   | { kind: 'stop'; done: () => void }
   // Continuations of the owner's own effects.
-  | { kind: 'load_done'; running: Job[]; pending: Job[]; pendingMore: boolean; schedules: Schedule[] }
+  | { kind: 'load_done'; running: Job[]; pending: Job[]; pendingMore: boolean; schedules: Schedule[]; breakers: Breaker[] }
   | { kind: 'load_failed'; error: unknown }
   | { kind: 'page_in_done'; pending: Job[]; pendingMore: boolean; mark: number }
   | { kind: 'page_in_failed'; error: unknown; mark: number }
@@ -94,4 +100,5 @@ export type OwnerMsg =
   | { kind: 'wake' }
   | { kind: 'lease_check' }
   | { kind: 'lease_write' }
-  | { kind: 'schedules'; msg: SchedulesMsg };
+  | { kind: 'schedules'; msg: SchedulesMsg }
+  | { kind: 'breakers'; msg: BreakersMsg };

@@ -34,6 +34,10 @@ import { refusal } from '../refusal.ts';
 import { Paging, type Fetched } from './paging.ts';
 import { WritePath, type Aborted } from './write-path.ts';
 import { ShardSchedules } from './schedules.ts';
+import { ShardBreakers } from './breakers.ts';
+import type { BreakerTally } from '../breaker/breaker-tally.ts';
+import type { Breaker, BreakerConfig } from '../breaker/breaker.ts';
+import type { BreakerSignal } from '../../../protocol/peer-messages.ts';
 import type { Schedule } from '../schedule/schedule.ts';
 import { buggify, planted } from '../test-hooks.ts';
 
@@ -86,6 +90,12 @@ export interface OwnerDeps {
    * lease must grant nothing before it learns whether it was deposed. */
   mayServe: () => boolean;
   exited: (exit: OwnerExit) => void;
+  /** Where attempt outcomes are counted for the lanes' circuit breakers (breaker-tally.ts). */
+  tally: BreakerTally;
+  /** The node's default breaker for lanes without settings of their own, or null. */
+  breakerDefault: BreakerConfig | null;
+  /** The breakers of this shard the cluster should hear of (owner/breakers.ts). */
+  breakerSignals: (signals: BreakerSignal[]) => void;
 }
 
 interface Entry extends Queued {
@@ -132,6 +142,8 @@ export class ShardOwner implements Actor<OwnerMsg> {
   private readonly paging: Paging<Entry>;
   /** The shard's recurring schedules (schedules.ts). */
   private readonly schedules: ShardSchedules;
+  /** The circuit breakers that live on this shard (breakers.ts). */
+  private readonly breakers: ShardBreakers;
   private jobSeq = 0;
 
   constructor(private readonly deps: OwnerDeps) {
@@ -154,6 +166,15 @@ export class ShardOwner implements Actor<OwnerMsg> {
       submit: (tenant, submission, reply, ctx) => this.submit(tenant, submission, reply, ctx),
       fail: (reason, ctx) => this.drain(reason, ctx),
       unavailable: () => this.unavailable(),
+    });
+    this.breakers = new ShardBreakers({
+      shard: deps.shard,
+      epoch: deps.epoch,
+      defaultConfig: deps.breakerDefault,
+      serving: () => this.phase === 'serving',
+      fail: (reason, ctx) => this.drain(reason, ctx),
+      unavailable: () => this.unavailable(),
+      signal: deps.breakerSignals,
     });
   }
 
@@ -180,6 +201,7 @@ export class ShardOwner implements Actor<OwnerMsg> {
       case 'requeue':
       case 'subscribe':
       case 'schedule':
+      case 'breaker':
       case 'heartbeat':
       case 'complete':
       case 'fail':
@@ -218,9 +240,10 @@ export class ShardOwner implements Actor<OwnerMsg> {
         }
         const pending = await ctx.env.store.loadShardJobs(shard, 'pending', null, limit);
         const schedules = await ctx.env.store.loadShardSchedules(shard);
-        return { running, pending, schedules };
+        const breakers = await ctx.env.store.loadShardBreakers(shard);
+        return { running, pending, schedules, breakers };
       },
-      ({ running, pending, schedules }) => ({ kind: 'load_done', running, pending, pendingMore: pending.length >= limit, schedules }),
+      ({ running, pending, schedules, breakers }) => ({ kind: 'load_done', running, pending, pendingMore: pending.length >= limit, schedules, breakers }),
       (error) => ({ kind: 'load_failed', error }),
     );
   }
@@ -230,7 +253,7 @@ export class ShardOwner implements Actor<OwnerMsg> {
       case 'start':
         return this.start(ctx);
       case 'load_done':
-        return this.loaded(msg.running, msg.pending, msg.pendingMore, msg.schedules, ctx);
+        return this.loaded(msg.running, msg.pending, msg.pendingMore, msg.schedules, msg.breakers, ctx);
       case 'load_failed':
         ctx.env.logger.log('warn', 'owner.load_failed', { shard: this.shard, error: String(msg.error) });
         return this.drain('failed', ctx);
@@ -250,6 +273,11 @@ export class ShardOwner implements Actor<OwnerMsg> {
       case 'schedules':
         this.schedules.handle(msg.msg, ctx);
         return this.finishDrainIfIdle(ctx);
+      case 'breaker':
+        return this.breakers.change(msg.tenant, msg.op, msg.reply, ctx);
+      case 'breakers':
+        this.breakers.handle(msg.msg, ctx);
+        return this.finishDrainIfIdle(ctx);
       case 'grant':
         return this.grant(msg.lane, msg.worker, msg.slots, ctx);
       case 'heartbeat':
@@ -259,11 +287,16 @@ export class ShardOwner implements Actor<OwnerMsg> {
           msg.reply({ ok: true, leaseMs: this.deps.config.leaseMs });
         });
       case 'complete':
-        return this.withLease(msg.token, msg.holder, msg.reply, ctx, (entry, token) =>
-          this.apply(entry, { kind: 'complete', token, result: msg.result }, token, ctx, () => msg.reply({ ok: true }), msg.reply),
-        );
+        return this.withLease(msg.token, msg.holder, msg.reply, ctx, (entry, token) => {
+          this.deps.tally.record(jobLane(entry.job), false);
+          this.apply(entry, { kind: 'complete', token, result: msg.result }, token, ctx, () => msg.reply({ ok: true }), msg.reply);
+        });
       case 'fail':
-        return this.withLease(msg.token, msg.holder, msg.reply, ctx, (entry, token) => this.failAttempt(entry, token, msg.error, msg.retryable, ctx, msg.reply));
+        return this.withLease(msg.token, msg.holder, msg.reply, ctx, (entry, token) => {
+          // The downstream's failure unless the worker says it was the job's own.
+          if (msg.downstream ?? msg.retryable) this.deps.tally.record(jobLane(entry.job), true);
+          this.failAttempt(entry, token, msg.error, msg.retryable, ctx, msg.reply);
+        });
       case 'return':
         return this.withLease(msg.token, msg.holder, msg.reply, ctx, (entry, token) =>
           this.apply(entry, { kind: 'release', token, runAtMs: ctx.env.clock.wallMs() }, token, ctx, () => msg.reply({ ok: true }), msg.reply),
@@ -299,7 +332,7 @@ export class ShardOwner implements Actor<OwnerMsg> {
 
   // ---- Loading -----------------------------------------------------------------------------
 
-  private loaded(running: Job[], pending: Job[], pendingMore: boolean, schedules: Schedule[], ctx: ActorContext<OwnerMsg>): void {
+  private loaded(running: Job[], pending: Job[], pendingMore: boolean, schedules: Schedule[], breakers: Breaker[], ctx: ActorContext<OwnerMsg>): void {
     if (this.phase !== 'loading') return;
     const now = ctx.env.clock.monotonicMs();
     for (const job of running) {
@@ -313,6 +346,7 @@ export class ShardOwner implements Actor<OwnerMsg> {
     this.paging.loaded(pending, pendingMore, ctx);
     this.phase = 'serving';
     this.schedules.loaded(schedules, ctx);
+    this.breakers.loaded(breakers, ctx);
     ctx.env.logger.log('debug', 'owner.serving', { shard: this.shard, epoch: this.deps.epoch, running: running.length, pending: pending.length });
     // A worker whose connection closed while no owner here served the shard (between two
     // owners) was never told to this one: its leases end now, not when they run out.
@@ -646,6 +680,8 @@ export class ShardOwner implements Actor<OwnerMsg> {
       if (token === null) continue;
       const worker = entry.worker;
       ctx.env.logger.log('info', 'owner.lease_expired', { shard: this.shard, jobId: entry.job.id, attempt: token.attempt });
+      // A handler that never answered is most often one stuck on its downstream.
+      this.deps.tally.record(jobLane(entry.job), true);
       this.failAttempt(entry, token, 'lease expired', true, ctx, (outcome) => {
         if (outcome.ok) worker?.revoke(token, 'lease_lost');
       });
@@ -801,8 +837,9 @@ export class ShardOwner implements Actor<OwnerMsg> {
   }
 
   private finishDrainIfIdle(ctx: ActorContext<OwnerMsg>): void {
-    if (this.phase !== 'draining' || !this.writes.idle || !this.schedules.idle) return;
+    if (this.phase !== 'draining' || !this.writes.idle || !this.schedules.idle || !this.breakers.idle) return;
     this.phase = 'stopped';
+    this.breakers.stopped();
     // Subscribers of unfinished jobs follow them to the shard's next owner.
     for (const entry of this.entries.values()) for (const subscriber of entry.subscribers?.values() ?? []) subscriber.moved();
     // The dispatcher must stop granting for this shard before the actor goes.

@@ -1,0 +1,124 @@
+// Circuit breakers: one per lane (a tenant's queue), for the whole cluster. The record every
+// component sees, where one lives, and its state machine. A breaker lives on the shard its
+// (tenant, queue) hashes to; that shard's owner decides its state from the attempt outcomes
+// every node reports (owner/breakers.ts), persists each change in a fenced write, and every
+// node's dispatcher stops leasing the lane's jobs while it is open (breaker/breaker-board.ts).
+//
+//   closed ──failure rate ≥ failureRatePct of ≥ minAttempts in windowMs──▶ open
+//   open ──cool-down over──▶ half_open (each node may lease `probes` jobs of the lane)
+//   half_open ──a success──▶ closed (cool-down back to cooldownMs)
+//   half_open ──a failure──▶ open (cool-down doubled, up to cooldownMaxMs)
+//   half_open ──no outcome within PROBE_ROUND_MS──▶ half_open, next round (fresh probes)
+
+import { fnv1a32 } from '../job/job-id.ts';
+
+export interface BreakerConfig {
+  /** Off: the queue has no breaker, whatever the node's default says. */
+  enabled: boolean;
+  /** Opens when at least this share of the attempts in the window failed, in percent (1-100). */
+  failureRatePct: number;
+  /** ...and at least this many attempts ended in the window. */
+  minAttempts: number;
+  /** The rolling window outcomes are counted over. */
+  windowMs: number;
+  /** The first cool-down: how long it stays open before probing. */
+  cooldownMs: number;
+  /** Each reopening doubles the cool-down, up to this. */
+  cooldownMaxMs: number;
+  /** Jobs each node may lease per half-open round. */
+  probes: number;
+  /** While open (or half-open), refuse submissions of the queue with `circuit_open` instead of
+   * accepting them to wait. */
+  refuseWhenOpen: boolean;
+}
+
+export const BREAKER_DEFAULTS: BreakerConfig = {
+  enabled: true,
+  failureRatePct: 50,
+  minAttempts: 20,
+  windowMs: 30_000,
+  cooldownMs: 5_000,
+  cooldownMaxMs: 300_000,
+  probes: 1,
+  refuseWhenOpen: false,
+};
+
+/** Bounds of each setting, for validation at every edge (protocol, CLI, node flags). */
+export const BREAKER_LIMITS = {
+  failureRatePct: [1, 100],
+  minAttempts: [1, 1_000_000],
+  windowMs: [1_000, 3_600_000],
+  cooldownMs: [100, 3_600_000],
+  cooldownMaxMs: [100, 86_400_000],
+  probes: [1, 100],
+} as const satisfies Record<string, readonly [number, number]>;
+
+/** Breakers with a row of their own, per tenant across the cluster (a queue's own settings, or
+ * a state a default breaker reached). */
+export const BREAKERS_PER_TENANT_MAX = 1_000;
+/** A half-open round with no outcome for this long gives every node fresh probes: a probe whose
+ * outcome was lost (its node crashed) must not hold the breaker half-open for ever. */
+export const PROBE_ROUND_MS = 30_000;
+
+export type BreakerState = 'closed' | 'open' | 'half_open';
+
+export interface Breaker {
+  tenant: string;
+  queue: string;
+  shard: number;
+  /** The queue's own settings; null when the node's default applies (a row written only to
+   * keep the state a default breaker reached). */
+  config: BreakerConfig | null;
+  state: BreakerState;
+  /** When it entered its state (wall clock, ms). */
+  sinceMs: number;
+  /** Open: when it goes half-open. Else null. */
+  nextProbeAtMs: number | null;
+  /** The cool-down of the current or next opening: grows while reopenings repeat. */
+  cooldownMs: number;
+  /** Half-open rounds so far in this opening (each gives every node fresh probes). */
+  round: number;
+  /** The window when it last opened: attempts and failures. Zero before it ever opened. */
+  openedAttempts: number;
+  openedFailures: number;
+  /** Bumped by every write; writes are conditional on it. Never reset: a row is not deleted
+   * (clearing a queue's settings writes config null), so versions order every state a node
+   * hears of the breaker. */
+  version: number;
+  updatedAtMs: number;
+}
+
+/** A fenced write of one breaker (Store.writeBreaker): expectedVersion null creates it
+ * (refused with 'limit' when the tenant has BREAKERS_PER_TENANT_MAX), else it replaces the row at
+ * that version ('conflict' otherwise). The store sets version to expectedVersion + 1 (1 when
+ * created). */
+export interface BreakerWrite {
+  breaker: Breaker;
+  expectedVersion: number | null;
+}
+
+export type BreakerWriteOutcome = 'ok' | 'conflict' | 'limit' | 'stale_epoch';
+
+/** The shard a lane's breaker lives on. */
+export function breakerShard(tenant: string, queue: string, shardCount: number): number {
+  return fnv1a32(`${tenant}\u0000breaker\u0000${queue}`) % shardCount;
+}
+
+/** A closed breaker, fresh. */
+export function closedBreaker(tenant: string, queue: string, shard: number, config: BreakerConfig | null, cooldownMs: number, nowMs: number): Breaker {
+  return {
+    tenant,
+    queue,
+    shard,
+    config,
+    state: 'closed',
+    sinceMs: nowMs,
+    nextProbeAtMs: null,
+    cooldownMs,
+    round: 0,
+    openedAttempts: 0,
+    openedFailures: 0,
+    version: 0,
+    updatedAtMs: nowMs,
+  };
+}
