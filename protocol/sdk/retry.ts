@@ -82,7 +82,7 @@ class RetryingRequest<R extends Request> implements Answerer<ReplyTo<R>> {
  * `repeatable`: the request may be sent again although an earlier copy may have been applied. */
 export function retryDelayMs(outcome: unknown, policy: BackoffPolicy, tries: number, runtime: SdkRuntime, repeatable: boolean): number | null {
   if (outcome instanceof KairosError) {
-    // removed
+    if (outcome.code === 'circuit_open') return null;
     if (!outcome.retryable && !(repeatable && outcome.code === 'internal')) return null;
     return outcome.retryAfterMs ?? backoffDelayMs(policy, tries, runtime.random);
   }

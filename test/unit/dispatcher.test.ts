@@ -170,3 +170,44 @@ describe('dispatcher across nodes', () => {
     expect(t.actor.localBacklog(10)).toEqual([[LANE, 89, 0, 1, 0]]);
   });
 });
+
+describe('dispatcher and circuit breakers', () => {
+  it('grants nothing of a lane whose breaker is open, nor announces it; half-open, its probes; closed, the rest', async () => {
+    const t = setup();
+    t.dispatcher.tell({ kind: 'worker_joined', worker: t.worker('a/c1') });
+    t.dispatcher.tell({ kind: 'breaker_gate', lane: LANE, gate: { state: 'open' } });
+    t.dispatcher.tell({ kind: 'backlog', shard: 0, owner: t.owner, counts: [[LANE, 10, 0]] });
+    t.dispatcher.tell({ kind: 'credit', workerId: 'a/c1', lane: LANE, slots: 8 });
+    await t.run(10);
+    expect(t.grants).toEqual([]);
+    expect(t.actor.localBacklog(10)).toEqual([]);
+    expect(t.actor.takeIdleWorker(LANE)).toBeNull();
+
+    t.dispatcher.tell({ kind: 'breaker_gate', lane: LANE, gate: { state: 'half_open', round: 1, probes: 2 } });
+    await t.run(10);
+    expect(t.grants).toEqual([['a/c1', 2]]);
+    // The same round heard again (every heartbeat repeats it) gives no more probes; a new one does.
+    t.dispatcher.tell({ kind: 'breaker_gate', lane: LANE, gate: { state: 'half_open', round: 1, probes: 2 } });
+    t.dispatcher.tell({ kind: 'credit', workerId: 'a/c1', lane: LANE, slots: 1 });
+    await t.run(10);
+    expect(t.grants).toHaveLength(1);
+    t.dispatcher.tell({ kind: 'breaker_gate', lane: LANE, gate: { state: 'half_open', round: 2, probes: 2 } });
+    await t.run(10);
+    expect(t.grants).toEqual([['a/c1', 2], ['a/c1', 2]]);
+
+    t.dispatcher.tell({ kind: 'breaker_gate', lane: LANE, gate: null });
+    await t.run(10);
+    // The worker's 9 slots less the 4 probes it holds.
+    expect(t.grants).toEqual([['a/c1', 2], ['a/c1', 2], ['a/c1', 5]]);
+  });
+
+  it('gives another node’s offer back whole while the breaker is open', async () => {
+    const t = setup();
+    t.dispatcher.tell({ kind: 'breaker_gate', lane: LANE, gate: { state: 'open' } });
+    t.dispatcher.tell({ kind: 'backlog', shard: 0, owner: t.owner, counts: [[LANE, 10, 0]] });
+    t.dispatcher.tell({ kind: 'remote_credit', worker: t.worker('b/c9'), lane: LANE, slots: 4 });
+    await t.run(10);
+    expect(t.grants).toEqual([]);
+    expect(t.givenBack).toEqual([['b/c9', 4]]);
+  });
+});

@@ -101,7 +101,8 @@ export function withConfig(b: Breaker, config: BreakerConfig | null, effective: 
     return { ...next, state: 'closed', sinceMs: b.state === 'closed' ? b.sinceMs : nowMs, nextProbeAtMs: null, round: 0, cooldownMs: effective?.cooldownMs ?? b.cooldownMs };
   }
   const cooldownMs = Math.min(effective.cooldownMaxMs, Math.max(effective.cooldownMs, b.state === 'closed' ? effective.cooldownMs : b.cooldownMs));
-  return { ...next, cooldownMs };
+  const nextProbeAtMs = b.nextProbeAtMs === null ? null : Math.min(b.nextProbeAtMs, b.sinceMs + cooldownMs);
+  return { ...next, cooldownMs, nextProbeAtMs };
 }
 
 function open(b: Breaker, cooldownMs: number, attempts: number, failures: number, nowMs: number): Breaker {
