@@ -62,8 +62,8 @@ export interface BreakerView {
   /** The window when it last opened; zero before it ever opened. */
   openedAttempts: number;
   openedFailures: number;
-  /** The live window (attempts and failures counted now), in the reply to `breaker_get`; null in
-   * `breaker_page`. */
+  /** The live window (attempts and failures counted now), in a `breaker` reply (the reply to
+   * `breaker_get`, `breaker_set`, `breaker_clear`); null in `breaker_page`. */
   window: { attempts: number; failures: number } | null;
   updatedAt: number;
 }

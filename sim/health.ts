@@ -98,6 +98,13 @@ export class Health {
     return !overlaps(this.storeFaults, fromMs, toMs, null) && !overlaps(this.nodeFaults, fromMs, toMs, node);
   }
 
+  /** No node was paused, down, leaving or cut off from the others at any time in [fromMs,
+   * toMs]: what one node tells the cluster reaches every node within a few heartbeats (message
+   * drops and slow store periods aside, which a few heartbeats ride out). */
+  calm(fromMs: number, toMs: number): boolean {
+    return !overlaps(this.nodeFaults, fromMs, toMs, null) && !overlaps(this.talkFaults, fromMs, toMs, null);
+  }
+
   /** Nodes told one another everything promptly at any time in [fromMs, toMs]: no message
    * between them lost, no node paused or cut off, no slow store period (a write of the owner
    * waits behind its backlog). Crashes, leaves and store errors are not excused here: a

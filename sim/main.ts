@@ -83,7 +83,9 @@ async function main(): Promise<number> {
     virtualMs += result.virtualMs;
     events += result.events;
     const c = result.connectionChecks;
-    const stats = `acked=${result.acked} dup-exec=${result.duplicateExecutions} strangers=${c.strangers} lease-ends=${c.leaseEnds} silent-closed=${c.silentClosed} virtual=${(result.virtualMs / 1000).toFixed(1)}s wall=${(result.wallMs / 1000).toFixed(2)}s events=${result.events}`;
+    const b = result.breaker;
+    const breaker = b.opened === 0 ? 'breaker=closed' : `breaker=opened×${b.opened}/half-open×${b.halfOpened}/closed×${b.closed} probes=${b.probes}`;
+    const stats = `acked=${result.acked} dup-exec=${result.duplicateExecutions} strangers=${c.strangers} lease-ends=${c.leaseEnds} silent-closed=${c.silentClosed} ${breaker} virtual=${(result.virtualMs / 1000).toFixed(1)}s wall=${(result.wallMs / 1000).toFixed(2)}s events=${result.events}`;
     if (result.ok) {
       process.stdout.write(`seed=${seed} ok trace=${result.trace} ${stats} faults: ${result.plan}\n`);
       if (first === last && result.traceEvents !== null) process.stdout.write(`${result.traceEvents.join('\n')}\n`);

@@ -34,6 +34,8 @@ export interface StoreObserver {
   /** A commit that was applied; `before[i]` is the stored job `writes[i]` found (undefined for
    * an insert or a missing job). */
   committed(batch: CommitBatch, outcomes: WriteOutcome[], before: Array<Job | undefined>): void;
+  /** A breaker write that was applied: the row as stored (sim/breaker-checker.ts). */
+  breakerWritten?(breaker: Breaker): void;
 }
 
 interface ShardState {
@@ -274,11 +276,13 @@ export class MemoryStore implements Store {
       const count = [...this.data.breakers.values()].filter((b) => b.tenant === breaker.tenant).length;
       if (count >= this.data.breakersPerTenantMax) return 'limit';
       this.data.breakers.set(key, { ...copyBreaker(breaker), version: 1 });
+      this.data.observer?.breakerWritten?.(copyBreaker(this.data.breakers.get(key)!));
       return 'ok';
     }
     // As in Postgres, a write reaches only a breaker of the shard it is fenced by.
     if (current === undefined || current.shard !== lease.shard || current.version !== expectedVersion) return 'conflict';
     this.data.breakers.set(key, { ...copyBreaker(breaker), version: expectedVersion + 1 });
+    this.data.observer?.breakerWritten?.(copyBreaker(this.data.breakers.get(key)!));
     return 'ok';
   }
 

@@ -7,7 +7,8 @@
 // The owner keeps its ready jobs apart from its delayed ones (docs/DESIGN.md, "Jobs"), so jobs
 // due later never keep ready ones out of memory; when they do, or a due job left in the store
 // is never paged in, this is what shows it. Small owner memories in the fault plan
-// (`ownerMemory`) make the spill and page-in paths run.
+// (`ownerMemory`) make the spill and page-in paths run. Jobs of a lane whose circuit breaker is
+// not closed wait on purpose (breaker-checker.ts): the bound holds them from when it closes.
 
 import type { Job } from '../node/core/job/job.ts';
 import type { EventQueue } from './event-queue.ts';
@@ -33,6 +34,8 @@ export class ReadyJobsChecker {
     private readonly workers: readonly SimWorker[],
     private readonly pendingDue: (nowMs: number) => Job[],
     private readonly report: (invariant: string, detail: string) => void,
+    /** Jobs that may wait for now (their lane's breaker is not closed). */
+    private readonly gated: (job: Job) => boolean = () => false,
   ) {}
 
   /** A lease of `job` committed. */
@@ -61,7 +64,7 @@ export class ReadyJobsChecker {
       const waiting = new Set<string>();
       for (const job of this.pendingDue(nowMs)) {
         const owners = servedBy.get(job.shard) ?? [];
-        if (owners.length !== 1) continue;
+        if (owners.length !== 1 || this.gated(job)) continue;
         const idle = this.workers.find((w) => w.tenant === job.tenant && w.node === owners[0] && w.freeSlots(job.queue) > 0);
         if (idle === undefined) continue;
         waiting.add(job.id);

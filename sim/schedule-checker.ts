@@ -1,6 +1,7 @@
 // Recurring schedules in the simulator. Every run starts with a few schedules in the store, one
 // per missed-tick policy, on the workload's tenants and queues, so that the workers run their
-// jobs. The checker attributes every job the store accepts to its schedule's tick by the job's
+// jobs (one on the downstream's queue, so that its breaker always has jobs to probe with:
+// breaker-checker.ts). The checker attributes every job the store accepts to its schedule's tick by the job's
 // payload and run_at (not by its idempotency key, which is the mechanism under test), and
 // reports:
 // - a tick that produced two jobs, at any time;
@@ -10,6 +11,7 @@
 import { DEFAULT_RETRY_POLICY } from '../node/core/job/job.ts';
 import { scheduleShard, type Calendar, type MissedPolicy, type Schedule, type ScheduleTiming } from '../node/core/schedule/schedule.ts';
 import type { CommitBatch, Store, WriteOutcome } from '../node/core/store.ts';
+import { DOWNSTREAM_QUEUE, DOWNSTREAM_TENANT } from './breaker-checker.ts';
 
 /** Payload byte 0: no behaviour the workers know, so they succeed; byte 1: which schedule. */
 const SCHEDULE_MARK = 255;
@@ -26,6 +28,7 @@ const SCHEDULES: readonly SimSchedule[] = [
   { tenant: 't1', name: 'every-second', queue: 'q0', timing: { kind: 'every', everyMs: 1_000 }, missed: 'each' },
   { tenant: 't2', name: 'every-2.5s', queue: 'q1', timing: { kind: 'every', everyMs: 2_500 }, missed: 'skip' },
   { tenant: 't1', name: 'cron-3s', queue: 'q1', timing: { kind: 'cron', cron: '*/3 * * * * *', timezone: 'Europe/Berlin' }, missed: 'once' },
+  { tenant: DOWNSTREAM_TENANT, name: 'downstream-every-1.5s', queue: DOWNSTREAM_QUEUE, timing: { kind: 'every', everyMs: 1_500 }, missed: 'each' },
 ];
 
 export class ScheduleChecker {

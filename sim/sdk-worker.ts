@@ -7,14 +7,14 @@
 // an outcome the worker was told was recorded.
 
 import { encodeMessage } from '../protocol/codec.ts';
-import { connect, NonRetryableError, type JobContext, type KairosClient } from '../protocol/sdk/index.ts';
+import { connect, DownstreamError, NonRetryableError, type JobContext, type KairosClient } from '../protocol/sdk/index.ts';
 import type { SdkRuntime } from '../protocol/sdk/runtime.ts';
 import type { Dial, Link } from '../protocol/sdk/transport.ts';
 import { decodeFromClient } from '../protocol/validate.ts';
 import type { SeededRandom } from '../node/core/random.ts';
 import type { Checkers } from './checkers.ts';
 import type { EventQueue } from './event-queue.ts';
-import type { Dialer } from './workload.ts';
+import type { Dialer, Downstream } from './workload.ts';
 import { BEHAVIOURS } from './workload.ts';
 
 export function simRuntime(queue: EventQueue, random: SeededRandom): SdkRuntime {
@@ -71,7 +71,8 @@ function simDial(dialerFor: (url: string) => Dialer, queue: EventQueue, checkers
 }
 
 /** Starts an SDK worker for both simulated queues, first connected to `url`; its handlers
- * follow the payload's behaviour. */
+ * follow the payload's behaviour. With `downstream` (of this worker's tenant), it also works its
+ * queue, whose handler calls it and throws DownstreamError while it is down. */
 export function startSdkWorker(
   url: string,
   dialerFor: (url: string) => Dialer,
@@ -79,6 +80,7 @@ export function startSdkWorker(
   random: SeededRandom,
   checkers: Checkers,
   slots: number,
+  downstream: Downstream | null = null,
 ): void {
   const runtime = simRuntime(queue, random);
   const sleep = (ms: number, signal: AbortSignal) =>
@@ -100,6 +102,12 @@ export function startSdkWorker(
     if (behaviour === 'fail_fatal') throw new NonRetryableError(`fail_fatal on attempt ${ctx.attempt}`);
     return undefined;
   };
+  const callDownstream = async (ctx: JobContext): Promise<undefined> => {
+    checkers.handlerStarted(ctx.jobId);
+    await sleep(1 + random.int(20), ctx.signal);
+    if (downstream!.down) throw new DownstreamError('downstream unavailable');
+    return undefined;
+  };
   void connect({
     url,
     token: 'workers',
@@ -111,8 +119,9 @@ export function startSdkWorker(
   }).then(
     (client: KairosClient) => {
       for (const name of ['q0', 'q1']) client.worker(name, handler, { concurrency: slots, onError: () => {} });
+      if (downstream !== null) client.worker(downstream.queue, callDownstream, { concurrency: slots, onError: () => {} });
     },
     // The first dial found no node: the worker process starts again a little later.
-    () => void queue.schedule(500, () => startSdkWorker(url, dialerFor, queue, random, checkers, slots)),
+    () => void queue.schedule(500, () => startSdkWorker(url, dialerFor, queue, random, checkers, slots, downstream)),
   );
 }

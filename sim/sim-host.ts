@@ -8,7 +8,7 @@ import type { Env, Network, Timers } from '../node/core/env.ts';
 import { createNode, type KairosNode, type NodeConfig } from '../node/core/node.ts';
 import type { SeededRandom } from '../node/core/random.ts';
 import type { Store } from '../node/core/store.ts';
-import type { TestHooks } from '../node/core/test-hooks.ts';
+import type { Observation, TestHooks } from '../node/core/test-hooks.ts';
 import type { EventQueue } from './event-queue.ts';
 import { simCalendar } from './sim-env.ts';
 
@@ -32,6 +32,8 @@ export class SimHost {
     private readonly network: Network,
     /** Sees the node's log lines (the checkers watch some). */
     private readonly onLog: (host: string, event: string, fields?: Record<string, unknown>) => void = () => {},
+    /** Sees what the node's sites report (TestHooks.observe), per incarnation. */
+    private readonly onObserve: (host: string, incarnation: number, observation: Observation) => void = () => {},
   ) {}
 
   get alive(): boolean {
@@ -60,7 +62,11 @@ export class SimHost {
       store: this.openStore(incarnation),
       network: this.network,
       calendar: simCalendar,
-      testHooks: this.hooks,
+      testHooks: {
+        buggify: (site) => this.hooks.buggify(site),
+        planted: (bug) => this.hooks.planted(bug),
+        observe: (observation) => this.onObserve(this.id, incarnation, observation),
+      },
     };
     // A restarted node is a new incarnation (its peers must tell its heartbeats from the old
     // one's), and rejoins a running cluster.

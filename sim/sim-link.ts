@@ -36,6 +36,9 @@ export interface LinkTap {
   closeReached(link: SimLink): void;
   /** `link`'s node crashed (or left): no gateway will ever hear that it closed. */
   lostWithNode(link: SimLink): void;
+  /** The node's gateway sends `message` on `link` now (whether or not the link is still open:
+   * a lease sent to a dead connection is an attempt spent all the same). */
+  sent?(link: SimLink, message: FromNode): void;
 }
 
 export class SimLink {
@@ -113,6 +116,7 @@ export class SimLink {
   }
 
   private deliverToClient(message: FromNode): void {
+    this.tap?.sent?.(this, message);
     if (!this.open) return;
     const at = this.arrival('toClient');
     this.queue.schedule(at - this.queue.nowMs, () => {

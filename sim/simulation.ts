@@ -7,6 +7,7 @@
 import { DEFAULT_NODE_CONFIG, type NodeConfig } from '../node/core/node.ts';
 import { SeededRandom } from '../node/core/random.ts';
 import type { PlantedBug, TestHooks } from '../node/core/test-hooks.ts';
+import { BreakerChecker, closeBoundMs, DOWNSTREAM_QUEUE, DOWNSTREAM_TENANT, SIM_BREAKER } from './breaker-checker.ts';
 import { Checkers, InvariantViolation } from './checkers.ts';
 import { EventQueue } from './event-queue.ts';
 import { FailoverChecker, failoverBoundMs } from './failover-checker.ts';
@@ -20,11 +21,11 @@ import { MemoryBacking, MemoryStore } from './memory-store.ts';
 import { ScheduleChecker } from './schedule-checker.ts';
 import { runUntil, simCalendar } from './sim-env.ts';
 import { SimHost } from './sim-host.ts';
-import { SimLink, type LinkEnds, type NetworkFaults } from './sim-link.ts';
+import { SimLink, type LinkEnds, type LinkTap, type NetworkFaults } from './sim-link.ts';
 import { SimNodeNetwork } from './node-network.ts';
 import { Trace } from './trace.ts';
 import { startSdkWorker } from './sdk-worker.ts';
-import { BEHAVIOURS, SimProducer, SimWorker, type Dialer } from './workload.ts';
+import { BEHAVIOURS, Downstream, SimProducer, SimWorker, type Dialer } from './workload.ts';
 
 export interface SimOptions {
   seed: number;
@@ -74,10 +75,14 @@ export interface SimResult {
   duplicateExecutions: number;
   /** How often the connection checks applied (hostile-checkers.ts). */
   connectionChecks: HostileCheckers['counts'];
+  /** What the downstream lane's breaker went through (breaker-checker.ts). */
+  breaker: BreakerChecker['stats'];
 }
 
 /** Shard leases in the simulator: short, so takeovers happen within a run. */
 const SHARD_LEASE_MS = 6_000;
+/** Job leases (OwnerConfig.leaseMs). */
+const JOB_LEASE_MS = 3_000;
 const START_MS = 1_764_300_000_000;
 /** After healing, how long past the failover bound the run goes on for the schedule checker. */
 const SCHEDULE_WATCH_MS = 3_000;
@@ -109,15 +114,35 @@ export async function runSimulation(options: SimOptions): Promise<SimResult> {
     helloDeadlineMs: DEFAULT_NODE_CONFIG.gateway.helloDeadlineMs,
   }, START_MS);
   const schedules = new ScheduleChecker(simCalendar, (invariant, detail) => checkers.report(invariant, detail));
+  // The downstream of one lane, down in the seed's outages (on a random stream of its own).
+  const downstream = new Downstream(
+    DOWNSTREAM_TENANT,
+    DOWNSTREAM_QUEUE,
+    options.faults ? Downstream.outagesFor(root.derive('downstream'), options.durationMs) : [],
+    () => queue.nowMs - START_MS,
+  );
+  const breakers = new BreakerChecker({
+    nowMs: () => queue.nowMs - START_MS,
+    startMs: START_MS,
+    cluster: plan.cluster,
+    health,
+    leaseMs: JOB_LEASE_MS,
+    schedule: (delayMs, fn) => void queue.schedule(delayMs, fn),
+    report: (invariant, detail) => checkers.report(invariant, detail),
+    trace: (event) => trace.add(event),
+  });
   backing.observer = {
     acquired: (owner, leases) => checkers.acquired(owner, leases),
     committed: (batch, outcomes, before) => {
       checkers.committed(batch, outcomes, before);
       hostileChecks.committed(batch, outcomes, before);
       schedules.committed(batch, outcomes);
+      breakers.committed(batch, outcomes);
     },
+    breakerWritten: (breaker) => breakers.breakerWritten(breaker),
   };
   await schedules.seed(new MemoryStore(backing), options.shards, (shard) => backing.shards[shard]!.epoch, queue.nowMs);
+  await breakers.seed(new MemoryStore(backing), options.shards, (shard) => backing.shards[shard]!.epoch, queue.nowMs);
   const storeFaults = (): DatabaseFaults =>
     healed
       ? { errorRate: 0, unknownRate: 0, terminateRate: 0, latencyMinMs: 0.1, latencyMaxMs: 1, slowFactor: () => 1 }
@@ -147,7 +172,7 @@ export async function runSimulation(options: SimOptions): Promise<SimResult> {
     shardCount: options.shards,
     owner: {
       ...DEFAULT_NODE_CONFIG.owner,
-      leaseMs: 3_000,
+      leaseMs: JOB_LEASE_MS,
       leaseCheckMs: 250,
       memoryJobsMax: plan.ownerMemory?.ready ?? 64,
       ...(plan.ownerMemory === null ? {} : { delayedJobsMax: plan.ownerMemory.delayed }),
@@ -203,8 +228,19 @@ export async function runSimulation(options: SimOptions): Promise<SimResult> {
   hosts = Array.from(
     { length: options.nodes },
     (_, i) =>
-      new SimHost(`n${i}`, queue, root.derive(`node-${i}`), (incarnation) => openStore(i, incarnation), config, hooks, nodeNetwork.networkOf(`n${i}`), (host, event, fields) =>
-        hostileChecks.logged(host, event, fields),
+      new SimHost(
+        `n${i}`,
+        queue,
+        root.derive(`node-${i}`),
+        (incarnation) => openStore(i, incarnation),
+        config,
+        hooks,
+        nodeNetwork.networkOf(`n${i}`),
+        (host, event, fields) => {
+          hostileChecks.logged(host, event, fields);
+          breakers.logged(host, event, fields);
+        },
+        (host, incarnation, observation) => breakers.observed(host, incarnation, observation),
       ),
   );
   for (const host of hosts) nodeNetwork.add(host);
@@ -214,12 +250,18 @@ export async function runSimulation(options: SimOptions): Promise<SimResult> {
   const unreachable = new Set<string>();
   const netRandom = root.derive('network');
   const netFaults = (): NetworkFaults => ({ delayMinMs: 0.1, delayMaxMs: healed ? 2 : plan.netDelayMaxMs, unreachable });
+  const tap: LinkTap = {
+    delivered: (link, message) => hostileChecks.delivered(link, message),
+    closeReached: (link) => hostileChecks.closeReached(link),
+    lostWithNode: (link) => hostileChecks.lostWithNode(link),
+    sent: (link, message) => breakers.sent(link, message),
+  };
   const links = new Set<SimLink>();
   let nextLink = 0;
   const dialerTo = (pick: () => SimHost | undefined, tenant: string): Dialer => (ends) => {
     const host = pick();
     if (host === undefined) return null;
-    const link = SimLink.connect(`l${++nextLink}`, host, tenant, queue, netRandom, netFaults, ends, trace, hostileChecks);
+    const link = SimLink.connect(`l${++nextLink}`, host, tenant, queue, netRandom, netFaults, ends, trace, tap);
     if (link !== null) links.add(link);
     return link;
   };
@@ -237,16 +279,23 @@ export async function runSimulation(options: SimOptions): Promise<SimResult> {
       behaviours: options.faults ? BEHAVIOURS : ['succeed'],
     }),
   );
+  // The downstream's lane gets jobs of its own producer, on a stream of its own, which its
+  // handlers run as the downstream answers.
+  const downstreamProducer = new SimProducer(DOWNSTREAM_TENANT, queue, workloadRandom.derive('downstream'), hosts.map((host) => dialerTo(() => host, DOWNSTREAM_TENANT)), checkers);
+  downstreamProducer.plan(Math.ceil(options.jobs / 4), options.durationMs * 0.7, { keyed: 0.6, delayed: 0.2, burst: 0, behaviours: ['succeed'], queue: DOWNSTREAM_QUEUE });
+  producers.push(downstreamProducer);
   // On every host, for each tenant (a worker only gets its own tenant's jobs), a worker: one
   // modelled (it can hang or turn zombie on purpose) and one the real SDK (its own credit,
   // heartbeats, reconnects and re-sends, under the same faults), alternating across hosts.
+  // Those of the downstream's tenant work its queue too.
+  const downstreamOf = (tenant: string) => (tenant === downstream.tenant ? downstream : null);
   const workers = hosts.map((host, i) => {
     const [modelled, sdk] = i % 2 === 0 ? ['t1', 't2'] : ['t2', 't1'];
-    const worker = new SimWorker(`w${i}`, modelled, 4, queue, workloadRandom.derive(`w${i}`), dialerTo(() => host, modelled), checkers);
+    const worker = new SimWorker(`w${i}`, modelled, 4, queue, workloadRandom.derive(`w${i}`), dialerTo(() => host, modelled), checkers, downstreamOf(modelled));
     worker.start();
     // It starts on this host and fails over to the hosts it learns of (their `sim://` URLs).
     const byUrl = (url: string) => dialerTo(() => hosts.find((h) => `sim://${h.id}` === url), sdk);
-    startSdkWorker(`sim://${host.id}`, byUrl, queue, workloadRandom.derive(`sdk${i}`), checkers, 4);
+    startSdkWorker(`sim://${host.id}`, byUrl, queue, workloadRandom.derive(`sdk${i}`), checkers, 4, downstreamOf(sdk));
     return worker;
   });
 
@@ -258,7 +307,7 @@ export async function runSimulation(options: SimOptions): Promise<SimResult> {
     const hostileNet = root.derive('hostile-network');
     const dial = (tenant: string, ends: LinkEnds, index?: number): SimLink | null => {
       const host = hosts[index ?? hostileNet.int(hosts.length)]!;
-      const link = SimLink.connect(`l${++nextLink}`, host, tenant, queue, hostileNet, netFaults, ends, trace, hostileChecks);
+      const link = SimLink.connect(`l${++nextLink}`, host, tenant, queue, hostileNet, netFaults, ends, trace, tap);
       if (link !== null) links.add(link);
       return link;
     };
@@ -369,7 +418,9 @@ export async function runSimulation(options: SimOptions): Promise<SimResult> {
   healed = true;
   const report = (invariant: string, detail: string) => checkers.report(invariant, detail);
   new FailoverChecker(queue, () => hosts, options.shards, failoverBoundMs(config), report).start();
-  const readyJobs = new ReadyJobsChecker(queue, () => hosts, workers, (nowMs) => checkers.pendingDue(nowMs), report);
+  const readyJobs = new ReadyJobsChecker(queue, () => hosts, workers, (nowMs) => checkers.pendingDue(nowMs), report, (job) => breakers.gated(job));
+  // The breaker closes within its bound once the downstream is up again too.
+  const breakerClosedByMs = START_MS + breakers.healed(downstream.healedAtMs, closeBoundMs(SIM_BREAKER, failoverBoundMs(config)));
   checkers.onLeased = (job) => readyJobs.leased(job);
   readyJobs.start();
   unreachable.clear();
@@ -391,6 +442,8 @@ export async function runSimulation(options: SimOptions): Promise<SimResult> {
   const watchedUntil = Math.max(queue.nowMs, safetyEnd + failoverBoundMs(config) + SCHEDULE_WATCH_MS);
   await runUntil(queue, () => false, watchedUntil, () => checkers.violation !== null);
   if (checkers.violation === null) schedules.checkRan(safetyEnd, watchedUntil - SCHEDULE_WATCH_MS);
+  // A breaker still not closed: the run goes on until it closes or its bound is up.
+  if (!breakers.closed) await runUntil(queue, () => breakers.closed, breakerClosedByMs, () => checkers.violation !== null);
   if (checkers.violation === null && !done) {
     const left = checkers.unfinished();
     const example = left[0] === undefined ? 'none' : `${left[0]} of ${checkers.job(left[0])?.tenant ?? '?'} is ${checkers.job(left[0])?.state ?? 'missing'}`;
@@ -405,14 +458,20 @@ export async function runSimulation(options: SimOptions): Promise<SimResult> {
     violation: checkers.violation,
     trace: trace.hex(),
     traceEvents: trace.kept,
-    plan: [describePlan(plan), describeHostile(hostile)].filter((p) => p !== '').join(' '),
+    plan: [describePlan(plan), describeOutages(downstream), describeHostile(hostile)].filter((p) => p !== '').join(' '),
     virtualMs: queue.nowMs - START_MS,
     wallMs: performance.now() - wallStart,
     events: queue.eventsRun,
     acked: checkers.acked.size,
     duplicateExecutions: checkers.duplicateExecutions(),
     connectionChecks: hostileChecks.counts,
+    breaker: breakers.stats,
   };
+}
+
+function describeOutages(downstream: Downstream): string {
+  if (downstream.outages.length === 0) return '';
+  return `downstream-down=${downstream.outages.map(([from, to]) => `${(from / 1000).toFixed(1)}-${(to / 1000).toFixed(1)}s`).join('+')}`;
 }
 
 /** After healing: every node sees every node in the ring, and every shard is served by exactly

@@ -20,6 +20,41 @@ import type { FromNode, SimLink, ToNode } from './sim-link.ts';
 export const BEHAVIOURS = ['succeed', 'fail', 'fail_fatal', 'hang', 'long', 'zombie'] as const;
 export type Behaviour = (typeof BEHAVIOURS)[number];
 
+/** The service one lane's handlers call (its tenant's queue `queue`; sim/breaker-checker.ts
+ * gives that lane a circuit breaker): down in the seed's outage windows, up otherwise. Its
+ * handlers fail as a DownstreamError does (`fail`, retryable, `downstream: true`) while it is
+ * down and succeed while it is up, whatever the payload says. */
+export class Downstream {
+  constructor(
+    readonly tenant: string,
+    readonly queue: string,
+    /** [from, to) in virtual ms since the run's start. */
+    readonly outages: ReadonlyArray<readonly [number, number]>,
+    private readonly nowMs: () => number,
+  ) {}
+
+  get down(): boolean {
+    const nowMs = this.nowMs();
+    return this.outages.some(([from, to]) => nowMs >= from && nowMs < to);
+  }
+
+  /** When the last outage ends (0 without any). */
+  get healedAtMs(): number {
+    return Math.max(0, ...this.outages.map(([, to]) => to));
+  }
+
+  /** The outages a seed picks for a fault phase of `durationMs`: in most runs one or two, of
+   * 2-8 s each, in the first 80 % of it (so that the breaker opens while the faults still run,
+   * and has the healing to close in). */
+  static outagesFor(random: SeededRandom, durationMs: number): Array<[number, number]> {
+    if (random.next() < 0.15) return [];
+    return Array.from({ length: 1 + random.int(2) }, (): [number, number] => {
+      const from = 1_000 + random.int(Math.max(1, Math.floor(durationMs * 0.8) - 1_000));
+      return [from, Math.min(durationMs, from + 2_000 + random.int(6_000))];
+    }).sort((a, b) => a[0] - b[0]);
+  }
+}
+
 /** Connects to some node for a client; null while no node can be reached. */
 export type Dialer = (ends: { onMessage(m: FromNode): void; onClose(): void }) => SimLink | null;
 
@@ -65,14 +100,14 @@ export class SimProducer {
 
   /** Schedules `count` submissions spread over `overMs`, some in bursts; some keyed ones are
    * sent twice, as two clients racing with one key would. */
-  plan(count: number, overMs: number, mix: { keyed: number; delayed: number; burst: number; behaviours: readonly Behaviour[] }): void {
+  plan(count: number, overMs: number, mix: { keyed: number; delayed: number; burst: number; behaviours: readonly Behaviour[]; queue?: string }): void {
     for (let n = 0; n < count; n++) {
       const behaviour = mix.behaviours[this.random.int(mix.behaviours.length)]!;
       const payload = new Uint8Array(5);
       payload[0] = BEHAVIOURS.indexOf(behaviour);
       new DataView(payload.buffer).setUint32(1, n);
       const spec: SubmitSpec = {
-        queue: `q${this.random.int(2)}`,
+        queue: mix.queue ?? `q${this.random.int(2)}`,
         payload,
         priority: this.random.int(5) - 2,
         retry: { attemptsMax: 1 + this.random.int(4), backoffBaseMs: 50, backoffMaxMs: 2_000, jitter: 0.5 },
@@ -247,6 +282,8 @@ export class SimWorker {
     private readonly random: SeededRandom,
     private readonly dial: Dialer,
     private readonly checkers: Checkers,
+    /** The downstream its tenant's jobs of one queue call, if it is this worker's tenant's. */
+    private readonly downstream: Downstream | null = null,
   ) {}
 
   start(): void {
@@ -293,6 +330,7 @@ export class SimWorker {
         this.greeted = true;
         this.send({ t: 'credit', queue: 'q0', slots: this.slots });
         this.send({ t: 'credit', queue: 'q1', slots: this.slots });
+        if (this.downstream !== null) this.send({ t: 'credit', queue: this.downstream.queue, slots: this.slots });
         return;
       case 'lease':
         return this.leased(message.token, message.queue, message.payload, message.leaseMs);
@@ -329,6 +367,7 @@ export class SimWorker {
     this.running.set(key(token), run);
     this.checkers.handlerStarted(token.jobId);
     const incarnation = this.link;
+    if (this.downstream !== null && queue === this.downstream.queue) return this.callDownstream(run, this.downstream, incarnation);
     // A hang hangs on the first attempt only, so the job can still finish on a retry. It
     // neither heartbeats nor answers until it is revoked or, like any stuck handler in the end,
     // returns after a long while (its answer is then refused as stale).
@@ -355,6 +394,22 @@ export class SimWorker {
       } else {
         run.verdict = 'complete';
         this.send({ t: 'complete', rid, token });
+      }
+    });
+  }
+
+  /** A job of the downstream's queue: one call, answered as the downstream is when it returns. */
+  private callDownstream(run: Running, downstream: Downstream, incarnation: SimLink | null): void {
+    this.queue.schedule(1 + this.random.int(20), () => {
+      if (this.link !== incarnation || !this.running.has(key(run.token))) return;
+      const rid = ++this.nextRid;
+      this.byRid.set(rid, run);
+      if (downstream.down) {
+        run.verdict = 'fail';
+        this.send({ t: 'fail', rid, token: run.token, error: 'downstream unavailable', retryable: true, downstream: true });
+      } else {
+        run.verdict = 'complete';
+        this.send({ t: 'complete', rid, token: run.token });
       }
     });
   }

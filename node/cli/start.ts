@@ -43,7 +43,7 @@ export const START_HELP = `kairos start [options]
   --rate-limit R[:B] per-tenant submissions per second, burst B (env KAIROS_RATE_LIMIT; default none)
   --inflight-max N   requests of any kind in flight per connection (a batch counts its jobs)
                      before requests are refused as overloaded (env KAIROS_INFLIGHT_MAX, default 20000)
-  --reads-max N      reads (get, list, dlq_list, schedule_get, schedule_list) in flight per connection before reads are refused as
+  --reads-max N      reads (get, list, dlq_list, schedule_get, schedule_list, breaker_list) in flight per connection before reads are refused as
                      overloaded; 8 run at once (env KAIROS_READS_MAX, default ${DEFAULT_GATEWAY_CONFIG.connReadsMax})
   --hello-deadline-ms N  a connection that sends no hello in this time is closed
                      (env KAIROS_HELLO_DEADLINE_MS, default ${DEFAULT_GATEWAY_CONFIG.helloDeadlineMs})

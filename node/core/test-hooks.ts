@@ -7,6 +7,8 @@
 // - planted bugs: known bugs the simulator must catch (test/sim/checker-efficacy.test.ts
 //   proves each is caught within a bounded number of seeds).
 
+import type { BreakerGate } from './breaker/breaker-board.ts';
+
 export type BuggifySite = 'owner.delay_flush' | 'owner.spill' | 'owner.short_lease_check' | 'committer.small_batches';
 
 export type PlantedBug =
@@ -26,7 +28,11 @@ export type PlantedBug =
    * a second job. */
   | 'tick_key_per_owner'
   /** The owner runs no tick that is more than a second late, whatever the missed-tick policy. */
-  | 'drop_late_ticks';
+  | 'drop_late_ticks'
+  /** The dispatcher ignores what it is told of circuit breakers: it leases an open lane's jobs. */
+  | 'breaker_ignore_gate'
+  /** An open breaker has no time to probe: it never goes half-open, so never closes. */
+  | 'breaker_never_probe';
 
 export const PLANTED_BUGS: readonly PlantedBug[] = [
   'ack_before_commit',
@@ -37,11 +43,24 @@ export const PLANTED_BUGS: readonly PlantedBug[] = [
   'keep_lost_worker_leases',
   'tick_key_per_owner',
   'drop_late_ticks',
+  'breaker_ignore_gate',
+  'breaker_never_probe',
 ];
+
+/** What a site did, for the simulator's checkers that cannot see it from outside the node
+ * (sim/breaker-checker.ts). */
+export type Observation =
+  /** The dispatcher was told a lane's breaker gate (null: closed). */
+  | { kind: 'breaker_gate'; lane: string; gate: BreakerGate | null }
+  /** The dispatcher granted `slots` of a lane: to an owner here (`s<shard>`), as an offer to
+   * another node (`n<node>`), or one idle worker to an owner about to insert a job (`idle`). */
+  | { kind: 'granted'; lane: string; slots: number; to: string };
 
 export interface TestHooks {
   buggify(site: BuggifySite): boolean;
   planted(bug: PlantedBug): boolean;
+  /** Called with what sites did (production: never; the simulator: on every node). */
+  observe?(observation: Observation): void;
 }
 
 export function buggify(hooks: TestHooks | undefined, site: BuggifySite): boolean {

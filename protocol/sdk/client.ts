@@ -303,7 +303,8 @@ export class KairosClient {
       const reply = await this.call({ t: 'breaker_list', rid: 0, limit: options.limit, after: options.after });
       return { breakers: reply.breakers, next: reply.next };
     },
-    /** Drops the queue's own settings: the node's default breaker applies to it again. */
+    /** Drops the queue's own settings: the node's default breaker applies to it again. Rejects
+     * with `not_found` when the queue has no settings of its own and the node has no default. */
     clear: async (queue: string): Promise<BreakerView> => (await this.call({ t: 'breaker_clear', rid: 0, queue })).breaker,
     /** Calls `onChange` for every change of state of the tenant's breakers, as the connected
      * node sees them, until the client closes (after a reconnect the watch is made again;

@@ -130,6 +130,9 @@ describe('circuit breakers', () => {
     expect((await jobCounts(db, 'sms')).jobs).toBe(jobsBefore);
     // Other queues are not concerned.
     await c.submit({ queue: 'other', payload });
+    // Its settings cleared, on a node without a default breaker, the queue has none.
+    expect(await c.breakers.clear('sms')).toMatchObject({ source: 'default', enabled: false, state: 'closed' });
+    await c.submit({ queue: 'sms', payload });
   }, 60_000);
 
   it('the node default breaker covers every queue without settings; a queue may switch it off; a bad flag is refused', async () => {

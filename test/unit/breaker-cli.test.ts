@@ -117,7 +117,7 @@ describe('kairos breaker usage errors', () => {
 
 describe('kairos breaker and kairos breakers against a node', () => {
   let fake: FakeNode;
-  let breakers: Map<string, BreakerView>;
+  const breakers = new Map<string, BreakerView>();
 
   beforeAll(async () => {
     fake = await FakeNode.start();
@@ -151,10 +151,6 @@ describe('kairos breaker and kairos breakers against a node', () => {
 
   afterEach(() => {
     breakers.clear();
-  });
-
-  beforeAll(() => {
-    breakers = new Map();
   });
 
   afterAll(() => fake.close());
@@ -226,15 +222,17 @@ describe('kairos breaker and kairos breakers against a node', () => {
   });
 
   it('through main.ts: wired in, with its help, exit 2 on a usage error, and a real set', async () => {
-    const help = await kairos(['breaker', '--help']);
+    const [help, top, bad, set] = await Promise.all([
+      kairos(['breaker', '--help']),
+      kairos(['--help']),
+      kairos(['breaker', 'set', 'q', '--probes', '1000', '--url', deadUrl]),
+      kairos(['breaker', 'set', 'sms', '--min-attempts', '5', ...at()]),
+    ]);
     expect(help.code).toBe(0);
     expect(help.stdout).toContain('kairos breaker set QUEUE [options]');
-    const top = await kairos(['--help']);
     expect(top.stdout).toContain('kairos breakers ');
     expect(top.stdout).toContain('kairos breaker SUBCOMMAND');
-    const bad = await kairos(['breaker', 'set', 'q', '--probes', '1000', '--url', deadUrl]);
     expect(bad).toEqual({ code: 2, stdout: '', stderr: "kairos: --probes must be an integer in [1, 100], got '1000'\n" });
-    const set = await kairos(['breaker', 'set', 'sms', '--min-attempts', '5', ...at()]);
     expect(set.stderr).toBe('');
     expect(set.code).toBe(0);
     expect(JSON.parse(set.stdout)).toMatchObject({ queue: 'sms', minAttempts: 5 });

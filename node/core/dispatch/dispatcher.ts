@@ -37,6 +37,7 @@ import type { OwnerMsg, WorkerLink } from '../owner/owner-messages.ts';
 import type { DispatcherMsg } from './dispatcher-messages.ts';
 import { lendingTurns, type LaneLoad } from './lending.ts';
 import type { BreakerGate } from '../breaker/breaker-board.ts';
+import { planted, type TestHooks } from '../test-hooks.ts';
 
 /** Slots granted to one source at a time: big enough to batch lease writes, small enough that
  * one shard does not take every slot while others have work. */
@@ -116,6 +117,8 @@ export class Dispatcher implements Actor<DispatcherMsg> {
   private ring: ReadonlySet<string> | null = null;
   /** The clock, read once per message, for the bookkeeping of offers deep in a dispatch. */
   private nowMs = 0;
+  /** The simulator's hooks (test-hooks.ts), read with the clock; production has none. */
+  private hooks: TestHooks | undefined;
 
   /** `remote` is null for a node alone; `localOwners` lists the owners serving shards here. */
   constructor(
@@ -125,6 +128,7 @@ export class Dispatcher implements Actor<DispatcherMsg> {
 
   receive(msg: DispatcherMsg, ctx: ActorContext<DispatcherMsg>): void {
     this.nowMs = ctx.env.clock.monotonicMs();
+    this.hooks = ctx.env.testHooks;
     this.handle(msg, ctx);
     if (this.offered.size > 0 && !ctx.hasTimer('sweep_offers')) ctx.startTimer('sweep_offers', SWEEP_OFFERS_EVERY_MS, { kind: 'sweep_offers' });
   }
@@ -201,6 +205,8 @@ export class Dispatcher implements Actor<DispatcherMsg> {
       case 'remote_credit':
         return this.remoteCredit(msg.worker, msg.lane, msg.slots);
       case 'breaker_gate':
+        this.hooks?.observe?.({ kind: 'breaker_gate', lane: msg.lane, gate: msg.gate });
+        if (planted(this.hooks, 'breaker_ignore_gate')) return;
         return this.breakerGate(msg.lane, msg.gate);
     }
   }
@@ -235,6 +241,7 @@ export class Dispatcher implements Actor<DispatcherMsg> {
       if (worker === undefined) continue;
       if (credit > 1) state.credit.set(workerId, credit - 1);
       hold(state, workerId, 1);
+      this.hooks?.observe?.({ kind: 'granted', lane: queue, slots: 1, to: 'idle' });
       return worker;
     }
     return null;
@@ -401,6 +408,7 @@ export class Dispatcher implements Actor<DispatcherMsg> {
   private grant(key: SourceKey, lane: string, worker: WorkerLink, slots: number): boolean {
     if (key.startsWith('n')) {
       if (this.remote === null) return false;
+      this.hooks?.observe?.({ kind: 'granted', lane, slots, to: key });
       const node = key.slice(1);
       this.remote.offer(node, worker.id, lane, slots);
       const offerKey = `${node}\u0001${worker.id}\u0001${lane}`;
@@ -414,6 +422,7 @@ export class Dispatcher implements Actor<DispatcherMsg> {
     }
     const owner = this.owners.get(Number(key.slice(1)));
     if (owner === undefined) return false;
+    this.hooks?.observe?.({ kind: 'granted', lane, slots, to: key });
     owner.tell({ kind: 'grant', lane, worker, slots });
     return true;
   }

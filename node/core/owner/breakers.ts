@@ -26,6 +26,7 @@ import {
 import { afterOutcomes, afterTime, nextTimeMs, OutcomeWindow, withConfig } from '../breaker/breaker-machine.ts';
 import { laneOf, splitLane } from '../job/lane.ts';
 import { refusal } from '../refusal.ts';
+import { planted } from '../test-hooks.ts';
 import type { OwnerMsg } from './owner-messages.ts';
 
 /** A closed breaker is still told to the cluster this long after it closed, so that a node that
@@ -166,7 +167,10 @@ export class ShardBreakers {
       }
       // New settings start a new window: counts made under the old ones no longer apply.
       if (op.kind === 'set') target.window = new OutcomeWindow(op.config.windowMs);
-      reply({ ok: true, reading: this.reading(target, ctx.env.clock.wallMs())! });
+      const afterMs = ctx.env.clock.wallMs();
+      // Cleared on a node without a default breaker, the queue has none: shown switched off.
+      const none: BreakerReading = { breaker: target.breaker, config: { ...BREAKER_DEFAULTS, enabled: false }, source: 'default', window: target.window.totals(afterMs) };
+      reply({ ok: true, reading: this.reading(target, afterMs) ?? none });
     });
   }
 
@@ -199,6 +203,7 @@ export class ShardBreakers {
     const config = this.configOf(entry.breaker);
     if (config === null || !config.enabled) return;
     const next = afterOutcomes(entry.breaker, config, entry.window, failed, succeeded, ctx.env.clock.wallMs());
+    if (next?.state === 'open' && planted(ctx.env.testHooks, 'breaker_never_probe')) next.nextProbeAtMs = null;
     if (next !== null) this.write(lane, entry, next, ctx, () => {});
   }
 
