@@ -4,6 +4,7 @@
 import type { Env, Logger, Network } from '../node/core/env.ts';
 import type { SeededRandom } from '../node/core/random.ts';
 import type { Store } from '../node/core/store.ts';
+import { NO_METRICS } from '../node/core/metrics.ts';
 import { cronCalendar } from '../node/adapters/calendar.ts';
 import type { EventQueue } from './event-queue.ts';
 
@@ -43,6 +44,7 @@ export function simEnv(options: SimEnvOptions): Env {
     store: options.store,
     network: options.network ?? nowhere,
     calendar: simCalendar,
+    metrics: NO_METRICS,
   };
 }
 

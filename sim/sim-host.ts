@@ -11,6 +11,7 @@ import type { Store } from '../node/core/store.ts';
 import type { Observation, TestHooks } from '../node/core/test-hooks.ts';
 import type { EventQueue } from './event-queue.ts';
 import { simCalendar } from './sim-env.ts';
+import { NO_METRICS } from '../node/core/metrics.ts';
 
 export class SimHost {
   node: KairosNode | null = null;
@@ -62,6 +63,7 @@ export class SimHost {
       store: this.openStore(incarnation),
       network: this.network,
       calendar: simCalendar,
+      metrics: NO_METRICS,
       testHooks: {
         buggify: (site) => this.hooks.buggify(site),
         planted: (bug) => this.hooks.planted(bug),

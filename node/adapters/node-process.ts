@@ -24,6 +24,8 @@ import type { TokenTable } from './tokens.ts';
 import { DEFAULT_CONNECTION_LIMITS, startWsGateway, type ConnectionLimits } from './ws-gateway.ts';
 import { cellOf, type CellMapFile } from './cell-map.ts';
 import type { ElsewhereCell } from './cell-routing.ts';
+import { PrometheusMetrics } from './prometheus.ts';
+import { startHttpEndpoints, type HttpEndpoints, type Readiness } from './http-endpoints.ts';
 
 export const DEFAULT_LISTEN = ['/ip4/127.0.0.1/tcp/0'];
 /** The node's libp2p private key, in its data dir (peer-key.ts). */
@@ -60,6 +62,8 @@ export interface NodeProcessOptions {
   /** This node's cell and the cell map (cell-map.ts): tenants of other cells are redirected,
    * or with `proxy` carried there. Without it the node serves every tenant. */
   cell?: { name: string; map: CellMapFile; proxy: boolean };
+  /** The operators' HTTP listener (/metrics, /healthz, /readyz); none without it. */
+  http?: { host: string; port: number };
 }
 
 export interface NodeProcess {
@@ -72,6 +76,8 @@ export interface NodeProcess {
   readonly store: Store;
   readonly database: DatabaseChoice;
   readonly logger: Logger;
+  /** The operators' HTTP listener's URL, when it has one. */
+  readonly httpUrl: string | null;
   /** Resolves once the node has a ring and serves every shard the ring gives it. */
   ready(timeoutMs?: number): Promise<void>;
   /** Graceful stop: no new connections, owners commit and release, the transport, store and
@@ -138,7 +144,8 @@ export async function startNodeProcess(options: NodeProcessOptions): Promise<Nod
     logger,
     ...(options.cell !== undefined && { cells: cellsOf(options.cell) }),
   }).catch(unwind);
-  const kairos = createNode(systemEnv(nodeId, store, logger, network), {
+  const metrics = options.http === undefined ? undefined : new PrometheusMetrics();
+  const kairos = createNode(systemEnv(nodeId, store, logger, network, metrics), {
     ...config,
     cluster: { membership: DEFAULT_MEMBERSHIP_CONFIG, incarnation, clientUrl: options.advertiseUrl ?? ws.url, addrs: network.addresses.slice(0, ADDRS_MAX), joining: seeds.length > 0 },
   });
@@ -155,6 +162,35 @@ export async function startNodeProcess(options: NodeProcessOptions): Promise<Nod
     ...(options.cell !== undefined && { cell: options.cell.name, cellMapVersion: options.cell.map.current.version, cellProxy: options.cell.proxy }),
   });
 
+  let stopping: Promise<void> | null = null;
+  let http: HttpEndpoints | null = null;
+  if (options.http !== undefined && metrics !== undefined) {
+    metrics.watch({ node: () => kairos.gauges(), pools: () => store.pools(), connections: () => ws.connections });
+    http = await startHttpEndpoints({ ...options.http, metrics, logger, readiness }).catch(async (error: unknown) => {
+      await kairos.shutdown();
+      await ws.close();
+      return unwind(error);
+    });
+  }
+
+  /** Whether the node can serve: it is not stopping, the database answers, it is in the ring
+   * and serves every shard the ring gives it. */
+  async function readiness(): Promise<Readiness> {
+    const reasons: string[] = [];
+    if (stopping !== null) reasons.push('the node is stopping');
+    const ring = kairos.ring();
+    if (ring !== null && !ring.includes(nodeId)) reasons.push('the node is not in the ring');
+    const state = unserved();
+    if (state === null) reasons.push('the node has no ring yet');
+    else if (state.missing > 0) reasons.push(`the node serves ${state.mine - state.missing} of the ${state.mine} shards its ring gives it`);
+    const answered = await withTimeout(store.ping(), READY_PING_TIMEOUT_MS).then(
+      () => null,
+      (error: unknown) => (error instanceof Error ? error.message : String(error)),
+    );
+    if (answered !== null) reasons.push(`the database does not answer: ${answered}`);
+    return { ready: reasons.length === 0, reasons };
+  }
+
   /** The shards the node's ring gives it, and how many of them it does not serve yet; null
    * before its first ring. */
   function unserved(): { mine: number; missing: number } | null {
@@ -164,10 +200,10 @@ export async function startNodeProcess(options: NodeProcessOptions): Promise<Nod
     return { mine: mine.length, missing: mine.filter((shard) => kairos.routes.ownerOf(shard) === undefined).length };
   }
 
-  let stopping: Promise<void> | null = null;
   return {
     nodeId,
     url: ws.url,
+    httpUrl: http?.url ?? null,
     get peerAddresses() {
       return network.addresses;
     },
@@ -198,6 +234,8 @@ export async function startNodeProcess(options: NodeProcessOptions): Promise<Nod
         await network.stop();
         await store.close();
         await database.stop();
+        // Last: until now /readyz has said the node is stopping.
+        await http?.close();
         logger.log('info', 'node.stopped');
       })();
       return stopping;
@@ -215,4 +253,14 @@ function cellsOf(cell: NonNullable<NodeProcessOptions['cell']>): { elsewhere(ten
       return serving === cell.name ? null : { cell: serving, urls: map.cells.get(serving)!.urls };
     },
   };
+}
+
+const READY_PING_TIMEOUT_MS = 2_000;
+
+function withTimeout<T>(promise: Promise<T>, ms: number): Promise<T> {
+  let timer: NodeJS.Timeout | undefined;
+  const timeout = new Promise<never>((_, reject) => {
+    timer = setTimeout(() => reject(new Error(`no answer within ${ms} ms`)), ms);
+  });
+  return Promise.race([promise, timeout]).finally(() => clearTimeout(timer));
 }

@@ -8,6 +8,7 @@ import { setLongTimeout, type LongTimeout } from '../../protocol/long-timeout.ts
 import { SeededRandom } from '../core/random.ts';
 import type { Store } from '../core/store.ts';
 import { cronCalendar } from './calendar.ts';
+import { NO_METRICS, type Metrics } from '../core/metrics.ts';
 
 export const systemClock: Clock = {
   monotonicMs: () => Math.floor(performance.now()),
@@ -54,7 +55,7 @@ export function jsonLogger(minLevel: LogLevel, fields: Record<string, unknown> =
 }
 
 /** `network` is the cluster transport (libp2p-network.ts): every node runs on it, alone or not. */
-export function systemEnv(nodeId: string, store: Store, logger: Logger, network: Network): Env {
+export function systemEnv(nodeId: string, store: Store, logger: Logger, network: Network, metrics: Metrics = NO_METRICS): Env {
   return {
     nodeId,
     clock: systemClock,
@@ -64,5 +65,6 @@ export function systemEnv(nodeId: string, store: Store, logger: Logger, network:
     store,
     network,
     calendar: cronCalendar(),
+    metrics,
   };
 }

@@ -62,6 +62,8 @@ export interface WsGatewayOptions {
 export interface WsGatewayHandle {
   readonly port: number;
   readonly url: string;
+  /** Client connections open now, counted from the upgrade (the node's gauges). */
+  readonly connections: number;
   /** Stops accepting connections and closes the open ones. */
   close(): Promise<void>;
 }
@@ -163,6 +165,9 @@ export async function startWsGateway(options: WsGatewayOptions): Promise<WsGatew
   return {
     port,
     url: `ws://${options.host}:${port}`,
+    get connections() {
+      return slots.count;
+    },
     close: async () => {
       clearInterval(pinger);
       for (const ws of wss.clients) ws.close(1001, 'node shutting down');
@@ -212,6 +217,10 @@ class ConnectionSlots {
     this.open++;
     this.byTenant.set(tenant, ofTenant + 1);
     return null;
+  }
+
+  get count(): number {
+    return this.open;
   }
 
   release(tenant: string): void {

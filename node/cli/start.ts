@@ -58,6 +58,10 @@ export const START_HELP = `kairos start [options]
   --cell-map FILE    the cell map, JSON (README, Cells; env KAIROS_CELL_MAP); re-read every 5 s
   --cell-proxy       carry other cells' connections there instead of redirecting the client
                      (env KAIROS_CELL_PROXY=1)
+  --http-port PORT   serve /metrics (Prometheus), /healthz and /readyz on this port, apart from
+                     the client port (env KAIROS_HTTP_PORT; default none: no HTTP listener)
+  --http-host HOST   where that listener listens (env KAIROS_HTTP_HOST, default 127.0.0.1: the
+                     metrics name tenants and queues)
   --breaker-default JSON  a circuit breaker for every queue without settings of its own, e.g.
                      '{"failureRatePct":50,"minAttempts":20,"cooldownMs":5000}' (fields as in
                      kairos breaker set; {} takes every default; env KAIROS_BREAKER_DEFAULT;
@@ -95,6 +99,8 @@ export async function startCommand(argv: string[]): Promise<void> {
       'cell-map': { type: 'string' },
       'cell-proxy': { type: 'boolean' },
       'breaker-default': { type: 'string' },
+      'http-port': { type: 'string' },
+      'http-host': { type: 'string' },
     },
   });
   const env = process.env;
@@ -129,6 +135,7 @@ export async function startCommand(argv: string[]): Promise<void> {
     },
     logLevel,
     ...(cell !== null && { cell }),
+    ...httpOption(values['http-port'] ?? env.KAIROS_HTTP_PORT, values['http-host'] ?? env.KAIROS_HTTP_HOST),
     config: {
       shardCount,
       retention: { ...DEFAULT_RETENTION_CONFIG, keepDays: retentionDays },
@@ -147,7 +154,7 @@ export async function startCommand(argv: string[]): Promise<void> {
   });
   progress(`node ${node.nodeId} waiting for its shards`);
   if ((await Promise.race([node.ready().then(() => 'ready' as const), stopAsked])) === 'ready') {
-    process.stdout.write(`kairos: node ${node.nodeId} ready at ${node.url} (${shardCount} shards, ${node.database.embedded ? 'embedded PostgreSQL' : 'DATABASE_URL'})\n`);
+    process.stdout.write(`kairos: node ${node.nodeId} ready at ${node.url} (${shardCount} shards, ${node.database.embedded ? 'embedded PostgreSQL' : 'DATABASE_URL'}${node.httpUrl === null ? '' : `, metrics and health at ${node.httpUrl}`})\n`);
     process.stdout.write(`kairos: peers can join with --join ${node.peerAddresses[0]}\n`);
     await stopAsked;
   }
@@ -209,4 +216,13 @@ function breakerDefaultOption(value: string | undefined): BreakerConfig | null {
   const spec = breakerSpecSchema.check({ ...parsed, queue: 'default' });
   if (spec instanceof Invalid) throw new UsageError(`--breaker-default: ${spec.message}`);
   return breakerConfigOf(spec);
+}
+
+/** The operators' HTTP listener: none unless a port is given. */
+function httpOption(port: string | undefined, host: string | undefined): { http?: { host: string; port: number } } {
+  if (port === undefined || port === '') {
+    if (host !== undefined && host !== '') throw new UsageError('--http-host needs --http-port');
+    return {};
+  }
+  return { http: { host: host === undefined || host === '' ? '127.0.0.1' : host, port: intOption(port, '--http-port', 0, 0, 65535) } };
 }

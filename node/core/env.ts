@@ -4,6 +4,7 @@
 // determinism guard (test/unit/determinism-guard.test.ts) enforces it.
 
 import type { Calendar } from './schedule/schedule.ts';
+import type { Metrics } from './metrics.ts';
 import type { Store } from './store.ts';
 import type { TestHooks } from './test-hooks.ts';
 
@@ -62,6 +63,8 @@ export interface Env {
   readonly store: Store;
   readonly network: Network;
   readonly calendar: Calendar;
+  /** What the node counts about itself (metrics.ts). */
+  readonly metrics: Metrics;
   /** Simulator only: fault sites and planted bugs. Always undefined in production. */
   readonly testHooks?: TestHooks;
 }

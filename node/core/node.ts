@@ -76,8 +76,20 @@ export interface KairosNode {
   deliverPeer(from: string, message: PeerMessage): void;
   /** Starts acquiring `shards` (all of them by default). */
   start(shards?: number[]): void;
+  /** What the node holds now, for its gauges (read when its metrics are scraped). */
+  gauges(): NodeGauges;
   /** Graceful stop: owners commit what they hold, shards are released, actors stop. */
   shutdown(): Promise<void>;
+}
+
+export interface NodeGauges {
+  /** Jobs the owners here hold in memory, per lane: ready, delayed, running. */
+  jobs: Map<string, [ready: number, delayed: number, running: number]>;
+  shardsOwned: number;
+  /** Members of the cluster by the state this node sees them in; empty alone. */
+  members: Map<string, number>;
+  /** Breakers not closed, as this node knows them (breaker-board.ts), by state. */
+  breakers: Map<string, number>;
 }
 
 export function createNode(env: Env, config: NodeConfig): KairosNode {
@@ -90,11 +102,13 @@ export function createNode(env: Env, config: NodeConfig): KairosNode {
   const tally = new BreakerTally(() => board.tell({ kind: 'report_soon' }));
   const boardActor = new BreakerBoard({ routes, dispatcher, tally, signalsChanged: cluster === null ? null : () => membership?.tell({ kind: 'load_changed' }) });
   const board = system.spawn<BoardMsg>('breakers', boardActor);
+  /** The owner actors themselves, for the gauges. */
+  const owners = new Map<number, ShardOwner>();
   const shardManagerActor: ShardManager = new ShardManager({
       config: config.shards,
       routes,
-      spawnOwner: (shard, epoch, exited) =>
-        system.spawn(`owner-${shard}`, new ShardOwner({
+      spawnOwner: (shard, epoch, exited) => {
+        const owner = new ShardOwner({
           shard,
           epoch,
           config: config.owner,
@@ -103,11 +117,17 @@ export function createNode(env: Env, config: NodeConfig): KairosNode {
           takeIdleWorker: (queue) => dispatcherActor.takeIdleWorker(queue),
           workerGone: (workerId) => homeOfWorker(workerId) === env.nodeId && !dispatcherActor.hasWorker(workerId),
           mayServe: () => shardManagerActor.mayServe(shard, epoch, env.clock.monotonicMs()),
-          exited,
           tally,
           breakerDefault: config.breakerDefault,
           breakerSignals: (signals) => board.tell({ kind: 'local_signals', shard, signals }),
-        })),
+          exited: (exit) => {
+            if (owners.get(shard) === owner) owners.delete(shard);
+            exited(exit);
+          },
+        });
+        owners.set(shard, owner);
+        return system.spawn(`owner-${shard}`, owner);
+      },
       // The hand-off's last step: the node the ring names next may acquire the shard at once.
       released: ({ shard, epoch }) => {
         const next = routes.placedOn(shard);
@@ -179,6 +199,13 @@ export function createNode(env: Env, config: NodeConfig): KairosNode {
       retention.tell({ kind: 'run' });
     },
     ring: () => membershipActor?.ringMembers ?? null,
+    gauges() {
+      const jobs = new Map<string, [number, number, number]>();
+      for (const owner of owners.values()) owner.countJobs(jobs);
+      const members = new Map<string, number>();
+      for (const member of membershipActor?.view(env.clock.monotonicMs()) ?? []) members.set(member.status, (members.get(member.status) ?? 0) + 1);
+      return { jobs, shardsOwned: routes.served, members, breakers: boardActor.countsByState() };
+    },
     deliverPeer(from, message) {
       switch (message.t) {
         case 'member_heartbeat':

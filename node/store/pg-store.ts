@@ -136,7 +136,25 @@ const GET_JOB_SQL = `SELECT ${JOB_SELECT} FROM jobs WHERE id = $1 AND scheduled_
 
 const FIND_KEY_SQL = 'SELECT job_id FROM idempotency WHERE tenant = $1 AND key = $2';
 
-export async function createPgStore(options: PgStoreOptions): Promise<Store> {
+/** One connection pool's state, for the node's gauges. */
+export interface PoolStats {
+  /** The pool's application_name: kairos (the write path), kairos-leases, kairos-reads. */
+  pool: string;
+  total: number;
+  idle: number;
+  /** Callers waiting for a connection. */
+  waiting: number;
+}
+
+/** The PostgreSQL store, and its pools' state for the node's gauges. */
+export interface PgStore extends Store {
+  pools(): PoolStats[];
+  /** One round trip on the read pool: whether the database answers (the node's readiness),
+   * without taking a connection the write path or the shard leases need. */
+  ping(): Promise<void>;
+}
+
+export async function createPgStore(options: PgStoreOptions): Promise<PgStore> {
   const { connectionString, shardCount, schedulesPerTenantMax = SCHEDULES_PER_TENANT_MAX, breakersPerTenantMax = BREAKERS_PER_TENANT_MAX } = options;
   await migrate(connectionString);
   const pool = newPool(connectionString, options.poolSize ?? 10, 'kairos', TIMEOUTS.writes);
@@ -230,6 +248,11 @@ export async function createPgStore(options: PgStoreOptions): Promise<Store> {
     listBreakers: (tenant, limit, after) => listBreakers(reads, tenant, limit, after),
 
     retention: (retentionOptions, asOfMs) => runRetention(pool, shardCount, retentionOptions, asOfMs),
+
+    ping: async () => void (await query(reads, 'ping', 'SELECT 1', [])),
+
+    pools: () =>
+      ([['kairos', pool], ['kairos-leases', leasePool], ['kairos-reads', reads]] as const).map(([name, p]) => ({ pool: name, total: p.totalCount, idle: p.idleCount, waiting: p.waitingCount })),
 
     close: closeAll,
   };

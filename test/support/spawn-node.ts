@@ -27,6 +27,8 @@ export interface StartedNode {
 /** A node process that serves the shards its ring gives it. */
 export interface SpawnedNode extends StartedNode {
   readonly url: string;
+  /** Its operators' HTTP listener (/metrics, /healthz, /readyz), when started with `httpPort`. */
+  readonly httpUrl: string | null;
   /** Its full multiaddr, for another node's --join. */
   readonly peerAddress: string;
 }
@@ -43,13 +45,15 @@ export interface SpawnNodeOptions {
   env?: Record<string, string>;
   logLevel?: string;
   leaseMs?: number;
+  /** Opens the operators' HTTP listener on this port (0: any free one). */
+  httpPort?: number;
 }
 
 /** Starts a node and waits until it is ready. */
 export async function spawnNode(options: SpawnNodeOptions): Promise<SpawnedNode> {
   const node = launch(options);
-  const [, nodeId, url, peerAddress] = await node.waitFor('ready', 'stdout', /node (\S+) ready at (ws:\/\/\S+).*\n.*--join (\S+)\n/);
-  return { ...node.handle(nodeId!), url: url!, peerAddress: peerAddress! };
+  const [, nodeId, url, httpUrl, peerAddress] = await node.waitFor('ready', 'stdout', /node (\S+) ready at (ws:\/\/\S+)[^\n]*?(?:metrics and health at (http:\/\/[^)\s]+))?\)?\n.*--join (\S+)\n/);
+  return { ...node.handle(nodeId!), url: url!, httpUrl: httpUrl ?? null, peerAddress: peerAddress! };
 }
 
 /** Starts a node and waits only until it is running and waiting for shards: for a node that
@@ -67,6 +71,7 @@ function launch(options: SpawnNodeOptions) {
   if (options.clusterKeyFile !== undefined) args.push('--cluster-key', options.clusterKeyFile);
   if (options.insecureDevCluster === true) args.push('--insecure-dev-cluster');
   if (options.leaseMs !== undefined) args.push('--lease-ms', String(options.leaseMs));
+  if (options.httpPort !== undefined) args.push('--http-port', String(options.httpPort));
   const child = spawn(process.execPath, args, {
     env: {
       ...process.env,

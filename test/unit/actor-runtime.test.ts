@@ -5,6 +5,7 @@ import { describe, expect, it } from 'vitest';
 import { ActorSystem, type Actor, type ActorContext } from '../../node/core/actor/runtime.ts';
 import type { Env } from '../../node/core/env.ts';
 import { SeededRandom } from '../../node/core/random.ts';
+import { NO_METRICS } from '../../node/core/metrics.ts';
 import { EventQueue } from '../../sim/event-queue.ts';
 
 function testEnv(queue: EventQueue): Env {
@@ -17,6 +18,7 @@ function testEnv(queue: EventQueue): Env {
     store: undefined as never,
     network: { send() {}, publish() {} },
     calendar: undefined as never,
+    metrics: NO_METRICS,
   };
 }
 

@@ -119,6 +119,13 @@ export class BreakerBoard implements Actor<BoardMsg> {
     return out;
   }
 
+  /** The breakers not closed, as this node knows them, by state: for the node's gauges. */
+  countsByState(): Map<string, number> {
+    const counts = new Map<string, number>();
+    for (const { signal } of this.known.values()) if (signal.state !== 'closed') counts.set(signal.state, (counts.get(signal.state) ?? 0) + 1);
+    return counts;
+  }
+
   /** How long a submission of the lane should wait, when its breaker is open (or half-open) and
    * set to refuse submissions meanwhile; else null. A synchronous call from the gateway, like
    * the dispatcher's takeIdleWorker: both actors run on the node's one thread. */

@@ -84,9 +84,14 @@ export class Committer implements Actor<CommitterMsg> {
         for (const write of request.writes) writes.push(write);
       }
       this.inFlight++;
+      const sentAtMs = ctx.env.clock.monotonicMs();
+      ctx.env.metrics.observe('commit_batch_writes', writes.length);
       ctx.pipe(
         () => ctx.env.store.commit({ shards, writes }),
-        (result) => ({ kind: 'batch_done', requests, result }),
+        (result) => {
+          ctx.env.metrics.observe('commit_duration_seconds', (ctx.env.clock.monotonicMs() - sentAtMs) / 1_000);
+          return { kind: 'batch_done', requests, result };
+        },
         (error) => ({ kind: 'batch_failed', requests, error }),
       );
     }

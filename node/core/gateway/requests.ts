@@ -51,10 +51,16 @@ export class Requests {
         return state.conn.send(this.g.deps.clusterView(msg.rid));
       case 'submit': {
         const refused = this.connections.admit(state, 1, ctx);
-        if (refused !== null) return this.connections.refuse(state, msg.rid, refused, ctx);
+        if (refused !== null) {
+          this.countSubmissions(state, ctx, refused.code, 1);
+          return this.connections.refuse(state, msg.rid, refused, ctx);
+        }
         state.inflight++;
         const connId = state.conn.id;
-        return this.router.submit(state, msg.job, ctx, (answer) => this.router.finishRequest(connId, answer, msg.rid));
+        return this.router.submit(state, msg.job, ctx, (answer) => {
+          this.countSubmissions(state, ctx, answer.t === 'error' ? answer.code : null, 1);
+          this.router.finishRequest(connId, answer, msg.rid);
+        });
       }
       case 'submit_batch':
         return this.submitBatch(state, msg, ctx);
@@ -128,6 +134,13 @@ export class Requests {
       (o) => (o.ok ? toReply(o.schedule) : errorReply(msg.rid, o.error)));
   }
 
+  /** Counts submissions answered to a client attached here (`refusal` null: accepted); a
+   * forwarded one is counted by the node its client is attached to. */
+  private countSubmissions(state: ConnState, ctx: ActorContext<GatewayMsg>, refusal: string | null, n: number): void {
+    if (state.forwardedBy !== null) return;
+    ctx.env.metrics.inc('submissions_total', refusal === null ? { outcome: 'accepted', reason: '' } : { outcome: 'refused', reason: refusal }, n);
+  }
+
   /** A change or read of a circuit breaker, to the owner of the shard it lives on. */
   private toBreaker(state: ConnState, msg: ClientRequest & { rid: number }, op: BreakerOp, ctx: ActorContext<GatewayMsg>): void {
     const { tenant } = state.conn;
@@ -138,12 +151,19 @@ export class Requests {
 
   private submitBatch(state: ConnState, msg: SubmitBatch, ctx: ActorContext<GatewayMsg>): void {
     const refused = this.connections.tooBig(state, msg.jobs.length) ?? this.connections.admit(state, msg.jobs.length, ctx);
-    if (refused !== null) return this.connections.refuse(state, msg.rid, refused, ctx);
+    if (refused !== null) {
+      this.countSubmissions(state, ctx, refused.code, msg.jobs.length);
+      return this.connections.refuse(state, msg.rid, refused, ctx);
+    }
     if (msg.jobs.length === 0) return state.conn.send({ t: 'submitted_batch', rid: msg.rid, results: [] });
     const batch: BatchState = { rid: msg.rid, results: new Array(msg.jobs.length), remaining: msg.jobs.length };
     const connId = state.conn.id;
     state.inflight += msg.jobs.length;
-    const finish = (index: number) => (answer: Answer) => this.batchItem(connId, batch, index, submitOutcomeOf(answer));
+    const finish = (index: number) => (answer: Answer) => {
+      const outcome = submitOutcomeOf(answer);
+      this.countSubmissions(state, ctx, outcome.ok ? null : outcome.error.code, 1);
+      this.batchItem(connId, batch, index, outcome);
+    };
     this.router.submitBatch(state, msg.jobs, ctx, finish);
   }
 

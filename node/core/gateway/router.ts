@@ -191,7 +191,18 @@ export class Router {
   /** Sends `request` of connection `connId` to `node`; the connection remembers the node, which
    * must hear when it closes. */
   private sendForward(connId: string, tenant: string, node: string, request: ForwardedRequest, ctx: ActorContext<GatewayMsg>, handlers: ForwardHandlers): void {
-    const fid = this.forwards.add(node, ctx.env.clock.monotonicMs(), handlers);
+    const kind = request.t;
+    const counted: ForwardHandlers = {
+      answered: (reply) => {
+        ctx.env.metrics.inc('forwards_total', { kind, outcome: 'answered' });
+        handlers.answered(reply);
+      },
+      lost: () => {
+        ctx.env.metrics.inc('forwards_total', { kind, outcome: 'lost' });
+        handlers.lost();
+      },
+    };
+    const fid = this.forwards.add(node, ctx.env.clock.monotonicMs(), counted);
     this.g.conns.get(connId)?.forwardedTo.add(node);
     ctx.env.network.send(node, { t: 'forward', fid, conn: connId, tenant, request: { ...request, rid: fid } });
     if (!ctx.hasTimer('sweep')) ctx.startTimer('sweep', SWEEP_EVERY_MS, { kind: 'sweep' });

@@ -51,6 +51,8 @@ export class ReadyQueues<E extends Queued> {
   private readonly delayed = new Heap<Item<E>>(delayedBefore);
   private readonly delayedLatest = new Heap<Item<E>>(delayedAfter);
   private delayedCount = 0;
+  /** Delayed jobs per lane, for the node's gauges. */
+  private readonly delayedByLane = new Map<string, number>();
 
   /** Queues a pending job: ready if due at `nowMs`, else delayed. Returns which. */
   add(entry: E, nowMs: number): 'ready' | 'delayed' {
@@ -72,6 +74,8 @@ export class ReadyQueues<E extends Queued> {
       this.delayed.push(item);
       this.delayedLatest.push(item);
       this.delayedCount++;
+      const lane = jobLane(entry.job);
+      this.delayedByLane.set(lane, (this.delayedByLane.get(lane) ?? 0) + 1);
       // The max-heap is consulted only when the index is full, so its stale items (jobs taken
       // out since) seldom surface: rebuild it when mostly stale (amortised O(log n) a push).
       if (this.delayedLatest.size > 2 * this.delayedCount + 64) this.rebuildLatest();
@@ -85,7 +89,13 @@ export class ReadyQueues<E extends Queued> {
       this.readyCount.set(jobLane(entry.job), this.readyOf(jobLane(entry.job)) - 1);
       this.readyTotal--;
     }
-    if (entry.place === 'delayed') this.delayedCount--;
+    if (entry.place === 'delayed') {
+      this.delayedCount--;
+      const lane = jobLane(entry.job);
+      const left = this.delayedByLane.get(lane)! - 1;
+      if (left > 0) this.delayedByLane.set(lane, left);
+      else this.delayedByLane.delete(lane);
+    }
     entry.place = 'none';
   }
 
@@ -177,6 +187,12 @@ export class ReadyQueues<E extends Queued> {
 
   readyOf(lane: string): number {
     return this.readyCount.get(lane) ?? 0;
+  }
+
+  /** Ready and delayed jobs held per lane, of the lanes that hold any. */
+  *laneCounts(): Generator<[lane: string, ready: number, delayed: number]> {
+    for (const [lane, ready] of this.readyCount) if (ready > 0) yield [lane, ready, this.delayedByLane.get(lane) ?? 0];
+    for (const [lane, delayed] of this.delayedByLane) if (this.readyOf(lane) === 0) yield [lane, 0, delayed];
   }
 
   queuesWithReady(): string[] {

@@ -182,6 +182,23 @@ export class ShardOwner implements Actor<OwnerMsg> {
     return this.deps.shard;
   }
 
+  /** Adds the jobs this owner holds in memory to `counts`, per lane: ready, delayed, running.
+   * For the node's gauges, read when it is scraped: a synchronous call, like the dispatcher's
+   * takeIdleWorker (every actor of a node runs on its one thread). */
+  countJobs(counts: Map<string, [ready: number, delayed: number, running: number]>): void {
+    const of = (lane: string) => {
+      let c = counts.get(lane);
+      if (c === undefined) counts.set(lane, (c = [0, 0, 0]));
+      return c;
+    };
+    for (const [lane, ready, delayed] of this.queues.laneCounts()) {
+      const c = of(lane);
+      c[0] += ready;
+      c[1] += delayed;
+    }
+    for (const entry of this.running) of(jobLane(entry.job))[2]++;
+  }
+
   receive(msg: OwnerMsg, ctx: ActorContext<OwnerMsg>): void {
     if (this.phase === 'loading' && !isContinuation(msg) && msg.kind !== 'stop') {
       this.early.push(msg);
@@ -410,6 +427,7 @@ export class ShardOwner implements Actor<OwnerMsg> {
         if (key !== null) this.rememberKey(key, job.id);
         entry.busy = false;
         answerAll({ ok: true, jobId: job.id, duplicate: false });
+        this.counted(job, ctx);
         if (worker !== null && token !== null) {
           // Unlike a grant's, this lease waits for its write: no handler may start on a job
           // that might never exist (a refused or failed submission).
@@ -417,6 +435,7 @@ export class ShardOwner implements Actor<OwnerMsg> {
           entry.leaseDeadlineMs = ctx.env.clock.monotonicMs() + this.deps.config.leaseMs;
           this.running.add(entry);
           worker.lease(job, token, this.deps.config.leaseMs);
+          ctx.env.metrics.inc('leases_granted_total', {});
         }
         this.paging.enqueue(entry, ctx);
         this.notify(entry);
@@ -532,6 +551,8 @@ export class ShardOwner implements Actor<OwnerMsg> {
         this.unwrittenLeases.set(entry, ctx.env.clock.monotonicMs());
         if (!ctx.hasTimer('lease_write')) ctx.startTimer('lease_write', this.deps.config.leaseWriteDelayMs, { kind: 'lease_write' });
         worker.lease(leased.job, leaseTokenOf(leased.job)!, this.deps.config.leaseMs);
+        ctx.env.metrics.inc('leases_granted_total', {});
+        this.counted(leased.job, ctx);
       }
     }
     if (used < slots) this.deps.dispatcher.tell({ kind: 'credit_returned', workerId: worker.id, lane, slots: slots - used });
@@ -682,6 +703,7 @@ export class ShardOwner implements Actor<OwnerMsg> {
       ctx.env.logger.log('info', 'owner.lease_expired', { shard: this.shard, jobId: entry.job.id, attempt: token.attempt });
       // A handler that never answered is most often one stuck on its downstream.
       this.deps.tally.record(jobLane(entry.job), true);
+      ctx.env.metrics.inc('leases_expired_total', {});
       this.failAttempt(entry, token, 'lease expired', true, ctx, (outcome) => {
         if (outcome.ok) worker?.revoke(token, 'lease_lost');
       });
@@ -738,6 +760,7 @@ export class ShardOwner implements Actor<OwnerMsg> {
         entry.worker = null;
         if (next.leaseWorker !== null) this.unhold(entry, next.leaseWorker);
       }
+      if (next.state !== before) this.counted(next, ctx);
       onCommitted();
       this.notify(entry);
       if (next.state === 'pending') this.paging.enqueue(entry, ctx);
@@ -770,6 +793,12 @@ export class ShardOwner implements Actor<OwnerMsg> {
   }
 
   // ---- Bookkeeping -------------------------------------------------------------------------
+
+  /** Counts a change of `job`'s state: as it commits, or for a lease, as it is granted (its
+   * write comes later, or with its outcome). */
+  private counted(job: Job, ctx: ActorContext<OwnerMsg>): void {
+    ctx.env.metrics.inc('job_transitions_total', { tenant: job.tenant, queue: job.queue, to: job.state });
+  }
 
   private track(job: Job): Entry {
     const entry: Entry = {

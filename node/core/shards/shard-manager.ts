@@ -176,6 +176,7 @@ export class ShardManager implements Actor<ShardManagerMsg> {
       this.deps.routes.set(shard, ref);
     }
     if (leases.length > 0) ctx.env.logger.log('info', 'shards.acquired', { count: leases.length, owned: this.owned.size });
+    ctx.env.metrics.inc('shard_acquisitions_total', {}, leases.length);
     // The ring may have moved while the acquisition was in flight: shards no longer ours go on
     // to their next owner at once. Kept, they were renewed here for good while the node the
     // ring names waited for them (`shards.held_elsewhere`, a node never ready).
@@ -279,6 +280,7 @@ export class ShardManager implements Actor<ShardManagerMsg> {
     this.owned.delete(shard);
     if (this.deps.routes.ownerOf(shard) === owned.ref) this.deps.routes.delete(shard);
     ctx.env.logger.log(exit === 'stopped' ? 'debug' : 'warn', 'shards.owner_exited', { shard, epoch, exit });
+    ctx.env.metrics.inc('shard_losses_total', { exit });
     // An owner that stopped gracefully has committed what it held: give the shard up now so
     // its next owner need not wait for the lease to lapse.
     if (exit === 'stopped') this.release({ shard, epoch }, ctx);
