@@ -175,7 +175,7 @@ export class ShardManager implements Actor<ShardManagerMsg> {
       this.owned.set(shard, { epoch, ref, validUntilMs, stopping: false });
       this.deps.routes.set(shard, ref);
     }
-    if (leases.length > 0) ctx.env.logger.log('info', 'shards.acquired', { count: leases.length, owned: this.owned.size });
+    if (leases.length > 0) ctx.env.logger.log('info', 'shards.acquired', { count: leases.length, owned: this.owned.size, shards: leases.map((l) => l.shard) });
     ctx.env.metrics.inc('shard_acquisitions_total', {}, leases.length);
     // The ring may have moved while the acquisition was in flight: shards no longer ours go on
     // to their next owner at once. Kept, they were renewed here for good while the node the
