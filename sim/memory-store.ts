@@ -281,6 +281,10 @@ export class MemoryStore implements Store {
     }
     // As in Postgres, a write reaches only a breaker of the shard it is fenced by.
     if (current === undefined || current.shard !== lease.shard || current.version !== expectedVersion) return 'conflict';
+    if (write.delete === true) {
+      this.data.breakers.delete(key);
+      return 'ok';
+    }
     this.data.breakers.set(key, { ...copyBreaker(breaker), version: expectedVersion + 1 });
     this.data.observer?.breakerWritten?.(copyBreaker(this.data.breakers.get(key)!));
     return 'ok';

@@ -5,7 +5,7 @@
 // is one transaction, the shard's row locked FOR SHARE and its epoch compared first, so an
 // acquisition of the shard either waits for the write to end or is seen by it; the stored row
 // must be in the fenced shard too, so an owner writes only the breakers its epoch covers.
-// Breakers are never deleted, so a write creates or replaces.
+// A write creates, replaces or deletes.
 
 import assert from 'node:assert/strict';
 import type pg from 'pg';
@@ -56,6 +56,10 @@ const CREATE_SQL = createSql('breakers', PUT_COLUMNS);
  * parameters, then the expected version. Out: the row count, 1 or 0. */
 const REPLACE_SQL = replaceSql('breakers', PUT_COLUMNS);
 
+/* Delete at the expected version, in the fenced shard. In: $1 tenant, $2 queue, $3 shard, $4
+ * the expected version. Out: the row count, 1 or 0. */
+const DELETE_SQL = 'DELETE FROM breakers WHERE tenant = $1 AND queue = $2 AND shard = $3 AND version = $4';
+
 /* A shard's breakers, by the breakers_shard index, in one order whatever the rows' history. */
 const LOAD_SHARD_SQL = `SELECT ${BREAKER_SELECT} FROM breakers WHERE shard = $1 ORDER BY tenant, queue`;
 
@@ -79,8 +83,11 @@ export async function writeBreaker(pool: pg.Pool, perTenantMax: number, lease: S
       const created = await client.query<{ outcome: BreakerWriteOutcome }>(CREATE_SQL, [...putParams(PUT_COLUMNS, breaker), perTenantMax]);
       return created.rows[0]!.outcome;
     }
-    const replaced = await client.query(REPLACE_SQL, [...putParams(PUT_COLUMNS, breaker), expectedVersion]);
-    return replaced.rowCount === 1 ? 'ok' : 'conflict';
+    const changed =
+      write.delete === true
+        ? await client.query(DELETE_SQL, [breaker.tenant, breaker.queue, breaker.shard, expectedVersion])
+        : await client.query(REPLACE_SQL, [...putParams(PUT_COLUMNS, breaker), expectedVersion]);
+    return changed.rowCount === 1 ? 'ok' : 'conflict';
   });
 }
 

@@ -81,21 +81,29 @@ export interface Breaker {
   /** The window when it last opened: attempts and failures. Zero before it ever opened. */
   openedAttempts: number;
   openedFailures: number;
-  /** Bumped by every write; writes are conditional on it. Never reset: a row is not deleted
-   * (clearing a queue's settings writes config null), so versions order every state a node
-   * hears of the breaker. */
+  /** Bumped by every write; writes are conditional on it. Versions order every state a node
+   * hears of the breaker, so a row is deleted only once no node can remember it
+   * (FORGOTTEN_AFTER_MS): a breaker made again then starts at 1 without being taken for an
+   * old state. */
   version: number;
   updatedAtMs: number;
 }
 
 /** A fenced write of one breaker (Store.writeBreaker): expectedVersion null creates it
  * (refused with 'limit' when the tenant has BREAKERS_PER_TENANT_MAX), else it replaces the row at
- * that version ('conflict' otherwise). The store sets version to expectedVersion + 1 (1 when
- * created). */
+ * that version, or with `delete` deletes it ('conflict' otherwise). The store sets version to
+ * expectedVersion + 1 (1 when created). */
 export interface BreakerWrite {
   breaker: Breaker;
   expectedVersion: number | null;
+  delete?: true;
 }
+
+/** A breaker closed this long, that follows the node's default or has no settings any more,
+ * has its row deleted, which frees one of the tenant's BREAKERS_PER_TENANT_MAX: every node has
+ * forgotten its last state by then (an owner signals a closed breaker for a minute, a board
+ * forgets a state two minutes after it last heard it). */
+export const FORGOTTEN_AFTER_MS = 200_000;
 
 export type BreakerWriteOutcome = 'ok' | 'conflict' | 'limit' | 'stale_epoch';
 

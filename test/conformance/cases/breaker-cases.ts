@@ -209,6 +209,28 @@ export function breakerCases(ctx: SuiteContext, perTenantMax: () => number): voi
       expect(await a.writeBreaker(leases[refused.shard]!, create({ ...refused, tenant: 'tenant-other' }))).toBe('ok');
       expect(await a.writeBreaker(leases[refused.shard]!, create(refused))).toBe('limit');
       expect(await countBreakers(a, tenant)).toBe(limit);
+
+      // A deleted breaker frees its place.
+      const gone = filler[2]!;
+      expect(await a.writeBreaker(leases[gone.shard]!, { breaker: gone, expectedVersion: 1, delete: true })).toBe('ok');
+      expect(await a.writeBreaker(leases[refused.shard]!, create(refused))).toBe('ok');
+      expect(await countBreakers(a, tenant)).toBe(limit);
+    });
+
+    it('a delete applies only at the stored version, in the fenced shard, under the current epoch; the queue may have a breaker again after', async () => {
+      const a = await ctx.open();
+      const b = breaker(2);
+      const [lease] = await own(a, 'node-a', [2]);
+      expect(await a.writeBreaker(lease!, create(b))).toBe('ok');
+      expect(await a.writeBreaker(lease!, { breaker: b, expectedVersion: 2, delete: true })).toBe('conflict');
+      expect(await a.getBreaker(b.tenant, b.queue)).toEqual(at(b, 1));
+      const [taken] = await a.acquireShards('node-b', [2], 60_000, ['node-a']);
+      expect(await a.writeBreaker(lease!, { breaker: b, expectedVersion: 1, delete: true })).toBe('stale_epoch');
+      expect(await a.writeBreaker(taken!, { breaker: b, expectedVersion: 1, delete: true })).toBe('ok');
+      expect(await a.getBreaker(b.tenant, b.queue)).toBeNull();
+      expect(await a.loadShardBreakers(2)).toEqual([]);
+      expect(await a.writeBreaker(taken!, create(b))).toBe('ok');
+      expect(await a.getBreaker(b.tenant, b.queue)).toEqual(at(b, 1));
     });
 
     it("loadShardBreakers returns every breaker of its shard, of every tenant, and no other shard's", async () => {
