@@ -7,7 +7,8 @@ export class UsageError extends Error {
 
 export function intOption(value: string | undefined, name: string, fallback: number, min = 0, max = Number.MAX_SAFE_INTEGER): number {
   if (value === undefined || value === '') return fallback;
-  const n = Number(value);
+  // Digits only: Number() would also take '1e2', '0x20' and ' 50'.
+  const n = /^-?\d+$/.test(value) ? Number(value) : Number.NaN;
   if (!Number.isInteger(n) || n < min || n > max) throw new UsageError(`${name} must be an integer in [${min}, ${max}], got '${value}'`);
   return n;
 }

@@ -15,8 +15,8 @@ import { CONNECTION_HELP, CONNECTION_OPTIONS, one, print, withClient } from './c
 const range = (name: keyof typeof BREAKER_LIMITS) => `${BREAKER_LIMITS[name][0]}..${BREAKER_LIMITS[name][1]}`;
 
 export const BREAKERS_HELP = `kairos breakers [--json] [--limit N] [--after CURSOR]
-  The tenant's circuit breakers, one per queue: its state, its live window (failed/attempts),
-  since when, when it next probes (while open), and whether the settings are the queue's own
+  The tenant's circuit breakers, one per queue: its state, its live window (failed/attempts;
+  counted while closed), the window that opened it (OPENED-ON, while not closed), since when, when it next probes (while open), and whether the settings are the queue's own
   or the node's default. Queues under the node's default breaker appear once it has opened.
   --json prints one JSON line per breaker instead.
 ${CONNECTION_HELP}`;
@@ -65,11 +65,13 @@ async function withWindow(client: KairosClient, breaker: BreakerView): Promise<B
 }
 
 export function formatBreakers(breakers: readonly BreakerView[]): string {
-  const header = ['QUEUE', 'STATE', 'FAILED/ATTEMPTS', 'SINCE', 'NEXT-PROBE', 'SOURCE'];
+  const header = ['QUEUE', 'STATE', 'FAILED/ATTEMPTS', 'OPENED-ON', 'SINCE', 'NEXT-PROBE', 'SOURCE'];
   const rows = breakers.map((b) => [
     b.queue,
     b.enabled ? b.state : 'off',
     b.window === null ? '-' : `${b.window.failures}/${b.window.attempts}`,
+    // The live window starts again when a breaker opens: what opened it is kept apart.
+    b.state === 'closed' ? '-' : `${b.openedFailures}/${b.openedAttempts}`,
     instant(b.since),
     b.nextProbeAt === null ? '-' : instant(b.nextProbeAt),
     b.source,

@@ -63,8 +63,8 @@ export const START_HELP = `kairos start [options]
   --http-host HOST   where that listener listens (env KAIROS_HTTP_HOST, default 127.0.0.1: the
                      metrics name tenants and queues)
   --breaker-default JSON  a circuit breaker for every queue without settings of its own, e.g.
-                     '{"failureRatePct":50,"minAttempts":20,"cooldownMs":5000}' (fields as in
-                     kairos breaker set; {} takes every default; env KAIROS_BREAKER_DEFAULT;
+                     '{"failureRatePct":50,"minAttempts":20,"cooldownMs":5000}' (the fields of the
+                     SDK's breakers.set; {} takes every default; env KAIROS_BREAKER_DEFAULT;
                      default none); give every node the same
   --tokens FILE      JSON {"token": "tenant"} (env KAIROS_TOKENS_FILE or KAIROS_TOKENS=token=tenant,...)
   --log-level LEVEL  debug|info|warn|error (env KAIROS_LOG_LEVEL, default info)

@@ -88,7 +88,7 @@ describe('the breaker board', () => {
     expect(t.actor.refusal('acme', 'pay', 1_000)).toBeNull();
     t.board.tell({ kind: 'remote_signals', signals: [signal(2, 'open', { refuse: true, nextProbeAt: 9_000 })] });
     await t.run(10);
-    expect(t.actor.refusal('acme', 'pay', 1_000)).toBe(8_000);
+    expect(t.actor.refusal('acme', 'pay', 1_000)).toEqual({ state: 'open', waitMs: 8_000 });
     expect(t.actor.refusal('acme', 'other', 1_000)).toBeNull();
     expect(t.actor.refusal('umbrella', 'pay', 1_000)).toBeNull();
     t.board.tell({ kind: 'remote_signals', signals: [signal(3, 'closed', { refuse: true })] });

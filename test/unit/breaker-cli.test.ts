@@ -194,7 +194,7 @@ describe('kairos breaker and kairos breakers against a node', () => {
   });
 
   it('breakers prints a table, each live window read with a get', async () => {
-    breakers.set('payments', viewOf({ queue: 'payments' }, { state: 'open', since: T0 + 60_000, nextProbeAt: T0 + 70_000 }));
+    breakers.set('payments', viewOf({ queue: 'payments' }, { state: 'open', since: T0 + 60_000, nextProbeAt: T0 + 70_000, openedAttempts: 20, openedFailures: 19 }));
     breakers.set('emails', viewOf({ queue: 'emails' }, { source: 'default', state: 'half_open', since: T0 + 5_000 }));
     breakers.set('reports', viewOf({ queue: 'reports', enabled: false }));
     const gets = fake.messages('breaker_get').length;
@@ -202,10 +202,10 @@ describe('kairos breaker and kairos breakers against a node', () => {
     expect(result.error).toBeNull();
     expect(result.stdout).toBe(
       [
-        'QUEUE     STATE      FAILED/ATTEMPTS  SINCE                 NEXT-PROBE            SOURCE',
-        'emails    half_open  14/25            2026-01-01T00:00:05Z  -                     default',
-        'payments  open       14/25            2026-01-01T00:01:00Z  2026-01-01T00:01:10Z  queue',
-        'reports   off        14/25            2026-01-01T00:00:00Z  -                     queue',
+        'QUEUE     STATE      FAILED/ATTEMPTS  OPENED-ON  SINCE                 NEXT-PROBE            SOURCE',
+        'emails    half_open  14/25            0/0        2026-01-01T00:00:05Z  -                     default',
+        'payments  open       14/25            19/20      2026-01-01T00:01:00Z  2026-01-01T00:01:10Z  queue',
+        'reports   off        14/25            -          2026-01-01T00:00:00Z  -                     queue',
         '',
       ].join('\n'),
     );

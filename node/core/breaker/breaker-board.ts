@@ -1,6 +1,6 @@
 // A node's view of the cluster's circuit breakers, and its part in them. One actor per node:
 // - it reports the attempt outcomes its owners counted (breaker-tally.ts) to the owners that
-//   decide the lanes' breakers, wherever the ring places them, four times a second;
+//   decide the lanes' breakers, wherever the ring places them, ten times a second;
 // - it hands the reports other nodes send it to its own owners;
 // - it keeps the latest state of every breaker that is not closed, as its owner signals it: from
 //   the owners here directly, and from other nodes' heartbeats (which carry this node's own
@@ -23,8 +23,9 @@ import type { RoutingTable } from '../shards/routing-table.ts';
 import { breakerShard } from './breaker.ts';
 import type { BreakerTally } from './breaker-tally.ts';
 
-/** How often outcomes are reported. */
-const REPORT_EVERY_MS = 250;
+/** How often outcomes are reported: every attempt spent before a breaker's owner hears of
+ * the failures that open it is one the downstream did not need. */
+const REPORT_EVERY_MS = 100;
 /** A state not signalled again for this long is forgotten. */
 const RETAIN_MS = 120_000;
 const EXPIRE_EVERY_MS = 10_000;
@@ -126,14 +127,15 @@ export class BreakerBoard implements Actor<BoardMsg> {
     return counts;
   }
 
-  /** How long a submission of the lane should wait, when its breaker is open (or half-open) and
-   * set to refuse submissions meanwhile; else null. A synchronous call from the gateway, like
-   * the dispatcher's takeIdleWorker: both actors run on the node's one thread. */
-  refusal(tenant: string, queue: string, nowMs: number): number | null {
+  /** When the lane's breaker is not closed and set to refuse submissions meanwhile: its state
+   * and how long a submission should wait (to its next probe; a second while half-open). Else
+   * null. A synchronous call from the gateway, like the dispatcher's takeIdleWorker: both
+   * actors run on the node's one thread. */
+  refusal(tenant: string, queue: string, nowMs: number): { state: 'open' | 'half_open'; waitMs: number } | null {
     const known = this.known.get(laneOf(tenant, queue));
     if (known === undefined || known.signal.state === 'closed' || !known.signal.refuse) return null;
     const nextProbeAt = known.signal.nextProbeAt;
-    return nextProbeAt === null ? 1_000 : Math.max(100, nextProbeAt - nowMs);
+    return { state: known.signal.state, waitMs: nextProbeAt === null ? 1_000 : Math.max(100, nextProbeAt - nowMs) };
   }
 
   private heard(signals: BreakerSignal[], ctx: ActorContext<BoardMsg>): void {

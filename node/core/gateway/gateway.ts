@@ -114,9 +114,9 @@ export interface GatewayDeps {
 }
 
 export interface GatewayBreakers {
-  /** How long a submission of the lane should wait, when its breaker refuses them now; else
-   * null (the board's synchronous answer). */
-  refusal(tenant: string, queue: string, nowMs: number): number | null;
+  /** The lane's breaker's state and how long a submission should wait, when the breaker
+   * refuses them now; else null (the board's synchronous answer). */
+  refusal(tenant: string, queue: string, nowMs: number): { state: string; waitMs: number } | null;
   board: ActorRef<BoardMsg>;
   /** The node's default breaker, for the views of breakers that follow it. */
   defaultConfig: BreakerConfig | null;

@@ -229,8 +229,11 @@ export class Router {
     const submission = submissionOf(spec);
     const { tenant } = state.conn;
     // A queue whose breaker is open and set to refuse meanwhile: refused like a 429, no job made.
-    const waitMs = this.g.deps.breakers.refusal(tenant, spec.queue, ctx.env.clock.wallMs());
-    if (waitMs !== null) return finish(errorReply(0, refusal('circuit_open', `the circuit breaker of queue ${spec.queue} is open`, waitMs)));
+    const refused = this.g.deps.breakers.refusal(tenant, spec.queue, ctx.env.clock.wallMs());
+    if (refused !== null) {
+      const why = `the circuit breaker of queue ${spec.queue} is ${refused.state.replace('_', '-')} and refuses submissions; try again in ${refused.waitMs} ms`;
+      return finish(errorReply(0, refusal('circuit_open', why, refused.waitMs)));
+    }
     const call = this.call(state, shard, { t: 'submit', rid: 0, job: spec }, ctx, {
       repeatable: submission.idempotencyKey !== null,
       toOwner: (owner, answer) =>
