@@ -17,4 +17,4 @@ export { inProcessDial } from './adapters/in-process-link.ts';
 export { TokenTable, loadTokens, DEV_TOKEN, DEV_TENANT } from './adapters/tokens.ts';
 export { generateClusterKey, loadClusterKey, parseClusterKey, writeClusterKeyFile } from './adapters/libp2p/cluster-key.ts';
 export { DEFAULT_NODE_CONFIG, type NodeConfig, type KairosNode } from './core/node.ts';
-export type { BreakerConfig } from './core/breaker/breaker.ts';
+export type { BreakerConfig } from '../protocol/breaker-view.ts';

@@ -1,16 +1,53 @@
-// A queue's circuit breaker as clients set it (BreakerSpec) and read it (BreakerView); the record
-// itself, its state machine and its defaults are node/core/breaker/breaker.ts. Instants are
-// `…At`, ms since the Unix epoch.
+// A queue's circuit breaker as clients set it (BreakerSpec) and read it (BreakerView), with the
+// settings both sides share (BreakerConfig, its defaults and bounds); the record itself and its
+// state machine are the node's (node/core/breaker/). Instants are `…At`, ms since the Unix
+// epoch.
 
-import {
-  BREAKER_DEFAULTS,
-  BREAKER_LIMITS,
-  type Breaker,
-  type BreakerConfig,
-  type BreakerState,
-} from '../node/core/breaker/breaker.ts';
 import { countSchema, queueSchema, timeSchema } from './job-view.ts';
 import { bool, int, Invalid, nullable, obj, oneOf, opt, refine, type Schema } from './schema.ts';
+
+export type BreakerState = 'closed' | 'open' | 'half_open';
+
+export interface BreakerConfig {
+  /** Off: the queue has no breaker, whatever the node's default says. */
+  enabled: boolean;
+  /** Opens when at least this share of the attempts in the window failed, in percent (1-100). */
+  failureRatePct: number;
+  /** ...and at least this many attempts ended in the window. */
+  minAttempts: number;
+  /** The rolling window outcomes are counted over. */
+  windowMs: number;
+  /** The first cool-down: how long it stays open before probing. */
+  cooldownMs: number;
+  /** Each reopening doubles the cool-down, up to this. */
+  cooldownMaxMs: number;
+  /** Jobs each node may lease per half-open round. */
+  probes: number;
+  /** While open (or half-open), refuse submissions of the queue with `circuit_open` instead of
+   * accepting them to wait. */
+  refuseWhenOpen: boolean;
+}
+
+export const BREAKER_DEFAULTS: BreakerConfig = {
+  enabled: true,
+  failureRatePct: 50,
+  minAttempts: 20,
+  windowMs: 30_000,
+  cooldownMs: 5_000,
+  cooldownMaxMs: 300_000,
+  probes: 1,
+  refuseWhenOpen: false,
+};
+
+/** Bounds of each setting, for validation at every edge (protocol, CLI, node flags). */
+export const BREAKER_LIMITS = {
+  failureRatePct: [1, 100],
+  minAttempts: [1, 1_000_000],
+  windowMs: [1_000, 3_600_000],
+  cooldownMs: [100, 3_600_000],
+  cooldownMaxMs: [100, 86_400_000],
+  probes: [1, 100],
+} as const satisfies Record<string, readonly [number, number]>;
 
 export const BREAKER_STATES: readonly BreakerState[] = ['closed', 'open', 'half_open'];
 export type BreakerSource = 'queue' | 'default';
@@ -82,35 +119,6 @@ export function breakerConfigOf(spec: BreakerSpec): BreakerConfig {
   };
 }
 
-/** A breaker as clients see it: `config` is the settings in force (its own, or the node's
- * default), `source` says which, `window` the live counts when the caller has them. */
-export function toBreakerView(
-  breaker: Breaker,
-  config: BreakerConfig,
-  source: BreakerSource,
-  window: { attempts: number; failures: number } | null,
-): BreakerView {
-  return {
-    queue: breaker.queue,
-    source,
-    enabled: config.enabled,
-    failureRatePct: config.failureRatePct,
-    minAttempts: config.minAttempts,
-    windowMs: config.windowMs,
-    cooldownMs: config.cooldownMs,
-    cooldownMaxMs: config.cooldownMaxMs,
-    probes: config.probes,
-    refuseWhenOpen: config.refuseWhenOpen,
-    state: breaker.state,
-    since: breaker.sinceMs,
-    nextProbeAt: breaker.nextProbeAtMs,
-    currentCooldownMs: breaker.cooldownMs,
-    openedAttempts: breaker.openedAttempts,
-    openedFailures: breaker.openedFailures,
-    window: window === null ? null : { attempts: window.attempts, failures: window.failures },
-    updatedAt: breaker.updatedAtMs,
-  };
-}
 
 /** One setting's schema, its range from BREAKER_LIMITS. */
 function limited(name: keyof typeof BREAKER_LIMITS): Schema<number> {

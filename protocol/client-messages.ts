@@ -4,13 +4,13 @@
 // connection and match replies in any order. Any request may be answered with `error` instead
 // of its reply. PROTOCOL.md documents every field.
 
-import type { JobState, RetryPolicy } from '../node/core/job/job.ts';
-import { ATTEMPTS_MAX_LIMIT, DEFAULT_RETRY_POLICY, ERROR_CHARS_MAX, JOB_STATES } from '../node/core/job/job.ts';
-import { retryPolicyProblem } from '../node/core/job/retry.ts';
+import type { JobState, RetryPolicy } from './job-rules.ts';
+import { ATTEMPTS_MAX_LIMIT, DEFAULT_RETRY_POLICY, ERROR_CHARS_MAX, JOB_STATES } from './job-rules.ts';
+import { retryPolicyProblem } from './job-rules.ts';
 import { ERROR_CODE_NAMES, type ErrorBody } from './errors.ts';
-import type { BreakerState } from '../node/core/breaker/breaker.ts';
+import type { BreakerState } from './breaker-view.ts';
 import { breakerSpecSchema, breakerStateSchema, breakerViewSchema, type BreakerSpec, type BreakerView } from './breaker-view.ts';
-import { MISSED_POLICIES } from '../node/core/schedule/schedule.ts';
+import { MISSED_POLICIES } from './schedule-view.ts';
 import {
   idempotencyKeySchema,
   jobIdSchema,

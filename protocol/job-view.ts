@@ -1,18 +1,9 @@
 // A job as clients see it. It leaves out what is internal to the cluster (shard, tenant, lease
 // bookkeeping, the row version) and names instants `…At` (ms since the Unix epoch).
 
-import type { Job, JobState } from '../node/core/job/job.ts';
-import {
-  ERROR_CHARS_MAX,
-  IDEMPOTENCY_KEY_CHARS_MAX,
-  JOB_STATES,
-  NAME_CHARS_MAX,
-  PAYLOAD_BYTES_MAX,
-  PRIORITY_MAX,
-  PRIORITY_MIN,
-  RESULT_BYTES_MAX,
-} from '../node/core/job/job.ts';
-import { JOB_ID_CHARS_MAX, parseJobId } from '../node/core/job/job-id.ts';
+import type { JobState } from './job-rules.ts';
+import { ERROR_CHARS_MAX, IDEMPOTENCY_KEY_CHARS_MAX, JOB_STATES, NAME_CHARS_MAX, PAYLOAD_BYTES_MAX, PRIORITY_MAX, PRIORITY_MIN, RESULT_BYTES_MAX } from './job-rules.ts';
+import { JOB_ID_CHARS_MAX, parseJobId } from './job-id.ts';
 import { TIME_MS_MAX } from './limits.ts';
 import { bin, int, nullable, obj, oneOf, str, type Schema } from './schema.ts';
 
@@ -40,25 +31,6 @@ export interface JobView {
   finishedAt: number | null;
 }
 
-export function toJobView(job: Job): JobView {
-  return {
-    id: job.id,
-    queue: job.queue,
-    state: job.state,
-    priority: job.priority,
-    runAt: job.runAtMs,
-    scheduledAt: job.scheduledAtMs,
-    attempts: job.attempts,
-    attemptsMax: job.retry.attemptsMax,
-    idempotencyKey: job.idempotencyKey,
-    lastError: job.lastError,
-    result: job.result,
-    payload: job.payload,
-    createdAt: job.createdAtMs,
-    updatedAt: job.updatedAtMs,
-    finishedAt: job.finishedAtMs,
-  };
-}
 
 // Field schemas shared by every family.
 export const jobIdSchema = str(JOB_ID_CHARS_MAX, {

@@ -1,7 +1,7 @@
 // Protocol constants: the version, the codec's structural limits and the per-field limits.
 // One place, so PROTOCOL.md, the validators and `welcome` cannot disagree.
 
-import { PAYLOAD_BYTES_MAX, RESULT_BYTES_MAX } from '../node/core/job/job.ts';
+import { PAYLOAD_BYTES_MAX, RESULT_BYTES_MAX } from './job-rules.ts';
 
 /** The version this code writes. */
 export const PROTOCOL_VERSION = 1;

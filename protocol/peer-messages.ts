@@ -6,12 +6,12 @@
 // and validated like any other: a bad one is logged and dropped. Safety never rests on these
 // messages arriving: fencing in Postgres does. They decide liveness and routing only.
 
-import { NAME_CHARS_MAX } from '../node/core/job/job.ts';
+import { NAME_CHARS_MAX } from './job-rules.ts';
 import type { ClientRequest, JobChanged, NodeToClient } from './client-messages.ts';
 import { CLIENT_TO_NODE, NODE_TO_CLIENT } from './client-messages.ts';
 import { countSchema, jobIdSchema, prioritySchema, queueSchema, timeSchema } from './job-view.ts';
-import type { BreakerState } from '../node/core/breaker/breaker.ts';
-import { BREAKER_LIMITS } from '../node/core/breaker/breaker.ts';
+import type { BreakerState } from './breaker-view.ts';
+import { BREAKER_LIMITS } from './breaker-view.ts';
 import { breakerStateSchema } from './breaker-view.ts';
 import {
   ADDRS_MAX,

@@ -1,20 +1,25 @@
 // A recurring schedule as clients write it (ScheduleSpec) and read it (ScheduleView); the
 // record itself is node/core/schedule/schedule.ts. Instants are `…At`, ms since the Unix epoch.
 
-import { NAME_CHARS_MAX, type RetryPolicy } from '../node/core/job/job.ts';
+import { NAME_CHARS_MAX, type RetryPolicy } from './job-rules.ts';
 import type { RetrySpec } from './client-messages.ts';
-import {
-  CRON_CHARS_MAX,
-  EVERY_MS_MIN,
-  MISSED_MAX_LIMIT,
-  MISSED_POLICIES,
-  TIMEZONE_CHARS_MAX,
-  type MissedPolicy,
-  type Schedule,
-} from '../node/core/schedule/schedule.ts';
 import { payloadSchema, prioritySchema, queueSchema, timeSchema } from './job-view.ts';
 import { DELAY_MS_MAX } from './limits.ts';
 import { bool, int, nullable, num, obj, oneOf, str, type Schema } from './schema.ts';
+
+/** What happens to ticks that were not fired in time (a tick is missed when its owner reaches
+ * it more than a minute late: no owner was up, or the store was down):
+ * - skip: none of them runs;
+ * - once: one job runs in their stead: the first missed tick's;
+ * - each: each runs, the earliest first, up to missedMax; the rest are skipped.
+ * Ticks reached in time run whatever the policy. */
+export const MISSED_POLICIES = ['skip', 'once', 'each'] as const;
+export type MissedPolicy = (typeof MISSED_POLICIES)[number];
+export const MISSED_MAX_LIMIT = 100;
+/** A schedule fires at most once a second. */
+export const EVERY_MS_MIN = 1_000;
+export const CRON_CHARS_MAX = 256;
+export const TIMEZONE_CHARS_MAX = 64;
 
 export const scheduleNameSchema = str(NAME_CHARS_MAX, { minChars: 1 });
 
@@ -58,25 +63,6 @@ export interface ScheduleView {
   updatedAt: number;
 }
 
-export function toScheduleView(schedule: Schedule): ScheduleView {
-  const { timing } = schedule;
-  return {
-    name: schedule.name,
-    queue: schedule.queue,
-    cron: timing.kind === 'cron' ? timing.cron : null,
-    timezone: timing.kind === 'cron' ? timing.timezone : null,
-    everyMs: timing.kind === 'every' ? timing.everyMs : null,
-    payload: schedule.payload,
-    priority: schedule.priority,
-    retry: schedule.retry,
-    missed: schedule.missed,
-    missedMax: schedule.missedMax,
-    paused: schedule.paused,
-    nextTickAt: schedule.nextTickMs,
-    createdAt: schedule.createdAtMs,
-    updatedAt: schedule.updatedAtMs,
-  };
-}
 
 export const everyMsSchema = int(EVERY_MS_MIN, DELAY_MS_MAX);
 export const missedMaxSchema = int(1, MISSED_MAX_LIMIT);

@@ -4,7 +4,7 @@
 // `ErrorBody` to send back (with the request's rid when it could be read) and the frame is
 // applied not at all.
 
-import { ERROR_CHARS_MAX } from '../node/core/job/job.ts';
+import { ERROR_CHARS_MAX } from './job-rules.ts';
 import type { ClientToNode, NodeToClient } from './client-messages.ts';
 import { CLIENT_TO_NODE, NODE_TO_CLIENT } from './client-messages.ts';
 import { decodeFrame } from './codec.ts';

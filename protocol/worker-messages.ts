@@ -8,7 +8,7 @@
 // is refused with `error stale_lease`, so a zombie worker can never record an outcome. Handlers
 // get the token to use as an idempotency key for their own side effects.
 
-import type { LeaseToken } from '../node/core/job/job.ts';
+import type { LeaseToken } from './job-rules.ts';
 import type { ErrorReply } from './client-messages.ts';
 import { errorReplySchema, ridSchema } from './client-messages.ts';
 import {

@@ -13,7 +13,8 @@
 // jobs (lease holders, tenants, closed workers, silent connections) and whether healthy nodes
 // keep their shards is checked in hostile-checkers.ts, which reports here.
 
-import { isTerminal, type Job } from '../node/core/job/job.ts';
+import { isTerminal } from '../protocol/job-rules.ts';
+import { type Job } from '../node/core/job/job.ts';
 import { nextState, JOB_EVENT_KINDS } from '../node/core/job/transition.ts';
 import type { CommitBatch, ShardLease, WriteOutcome } from '../node/core/store.ts';
 import type { StoreObserver } from './memory-store.ts';

@@ -98,11 +98,12 @@ export class Health {
     return !overlaps(this.storeFaults, fromMs, toMs, null) && !overlaps(this.nodeFaults, fromMs, toMs, node);
   }
 
-  /** No node was paused, down, leaving or cut off from the others at any time in [fromMs,
-   * toMs]: what one node tells the cluster reaches every node within a few heartbeats (message
-   * drops and slow store periods aside, which a few heartbeats ride out). */
-  calm(fromMs: number, toMs: number): boolean {
-    return !overlaps(this.nodeFaults, fromMs, toMs, null) && !overlaps(this.talkFaults, fromMs, toMs, null);
+  /** None of `nodes` was paused, down, leaving or cut off from the others at any time in
+   * [fromMs, toMs]: what one of them tells the others reaches them within a few heartbeats
+   * (message drops and slow store periods aside, which a few heartbeats ride out). */
+  calm(nodes: Iterable<number>, fromMs: number, toMs: number): boolean {
+    for (const node of nodes) if (overlaps(this.nodeFaults, fromMs, toMs, node) || overlaps(this.talkFaults, fromMs, toMs, node)) return false;
+    return true;
   }
 
   /** Nodes told one another everything promptly at any time in [fromMs, toMs]: no message

@@ -17,7 +17,8 @@
 // (iv)  a connection that never sends `hello` is closed by the hello deadline.
 
 import type { NodeToClient } from '../protocol/client-messages.ts';
-import type { Job, LeaseToken } from '../node/core/job/job.ts';
+import type { Job } from '../node/core/job/job.ts';
+import type { LeaseToken } from '../protocol/job-rules.ts';
 import type { CommitBatch, WriteOutcome } from '../node/core/store.ts';
 import type { Checkers } from './checkers.ts';
 import type { EventQueue } from './event-queue.ts';

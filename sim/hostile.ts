@@ -13,8 +13,8 @@
 // - silent: connections that never send `hello`;
 // - flood: a connection that pipelines bursts of `get` and `list`, past its read bound.
 
-import { formatJobId, parseJobId } from '../node/core/job/job-id.ts';
-import { isTerminal, type LeaseToken } from '../node/core/job/job.ts';
+import { formatJobId, parseJobId } from '../protocol/job-id.ts';
+import { isTerminal, type LeaseToken } from '../protocol/job-rules.ts';
 import type { SeededRandom } from '../node/core/random.ts';
 import type { Checkers } from './checkers.ts';
 import type { EventQueue } from './event-queue.ts';

@@ -84,7 +84,7 @@ async function main(): Promise<number> {
     events += result.events;
     const c = result.connectionChecks;
     const b = result.breaker;
-    const breaker = b.opened === 0 ? 'breaker=closed' : `breaker=opened×${b.opened}/half-open×${b.halfOpened}/closed×${b.closed} probes=${b.probes}`;
+    const breaker = b.opened === 0 ? 'breaker=closed' : `breaker=opened×${b.opened}/half-open×${b.halfOpened}/closed×${b.closed} probes=${b.probes} leases-while-open=${b.leasesWhileOpen}(excused ${b.leasesWhileOpenExcused})`;
     const stats = `acked=${result.acked} dup-exec=${result.duplicateExecutions} strangers=${c.strangers} lease-ends=${c.leaseEnds} silent-closed=${c.silentClosed} ${breaker} virtual=${(result.virtualMs / 1000).toFixed(1)}s wall=${(result.wallMs / 1000).toFixed(2)}s events=${result.events}`;
     if (result.ok) {
       process.stdout.write(`seed=${seed} ok trace=${result.trace} ${stats} faults: ${result.plan}\n`);

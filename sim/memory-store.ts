@@ -7,8 +7,9 @@
 // around it by sim/locking-store.ts.
 
 import { BREAKERS_PER_TENANT_MAX, type Breaker, type BreakerWrite, type BreakerWriteOutcome } from '../node/core/breaker/breaker.ts';
-import type { Job, JobState } from '../node/core/job/job.ts';
-import { LIVE_STATES } from '../node/core/job/job.ts';
+import type { Job } from '../node/core/job/job.ts';
+import type { JobState } from '../protocol/job-rules.ts';
+import { LIVE_STATES } from '../protocol/job-rules.ts';
 import { SCHEDULES_PER_TENANT_MAX, type Schedule, type ScheduleWrite, type ScheduleWriteOutcome } from '../node/core/schedule/schedule.ts';
 import type {
   CommitBatch,

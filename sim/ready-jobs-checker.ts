@@ -8,7 +8,8 @@
 // due later never keep ready ones out of memory; when they do, or a due job left in the store
 // is never paged in, this is what shows it. Small owner memories in the fault plan
 // (`ownerMemory`) make the spill and page-in paths run. Jobs of a lane whose circuit breaker is
-// not closed wait on purpose (breaker-checker.ts): the bound holds them from when it closes.
+// not closed wait on purpose, and so may others of their shard (breaker-checker.ts `gated`):
+// the bound holds them from when it closes.
 
 import type { Job } from '../node/core/job/job.ts';
 import type { EventQueue } from './event-queue.ts';
@@ -34,8 +35,8 @@ export class ReadyJobsChecker {
     private readonly workers: readonly SimWorker[],
     private readonly pendingDue: (nowMs: number) => Job[],
     private readonly report: (invariant: string, detail: string) => void,
-    /** Jobs that may wait for now (their lane's breaker is not closed). */
-    private readonly gated: (job: Job) => boolean = () => false,
+    /** Given the jobs pending and due, those that may wait for now (breaker-checker.ts). */
+    private readonly gated: (due: readonly Job[]) => (job: Job) => boolean = () => () => false,
   ) {}
 
   /** A lease of `job` committed. */
@@ -62,9 +63,11 @@ export class ReadyJobsChecker {
         for (const shard of host.node.routes.shards()) servedBy.set(shard, [...(servedBy.get(shard) ?? []), host.id]);
       }
       const waiting = new Set<string>();
-      for (const job of this.pendingDue(nowMs)) {
+      const due = this.pendingDue(nowMs);
+      const gated = this.gated(due);
+      for (const job of due) {
         const owners = servedBy.get(job.shard) ?? [];
-        if (owners.length !== 1 || this.gated(job)) continue;
+        if (owners.length !== 1 || gated(job)) continue;
         const idle = this.workers.find((w) => w.tenant === job.tenant && w.node === owners[0] && w.freeSlots(job.queue) > 0);
         if (idle === undefined) continue;
         waiting.add(job.id);

@@ -8,8 +8,9 @@
 // - after healing, a tick that produced none: from the moment everything is healed, every tick
 //   must run (late at worst, while a shard finds its owner again), and exactly once.
 
-import { DEFAULT_RETRY_POLICY } from '../node/core/job/job.ts';
-import { scheduleShard, type Calendar, type MissedPolicy, type Schedule, type ScheduleTiming } from '../node/core/schedule/schedule.ts';
+import { DEFAULT_RETRY_POLICY } from '../protocol/job-rules.ts';
+import { scheduleShard, type Calendar, type Schedule, type ScheduleTiming } from '../node/core/schedule/schedule.ts';
+import { type MissedPolicy } from '../protocol/schedule-view.ts';
 import type { CommitBatch, Store, WriteOutcome } from '../node/core/store.ts';
 import { DOWNSTREAM_QUEUE, DOWNSTREAM_TENANT } from './breaker-checker.ts';
 

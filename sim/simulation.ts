@@ -127,12 +127,17 @@ export async function runSimulation(options: SimOptions): Promise<SimResult> {
     cluster: plan.cluster,
     health,
     leaseMs: JOB_LEASE_MS,
+    shardCount: options.shards,
+    shardOwner: (shard) => backing.shards[shard]?.owner ?? null,
     schedule: (delayMs, fn) => void queue.schedule(delayMs, fn),
     report: (invariant, detail) => checkers.report(invariant, detail),
     trace: (event) => trace.add(event),
   });
   backing.observer = {
-    acquired: (owner, leases) => checkers.acquired(owner, leases),
+    acquired: (owner, leases) => {
+      checkers.acquired(owner, leases);
+      breakers.acquired(owner, leases);
+    },
     committed: (batch, outcomes, before) => {
       checkers.committed(batch, outcomes, before);
       hostileChecks.committed(batch, outcomes, before);
@@ -418,9 +423,9 @@ export async function runSimulation(options: SimOptions): Promise<SimResult> {
   healed = true;
   const report = (invariant: string, detail: string) => checkers.report(invariant, detail);
   new FailoverChecker(queue, () => hosts, options.shards, failoverBoundMs(config), report).start();
-  const readyJobs = new ReadyJobsChecker(queue, () => hosts, workers, (nowMs) => checkers.pendingDue(nowMs), report, (job) => breakers.gated(job));
+  const readyJobs = new ReadyJobsChecker(queue, () => hosts, workers, (nowMs) => checkers.pendingDue(nowMs), report, (due) => breakers.gated(due, config.owner.memoryJobsMax));
   // The breaker closes within its bound once the downstream is up again too.
-  const breakerClosedByMs = START_MS + breakers.healed(downstream.healedAtMs, closeBoundMs(SIM_BREAKER, failoverBoundMs(config)));
+  const breakerClosedByMs = START_MS + breakers.healed(downstream.healedAtMs, closeBoundMs(SIM_BREAKER, failoverBoundMs(config)), failoverBoundMs(config));
   checkers.onLeased = (job) => readyJobs.leased(job);
   readyJobs.start();
   unreachable.clear();

@@ -8,7 +8,7 @@
 
 import { errorReply, type SubmitSpec } from '../protocol/client-messages.ts';
 import type { ErrorBody } from '../protocol/errors.ts';
-import type { LeaseToken } from '../node/core/job/job.ts';
+import type { LeaseToken } from '../protocol/job-rules.ts';
 import type { SeededRandom } from '../node/core/random.ts';
 import type { Checkers } from './checkers.ts';
 import type { EventQueue } from './event-queue.ts';

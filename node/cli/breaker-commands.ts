@@ -5,7 +5,7 @@
 // CLI (--lease-ms, --every).
 
 import { parseArgs } from 'node:util';
-import { BREAKER_DEFAULTS, BREAKER_LIMITS } from '../core/breaker/breaker.ts';
+import { BREAKER_DEFAULTS, BREAKER_LIMITS } from '../../protocol/breaker-view.ts';
 import { breakerSpecProblem, type BreakerSpec } from '../../protocol/breaker-view.ts';
 import { LIST_LIMIT_DEFAULT, LIST_LIMIT_MAX } from '../../protocol/limits.ts';
 import { KairosError, type BreakerView, type KairosClient } from '../../protocol/sdk/index.ts';

@@ -3,8 +3,9 @@
 // usage error never waits for a node.
 
 import { parseArgs } from 'node:util';
-import { ATTEMPTS_MAX_LIMIT, DEFAULT_RETRY_POLICY, PRIORITY_MAX, PRIORITY_MIN } from '../core/job/job.ts';
-import { EVERY_MS_MIN, MISSED_MAX_DEFAULT, MISSED_MAX_LIMIT, MISSED_POLICIES } from '../core/schedule/schedule.ts';
+import { ATTEMPTS_MAX_LIMIT, DEFAULT_RETRY_POLICY, PRIORITY_MAX, PRIORITY_MIN } from '../../protocol/job-rules.ts';
+import { EVERY_MS_MIN, MISSED_MAX_LIMIT, MISSED_POLICIES } from '../../protocol/schedule-view.ts';
+import { MISSED_MAX_DEFAULT } from '../core/schedule/schedule.ts';
 import { DELAY_MS_MAX, LIST_LIMIT_DEFAULT, LIST_LIMIT_MAX } from '../../protocol/limits.ts';
 import type { ScheduleSpec, ScheduleView } from '../../protocol/sdk/index.ts';
 import { intOption, oneOfOption, UsageError } from './args.ts';

@@ -17,7 +17,7 @@ import { CellMapFile } from '../adapters/cell-map.ts';
 import { jsonLogger } from '../adapters/system-env.ts';
 import { breakerConfigOf, breakerSpecSchema } from '../../protocol/breaker-view.ts';
 import { Invalid } from '../../protocol/schema.ts';
-import type { BreakerConfig } from '../core/breaker/breaker.ts';
+import type { BreakerConfig } from '../../protocol/breaker-view.ts';
 
 export const START_HELP = `kairos start [options]
   --data-dir DIR     node key (its id) and embedded Postgres data (env KAIROS_DATA_DIR, default ./.kairos)

@@ -11,7 +11,7 @@ import { laneOf, splitLane } from './job/lane.ts';
 import { BACKLOG_QUEUES_MAX, BREAKER_SIGNALS_MAX } from '../../protocol/limits.ts';
 import { BreakerBoard, type BoardMsg } from './breaker/breaker-board.ts';
 import { BreakerTally } from './breaker/breaker-tally.ts';
-import type { BreakerConfig } from './breaker/breaker.ts';
+import type { BreakerConfig } from '../../protocol/breaker-view.ts';
 import type { DispatcherMsg } from './dispatch/dispatcher-messages.ts';
 import type { PeerMessage } from '../../protocol/peer-messages.ts';
 import type { Env } from './env.ts';

@@ -4,7 +4,7 @@
 // the others (TigerBeetle's habit).
 
 import type { Random } from './env.ts';
-import { fnv1a32 } from './job/job-id.ts';
+import { fnv1a32 } from '../../protocol/job-id.ts';
 
 export class SeededRandom implements Random {
   private a: number;

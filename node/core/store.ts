@@ -13,7 +13,8 @@
 // reject with StoreUnavailableError; the outcome of such a commit is unknown to the caller,
 // which must be safe to retry (it is: every write is conditional).
 
-import type { Job, JobState, LeaseToken } from './job/job.ts';
+import type { Job } from './job/job.ts';
+import type { JobState, LeaseToken } from '../../protocol/job-rules.ts';
 import type { Schedule, ScheduleWrite, ScheduleWriteOutcome } from './schedule/schedule.ts';
 import type { Breaker, BreakerWrite, BreakerWriteOutcome } from './breaker/breaker.ts';
 

@@ -9,7 +9,8 @@
 
 import assert from 'node:assert/strict';
 import type pg from 'pg';
-import type { Breaker, BreakerState, BreakerWrite, BreakerWriteOutcome } from '../core/breaker/breaker.ts';
+import type { Breaker, BreakerWrite, BreakerWriteOutcome } from '../core/breaker/breaker.ts';
+import type { BreakerState } from '../../protocol/breaker-view.ts';
 import type { Page, ShardLease } from '../core/store.ts';
 import { BREAKER_CREATIONS_LOCK_CLASS } from './advisory-locks.ts';
 import { decodeBreakerCursor, encodeBreakerCursor } from './list-cursor.ts';

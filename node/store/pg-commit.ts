@@ -15,7 +15,7 @@
 // second write sees the first. A batch with no repeated job is one round.
 
 import type pg from 'pg';
-import { parseJobId } from '../core/job/job-id.ts';
+import { parseJobId } from '../../protocol/job-id.ts';
 import type { Job } from '../core/job/job.ts';
 import { DAY_MS, partitionDay } from '../core/retention-days.ts';
 import type { CommitBatch, CommitResult, JobWrite, WriteOutcome } from '../core/store.ts';

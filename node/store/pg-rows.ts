@@ -7,7 +7,8 @@
 // milliseconds (a timestamptz holds microseconds), cheaper to parse than Date strings, and free
 // of the client's time zone.
 
-import type { Job, JobState } from '../core/job/job.ts';
+import type { Job } from '../core/job/job.ts';
+import type { JobState } from '../../protocol/job-rules.ts';
 import { binaryArray } from './pg-arrays.ts';
 
 /** SQL for float8 milliseconds (a parameter or an unnest column) as a timestamptz. */

@@ -13,7 +13,8 @@
 
 import assert from 'node:assert/strict';
 import type pg from 'pg';
-import type { MissedPolicy, Schedule, ScheduleWrite, ScheduleWriteOutcome } from '../core/schedule/schedule.ts';
+import type { MissedPolicy } from '../../protocol/schedule-view.ts';
+import type { Schedule, ScheduleWrite, ScheduleWriteOutcome } from '../core/schedule/schedule.ts';
 import type { Page, ShardLease } from '../core/store.ts';
 import { msFromTs, plainBytes, tsFromMs } from './pg-rows.ts';
 import { inTransaction, query } from './pg-tx.ts';

@@ -15,7 +15,7 @@
 import assert from 'node:assert/strict';
 import pg from 'pg';
 import { BREAKERS_PER_TENANT_MAX } from '../core/breaker/breaker.ts';
-import { parseJobId } from '../core/job/job-id.ts';
+import { parseJobId } from '../../protocol/job-id.ts';
 import type { Job } from '../core/job/job.ts';
 import { SCHEDULES_PER_TENANT_MAX } from '../core/schedule/schedule.ts';
 import type { JobCursor, ListFilter, Page, ShardLease, ShardRow, Store } from '../core/store.ts';

@@ -3,7 +3,7 @@
 // of a fast queue never do, and one per job is a measurable cost at tens of thousands of
 // jobs a second.
 
-import type { LeaseToken } from '../../node/core/job/job.ts';
+import type { LeaseToken } from '../job-rules.ts';
 import type { Ack, Lease, LeaseJob } from '../worker-messages.ts';
 import type { KairosError } from './errors.ts';
 import type { Answerer } from './messages.ts';

@@ -3,7 +3,7 @@
 // retry never comes at once; the other half is random, so clients that failed together do not
 // retry together. The same formula as a job's retry backoff, so it is that one.
 
-import { backoffDelayMs as retryBackoffMs } from '../../node/core/job/retry.ts';
+import { backoffDelayMs as retryBackoffMs } from '../job-rules.ts';
 
 export interface BackoffPolicy {
   initialDelayMs: number;

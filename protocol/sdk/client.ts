@@ -30,7 +30,7 @@
 // A submission refused with `circuit_open` (its queue's breaker is open and set to refuse) is
 // not retried: the caller gets the KairosError, with `retryAfterMs` until the breaker probes.
 
-import type { JobState } from '../../node/core/job/job.ts';
+import type { JobState } from '../job-rules.ts';
 import type { MemberView, SubmitSpec, Welcome } from '../client-messages.ts';
 import type { JobView } from '../job-view.ts';
 import type { ScheduleSpec, ScheduleView } from '../schedule-view.ts';

@@ -4,7 +4,7 @@
 // reconnect every subscription is made again, and the view it returns reports whatever
 // changed while the link was down.
 
-import { isTerminal } from '../../node/core/job/job.ts';
+import { isTerminal } from '../job-rules.ts';
 import type { JobChanged, Subscribe, Subscribed, Unsubscribe } from '../client-messages.ts';
 import type { JobView } from '../job-view.ts';
 import type { Answerer } from './messages.ts';

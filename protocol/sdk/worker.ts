@@ -19,7 +19,7 @@
 //   so the worker announces what is free again, and heartbeats every lease at once because
 //   revocations sent while the link was down were lost.
 
-import { ERROR_CHARS_MAX } from '../../node/core/job/job.ts';
+import { ERROR_CHARS_MAX } from '../job-rules.ts';
 import { CREDIT_SLOTS_MAX, PROGRESS_CHARS_MAX } from '../limits.ts';
 import { clip } from '../msgpack-read.ts';
 import type { Ack, Fail, Lease, Revoke } from '../worker-messages.ts';

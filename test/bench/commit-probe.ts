@@ -14,7 +14,7 @@
 // commitsPerSec, and its small CPU in the server's.
 
 import pg from 'pg';
-import { DEFAULT_RETRY_POLICY } from '../../node/core/job/job.ts';
+import { DEFAULT_RETRY_POLICY } from '../../protocol/job-rules.ts';
 import { newJob } from '../../node/core/job/new-job.ts';
 import type { CommitBatch } from '../../node/core/store.ts';
 import { commitBatch } from '../../node/store/pg-commit.ts';

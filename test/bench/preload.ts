@@ -26,8 +26,9 @@
 // after any run of this benchmark.
 
 import pg from 'pg';
-import { formatJobId } from '../../node/core/job/job-id.ts';
-import { DEFAULT_RETRY_POLICY, leaseTokenOf, type Job } from '../../node/core/job/job.ts';
+import { formatJobId } from '../../protocol/job-id.ts';
+import { DEFAULT_RETRY_POLICY } from '../../protocol/job-rules.ts';
+import { leaseTokenOf, type Job } from '../../node/core/job/job.ts';
 import { newJob } from '../../node/core/job/new-job.ts';
 import { transition } from '../../node/core/job/transition.ts';
 import { DEFAULT_OWNER_CONFIG } from '../../node/core/owner/shard-owner.ts';

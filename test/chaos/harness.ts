@@ -21,7 +21,7 @@ import { join, resolve } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
 import pg from 'pg';
 import { connect, ConnectionClosedError, KairosError, OutcomeUnknownError, type KairosClient } from '../../protocol/sdk/index.ts';
-import { shardForSubmission } from '../../node/core/job/job-id.ts';
+import { shardForSubmission } from '../../protocol/job-id.ts';
 import { writeClusterKeyFile } from '../../node/adapters/libp2p/cluster-key.ts';
 import { freePort, startEmbeddedPostgres, type EmbeddedPostgresHandle } from '../../node/store/embedded.ts';
 import { migrate } from '../../node/store/migrate.ts';

@@ -9,7 +9,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { writeClusterKeyFile } from '../../node/adapters/libp2p/cluster-key.ts';
-import { shardOfJobId } from '../../node/core/job/job-id.ts';
+import { shardOfJobId } from '../../protocol/job-id.ts';
 import { connect } from '../../protocol/sdk/index.ts';
 import { adminQuery, createTestDatabase, type TestDatabase } from '../support/db.ts';
 import { spawnCluster, type SpawnedCluster } from '../support/spawn-cluster.ts';

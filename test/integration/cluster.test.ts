@@ -10,7 +10,7 @@ import { execFile } from 'node:child_process';
 import { promisify } from 'node:util';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { connect, type KairosClient, type Subscription } from '../../protocol/sdk/index.ts';
-import { shardForSubmission } from '../../node/core/job/job-id.ts';
+import { shardForSubmission } from '../../protocol/job-id.ts';
 import { adminQuery, createTestDatabase, type TestDatabase } from '../support/db.ts';
 import { spawnCluster, type SpawnedCluster } from '../support/spawn-cluster.ts';
 import type { SpawnedNode } from '../support/spawn-node.ts';

@@ -8,7 +8,7 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { connect, type KairosClient } from '../../protocol/sdk/index.ts';
-import { shardForSubmission } from '../../node/core/job/job-id.ts';
+import { shardForSubmission } from '../../protocol/job-id.ts';
 import { adminQuery, createTestDatabase, type TestDatabase } from '../support/db.ts';
 import { spawnCluster, type SpawnedCluster } from '../support/spawn-cluster.ts';
 import { TEST_TOKEN, type SpawnedNode } from '../support/spawn-node.ts';

@@ -16,6 +16,8 @@ const CAUGHT_BY: Partial<Record<PlantedBug | ModelBug, readonly string[]>> = {
   renewal_locks_shards: ['commits never wait for shard lease renewal', 'no deadlocks between store transactions'],
   tick_key_per_owner: ['one job per tick'],
   drop_late_ticks: ['every tick runs after healing'],
+  breaker_ignore_gate: ['no lease of a queue with an open breaker except its probes', 'attempts are not spent while a breaker is open'],
+  breaker_never_probe: ['every breaker closes after the downstream heals'],
 };
 
 /** Runs seeds until one fails; checks that the same seed fails the same way again. */

@@ -1,7 +1,8 @@
 // Building jobs and writes for store tests with the real transition function, so the tests
 // exercise exactly the records the shard owner will write.
 
-import { DEFAULT_RETRY_POLICY, leaseTokenOf, type Job } from '../../node/core/job/job.ts';
+import { DEFAULT_RETRY_POLICY } from '../../protocol/job-rules.ts';
+import { leaseTokenOf, type Job } from '../../node/core/job/job.ts';
 import { newJob as createJob } from '../../node/core/job/new-job.ts';
 import { transition, type JobEvent } from '../../node/core/job/transition.ts';
 import type { JobWrite } from '../../node/core/store.ts';

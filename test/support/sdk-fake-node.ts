@@ -16,8 +16,8 @@ import { ADVERTISED_LIMITS } from '../../protocol/limits.ts';
 import { decodeFromClient } from '../../protocol/validate.ts';
 import type { NodeToWorker, WorkerToNode } from '../../protocol/worker-messages.ts';
 import { DEFAULT_GATEWAY_CONFIG } from '../../node/core/gateway/gateway.ts';
-import { formatJobId } from '../../node/core/job/job-id.ts';
-import { isTerminal } from '../../node/core/job/job.ts';
+import { formatJobId } from '../../protocol/job-id.ts';
+import { isTerminal } from '../../protocol/job-rules.ts';
 
 export type Inbound = ClientToNode | WorkerToNode;
 export type Outbound = NodeToClient | NodeToWorker;

@@ -9,7 +9,7 @@ import { createServer, type AddressInfo, type Server } from 'node:net';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { afterAll, afterEach, beforeAll, describe, expect, it, vi } from 'vitest';
-import { BREAKER_DEFAULTS } from '../../node/core/breaker/breaker.ts';
+import { BREAKER_DEFAULTS } from '../../protocol/breaker-view.ts';
 import { breakerCommand, breakersCommand } from '../../node/cli/breaker-commands.ts';
 import { breakerConfigOf, type BreakerSpec, type BreakerView } from '../../protocol/breaker-view.ts';
 import { FakeNode } from '../support/sdk-fake-node.ts';

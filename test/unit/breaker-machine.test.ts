@@ -3,7 +3,8 @@
 // probe rounds, and settings that switch a breaker off.
 
 import { describe, expect, it } from 'vitest';
-import { BREAKER_DEFAULTS, PROBE_ROUND_MS, closedBreaker, type BreakerConfig } from '../../node/core/breaker/breaker.ts';
+import { BREAKER_DEFAULTS, type BreakerConfig } from '../../protocol/breaker-view.ts';
+import { PROBE_ROUND_MS, closedBreaker } from '../../node/core/breaker/breaker.ts';
 import { OutcomeWindow, afterOutcomes, afterTime, nextTimeMs, withConfig } from '../../node/core/breaker/breaker-machine.ts';
 
 const config: BreakerConfig = { ...BREAKER_DEFAULTS, failureRatePct: 50, minAttempts: 10, windowMs: 10_000, cooldownMs: 1_000, cooldownMaxMs: 3_000 };

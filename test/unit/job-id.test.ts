@@ -1,6 +1,6 @@
 import fc from 'fast-check';
 import { describe, expect, it } from 'vitest';
-import { formatJobId, parseJobId, shardForSubmission, shardOfJobId } from '../../node/core/job/job-id.ts';
+import { formatJobId, parseJobId, shardForSubmission, shardOfJobId } from '../../protocol/job-id.ts';
 
 describe('job ids', () => {
   it('round-trip: any node tells shard and partition from the id alone', () => {

@@ -1,7 +1,8 @@
 import fc from 'fast-check';
 import { describe, expect, it } from 'vitest';
-import { DEFAULT_RETRY_POLICY, type RetryPolicy } from '../../node/core/job/job.ts';
-import { backoffDelayMs, failureVerdict, retryPolicyProblem } from '../../node/core/job/retry.ts';
+import { DEFAULT_RETRY_POLICY, type RetryPolicy } from '../../protocol/job-rules.ts';
+import { backoffDelayMs, retryPolicyProblem } from '../../protocol/job-rules.ts';
+import { failureVerdict } from '../../node/core/job/retry.ts';
 import { SeededRandom } from '../../node/core/random.ts';
 
 const fixed = (value: number) => ({ next: () => value, int: (n: number) => Math.floor(value * n) });

@@ -2,7 +2,8 @@
 
 import fc from 'fast-check';
 import { describe, expect, it } from 'vitest';
-import { DEFAULT_RETRY_POLICY, JOB_STATES, type Job, type JobState, type LeaseToken } from '../../node/core/job/job.ts';
+import { DEFAULT_RETRY_POLICY, JOB_STATES, type JobState, type LeaseToken } from '../../protocol/job-rules.ts';
+import { type Job } from '../../node/core/job/job.ts';
 import { newJob } from '../../node/core/job/new-job.ts';
 import { JOB_EVENT_KINDS, nextState, transition, type JobEvent, type JobEventKind } from '../../node/core/job/transition.ts';
 

@@ -3,7 +3,7 @@
 // are kept small: the properties are about structure, the limit tests are about size.
 
 import fc from 'fast-check';
-import { formatJobId } from '../../node/core/job/job-id.ts';
+import { formatJobId } from '../../protocol/job-id.ts';
 import { jobIdSchema } from '../../protocol/job-view.ts';
 import { Invalid, type AnySchema, type Meta } from '../../protocol/schema.ts';
 

@@ -3,8 +3,10 @@
 // the view of a breaker, and the bounds of the peer messages that carry breakers.
 
 import { describe, expect, it } from 'vitest';
-import { BREAKER_DEFAULTS, BREAKER_LIMITS, closedBreaker, type Breaker } from '../../node/core/breaker/breaker.ts';
-import { breakerConfigOf, breakerSpecSchema, toBreakerView } from '../../protocol/breaker-view.ts';
+import { BREAKER_DEFAULTS, BREAKER_LIMITS } from '../../protocol/breaker-view.ts';
+import { closedBreaker, type Breaker } from '../../node/core/breaker/breaker.ts';
+import { breakerConfigOf, breakerSpecSchema } from '../../protocol/breaker-view.ts';
+import { toBreakerView } from '../../node/core/gateway/views.ts';
 import { encodeMessage } from '../../protocol/codec.ts';
 import { BREAKER_REPORT_LANES_MAX, BREAKER_SIGNALS_MAX } from '../../protocol/limits.ts';
 import { Invalid } from '../../protocol/schema.ts';

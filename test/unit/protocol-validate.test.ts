@@ -4,7 +4,7 @@
 import fc from 'fast-check';
 import { describe, expect, it } from 'vitest';
 import type { Job } from '../../node/core/job/job.ts';
-import { DEFAULT_RETRY_POLICY } from '../../node/core/job/job.ts';
+import { DEFAULT_RETRY_POLICY } from '../../protocol/job-rules.ts';
 import {
   CLIENT_TO_NODE,
   errorReply,
@@ -15,7 +15,7 @@ import {
 } from '../../protocol/client-messages.ts';
 import { encodeMessage } from '../../protocol/codec.ts';
 import { ERROR_CODE_NAMES } from '../../protocol/errors.ts';
-import { toJobView } from '../../protocol/job-view.ts';
+import { toJobView } from '../../node/core/gateway/views.ts';
 import { BATCH_MAX } from '../../protocol/limits.ts';
 import { PEER } from '../../protocol/peer-messages.ts';
 import { Invalid, type AnySchema, type Meta } from '../../protocol/schema.ts';

@@ -6,7 +6,7 @@ import { execFile } from 'node:child_process';
 import { createServer, type Server } from 'node:net';
 import type { AddressInfo } from 'node:net';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { DEFAULT_RETRY_POLICY } from '../../node/core/job/job.ts';
+import { DEFAULT_RETRY_POLICY } from '../../protocol/job-rules.ts';
 import { FakeNode } from '../support/sdk-fake-node.ts';
 import { KAIROS_BIN } from '../support/spawn-node.ts';
 

@@ -3,7 +3,7 @@
 
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import { connect, KairosClient, type ConnectOptions, type ScheduleSpec, type ScheduleView } from '../../protocol/sdk/index.ts';
-import { DEFAULT_RETRY_POLICY } from '../../node/core/job/job.ts';
+import { DEFAULT_RETRY_POLICY } from '../../protocol/job-rules.ts';
 import { FakeNode, type FakeConnection, type Inbound } from '../support/sdk-fake-node.ts';
 
 const bytes = (text: string) => new TextEncoder().encode(text);

@@ -3,7 +3,8 @@
 // ones out of memory.
 
 import { describe, expect, it } from 'vitest';
-import { DEFAULT_RETRY_POLICY, type Job, type LeaseToken } from '../../node/core/job/job.ts';
+import { DEFAULT_RETRY_POLICY, type LeaseToken } from '../../protocol/job-rules.ts';
+import { type Job } from '../../node/core/job/job.ts';
 import { laneOf } from '../../node/core/job/lane.ts';
 import { DEFAULT_NODE_CONFIG, type KairosNode } from '../../node/core/node.ts';
 import type { AckOutcome, JobOutcome, OwnerMsg, Submission, SubmitOutcome, WorkerLink } from '../../node/core/owner/owner-messages.ts';

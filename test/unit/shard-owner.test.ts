@@ -3,7 +3,8 @@
 // expiry, cancellation, idempotency, delayed jobs, priorities and fencing.
 
 import { describe, expect, it } from 'vitest';
-import { DEFAULT_RETRY_POLICY, type Job, type LeaseToken } from '../../node/core/job/job.ts';
+import { DEFAULT_RETRY_POLICY, type LeaseToken } from '../../protocol/job-rules.ts';
+import { type Job } from '../../node/core/job/job.ts';
 import { laneOf } from '../../node/core/job/lane.ts';
 import { DEFAULT_NODE_CONFIG, createNode, type KairosNode } from '../../node/core/node.ts';
 import type { AckOutcome, JobOutcome, Submission, SubmitOutcome, WorkerLink } from '../../node/core/owner/owner-messages.ts';

@@ -2,7 +2,8 @@
 // settings, the outcomes counted in its rolling window and the clock, so that the owner that
 // applies them (owner/breakers.ts) only has to persist what they return.
 
-import type { Breaker, BreakerConfig } from './breaker.ts';
+import type { Breaker } from './breaker.ts';
+import type { BreakerConfig } from '../../../protocol/breaker-view.ts';
 import { PROBE_ROUND_MS } from './breaker.ts';
 
 /** The window is kept in this many buckets: it rolls a tenth of its length at a time. */

@@ -10,48 +10,8 @@
 //   half_open ──a failure──▶ open (cool-down doubled, up to cooldownMaxMs)
 //   half_open ──no outcome within PROBE_ROUND_MS──▶ half_open, next round (fresh probes)
 
-import { fnv1a32 } from '../job/job-id.ts';
-
-export interface BreakerConfig {
-  /** Off: the queue has no breaker, whatever the node's default says. */
-  enabled: boolean;
-  /** Opens when at least this share of the attempts in the window failed, in percent (1-100). */
-  failureRatePct: number;
-  /** ...and at least this many attempts ended in the window. */
-  minAttempts: number;
-  /** The rolling window outcomes are counted over. */
-  windowMs: number;
-  /** The first cool-down: how long it stays open before probing. */
-  cooldownMs: number;
-  /** Each reopening doubles the cool-down, up to this. */
-  cooldownMaxMs: number;
-  /** Jobs each node may lease per half-open round. */
-  probes: number;
-  /** While open (or half-open), refuse submissions of the queue with `circuit_open` instead of
-   * accepting them to wait. */
-  refuseWhenOpen: boolean;
-}
-
-export const BREAKER_DEFAULTS: BreakerConfig = {
-  enabled: true,
-  failureRatePct: 50,
-  minAttempts: 20,
-  windowMs: 30_000,
-  cooldownMs: 5_000,
-  cooldownMaxMs: 300_000,
-  probes: 1,
-  refuseWhenOpen: false,
-};
-
-/** Bounds of each setting, for validation at every edge (protocol, CLI, node flags). */
-export const BREAKER_LIMITS = {
-  failureRatePct: [1, 100],
-  minAttempts: [1, 1_000_000],
-  windowMs: [1_000, 3_600_000],
-  cooldownMs: [100, 3_600_000],
-  cooldownMaxMs: [100, 86_400_000],
-  probes: [1, 100],
-} as const satisfies Record<string, readonly [number, number]>;
+import { fnv1a32 } from '../../../protocol/job-id.ts';
+import type { BreakerConfig, BreakerState } from '../../../protocol/breaker-view.ts';
 
 /** Breakers with a row of their own, per tenant across the cluster (a queue's own settings, or
  * a state a default breaker reached). */
@@ -59,8 +19,6 @@ export const BREAKERS_PER_TENANT_MAX = 1_000;
 /** A half-open round with no outcome for this long gives every node fresh probes: a probe whose
  * outcome was lost (its node crashed) must not hold the breaker half-open for ever. */
 export const PROBE_ROUND_MS = 30_000;
-
-export type BreakerState = 'closed' | 'open' | 'half_open';
 
 export interface Breaker {
   tenant: string;

@@ -12,7 +12,7 @@ import { errorReply } from '../../../protocol/client-messages.ts';
 import type { ErrorBody } from '../../../protocol/errors.ts';
 import { ADVERTISED_LIMITS, SUPPORTED_VERSIONS } from '../../../protocol/limits.ts';
 import type { ActorContext } from '../actor/runtime.ts';
-import { shardOfJobId } from '../job/job-id.ts';
+import { shardOfJobId } from '../../../protocol/job-id.ts';
 import { refusal } from '../refusal.ts';
 import type { ClientConnection, GatewayMsg, GatewayState } from './gateway.ts';
 import { TokenBuckets } from './token-bucket.ts';

@@ -31,7 +31,7 @@ import type { NodeToWorker, WorkerToNode } from '../../../protocol/worker-messag
 import type { Actor, ActorContext, ActorRef } from '../actor/runtime.ts';
 import type { DispatcherMsg } from '../dispatch/dispatcher-messages.ts';
 import type { BoardMsg } from '../breaker/breaker-board.ts';
-import type { BreakerConfig } from '../breaker/breaker.ts';
+import type { BreakerConfig } from '../../../protocol/breaker-view.ts';
 import { refusal } from '../refusal.ts';
 import type { RoutingTable } from '../shards/routing-table.ts';
 import { Connections, type ConnState } from './connections.ts';

@@ -10,7 +10,7 @@
 // them alike; what differs is read from their `forwardedBy`.
 
 import type { PeerMessage } from '../../../protocol/peer-messages.ts';
-import { isTerminal } from '../job/job.ts';
+import { isTerminal } from '../../../protocol/job-rules.ts';
 import type { ActorContext } from '../actor/runtime.ts';
 import { connOfWorker, workerIdOf } from '../dispatch/dispatcher.ts';
 import { laneOf } from '../job/lane.ts';

@@ -9,15 +9,15 @@
 // A page of a list must fit in one frame, so it is fitted here to the jobs' sizes.
 
 import type { BreakerList, Get, DlqList, List, NodeToClient, ScheduleGet, ScheduleList } from '../../../protocol/client-messages.ts';
-import { toBreakerView } from '../../../protocol/breaker-view.ts';
+import { toBreakerView } from './views.ts';
 import { errorReply } from '../../../protocol/client-messages.ts';
 import type { ErrorBody } from '../../../protocol/errors.ts';
-import { toJobView } from '../../../protocol/job-view.ts';
-import { toScheduleView } from '../../../protocol/schedule-view.ts';
+import { toJobView } from './views.ts';
+import { toScheduleView } from './views.ts';
 import { CODEC_LIMITS, LIST_LIMIT_DEFAULT } from '../../../protocol/limits.ts';
 import type { NodeToWorker } from '../../../protocol/worker-messages.ts';
 import type { ActorContext } from '../actor/runtime.ts';
-import type { JobState } from '../job/job.ts';
+import type { JobState } from '../../../protocol/job-rules.ts';
 import type { Page } from '../store.ts';
 import { refusal } from '../refusal.ts';
 import { RETRY_UNAVAILABLE_MS, type Connections, type ConnState } from './connections.ts';

@@ -8,9 +8,10 @@
 
 import type { ClientRequest, NodeToClient, ScheduleDelete, SchedulePause, ScheduleUpsert, SubmitBatch } from '../../../protocol/client-messages.ts';
 import { errorReply } from '../../../protocol/client-messages.ts';
-import { toJobView } from '../../../protocol/job-view.ts';
-import { toScheduleView } from '../../../protocol/schedule-view.ts';
-import { breakerConfigOf, toBreakerView } from '../../../protocol/breaker-view.ts';
+import { toJobView } from './views.ts';
+import { toScheduleView } from './views.ts';
+import { breakerConfigOf } from '../../../protocol/breaker-view.ts';
+import { toBreakerView } from './views.ts';
 import { breakerShard } from '../breaker/breaker.ts';
 import type { BreakerOp, BreakerOutcome } from '../owner/breakers.ts';
 import { REQUEUE_ATTEMPTS_DEFAULT } from '../../../protocol/limits.ts';

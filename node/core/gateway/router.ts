@@ -16,7 +16,7 @@ import { errorReply } from '../../../protocol/client-messages.ts';
 import type { ErrorBody } from '../../../protocol/errors.ts';
 import type { NodeToWorker } from '../../../protocol/worker-messages.ts';
 import type { ActorContext } from '../actor/runtime.ts';
-import { shardForSubmission, shardOfJobId } from '../job/job-id.ts';
+import { shardForSubmission, shardOfJobId } from '../../../protocol/job-id.ts';
 import type { OwnerMsg } from '../owner/owner-messages.ts';
 import { refusal } from '../refusal.ts';
 import { RETRY_UNAVAILABLE_MS, type Connections, type ConnState } from './connections.ts';

@@ -10,11 +10,11 @@
 
 import type { Subscribe, Unsubscribe } from '../../../protocol/client-messages.ts';
 import { errorReply } from '../../../protocol/client-messages.ts';
-import { toJobView } from '../../../protocol/job-view.ts';
+import { toJobView } from './views.ts';
 import type { ActorContext } from '../actor/runtime.ts';
-import { isTerminal } from '../job/job.ts';
+import { isTerminal } from '../../../protocol/job-rules.ts';
 import { refusal } from '../refusal.ts';
-import { shardOfJobId } from '../job/job-id.ts';
+import { shardOfJobId } from '../../../protocol/job-id.ts';
 import type { JobOutcome, Subscriber } from '../owner/owner-messages.ts';
 import type { Connections, ConnState } from './connections.ts';
 import type { GatewayMsg, GatewayState } from './gateway.ts';

@@ -12,7 +12,8 @@ import type { Lease, NodeToWorker, WorkerToNode } from '../../../protocol/worker
 import { errorReply } from '../../../protocol/client-messages.ts';
 import type { ActorContext } from '../actor/runtime.ts';
 import { homeOfWorker, workerIdOf } from '../dispatch/dispatcher.ts';
-import type { Job, LeaseToken } from '../job/job.ts';
+import type { Job } from '../job/job.ts';
+import type { LeaseToken } from '../../../protocol/job-rules.ts';
 import { laneOf } from '../job/lane.ts';
 import type { AckOutcome, HeartbeatOutcome, LeaseHolder, WorkerLink } from '../owner/owner-messages.ts';
 import type { Connections, ConnState } from './connections.ts';

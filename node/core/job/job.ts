@@ -1,52 +1,8 @@
 // The job record as every component sees it. The store persists exactly these fields; the
-// protocol exposes a view of them (protocol/job-view.ts).
+// protocol exposes a view of them (protocol/job-view.ts), and the rules both share (states,
+// retry policy, limits, lease tokens) are the protocol's (protocol/job-rules.ts).
 
-export const JOB_STATES = ['pending', 'running', 'succeeded', 'dead', 'cancelled'] as const;
-export type JobState = (typeof JOB_STATES)[number];
-
-export const TERMINAL_STATES: ReadonlySet<JobState> = new Set(['succeeded', 'dead', 'cancelled']);
-/** States in which a job still needs work: retention must never drop a partition holding one. */
-export const LIVE_STATES: readonly JobState[] = ['pending', 'running'];
-
-export function isTerminal(state: JobState): boolean {
-  return TERMINAL_STATES.has(state);
-}
-
-/** Per-job retry policy. Delay before attempt n+1 is min(backoffMaxMs, backoffBaseMs * 2^(n-1)),
- * then jittered down by up to `jitter` of itself ("equal jitter" when 0.5). */
-export interface RetryPolicy {
-  attemptsMax: number;
-  backoffBaseMs: number;
-  backoffMaxMs: number;
-  /** Fraction in [0, 1] of the delay that is randomised. */
-  jitter: number;
-}
-
-export const DEFAULT_RETRY_POLICY: RetryPolicy = {
-  attemptsMax: 5,
-  backoffBaseMs: 1_000,
-  backoffMaxMs: 5 * 60_000,
-  jitter: 0.5,
-};
-
-/** Limits on what a job may carry. The protocol codec enforces the frame size separately. */
-export const PAYLOAD_BYTES_MAX = 256 * 1024;
-export const RESULT_BYTES_MAX = 256 * 1024;
-export const ERROR_CHARS_MAX = 4 * 1024;
-export const NAME_CHARS_MAX = 128; // tenant, queue
-export const IDEMPOTENCY_KEY_CHARS_MAX = 256;
-export const PRIORITY_MIN = -1_000;
-export const PRIORITY_MAX = 1_000;
-export const ATTEMPTS_MAX_LIMIT = 1_000;
-
-/** A lease token fences every write of one attempt: the attempt number and the shard epoch
- * under which the lease was granted. A write carrying a token the store no longer holds is
- * refused. */
-export interface LeaseToken {
-  jobId: string;
-  attempt: number;
-  epoch: number;
-}
+import type { JobState, LeaseToken, RetryPolicy } from '../../../protocol/job-rules.ts';
 
 export interface Job {
   id: string;

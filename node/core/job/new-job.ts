@@ -1,8 +1,9 @@
 // The one constructor of a fresh job record, used by the shard owner for submissions and by
 // tests and benchmarks that need real jobs.
 
-import type { Job, RetryPolicy } from './job.ts';
-import { formatJobId } from './job-id.ts';
+import type { Job } from './job.ts';
+import type { RetryPolicy } from '../../../protocol/job-rules.ts';
+import { formatJobId } from '../../../protocol/job-id.ts';
 
 export interface NewJob {
   shard: number;

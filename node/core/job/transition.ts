@@ -8,7 +8,8 @@
 //      └──retry, release─┘ └──bury──▶ dead ──requeue──▶ pending
 //   pending | running ──cancel──▶ cancelled
 
-import type { Job, JobState, LeaseToken } from './job.ts';
+import type { Job } from './job.ts';
+import type { JobState, LeaseToken } from '../../../protocol/job-rules.ts';
 import { sameToken } from './job.ts';
 
 export type JobEvent =

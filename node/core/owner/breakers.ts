@@ -14,15 +14,8 @@
 import type { ErrorBody } from '../../../protocol/errors.ts';
 import type { BreakerSignal } from '../../../protocol/peer-messages.ts';
 import type { ActorContext } from '../actor/runtime.ts';
-import {
-  BREAKER_DEFAULTS,
-  BREAKERS_PER_TENANT_MAX,
-  closedBreaker,
-  type Breaker,
-  type BreakerConfig,
-  type BreakerWrite,
-  type BreakerWriteOutcome,
-} from '../breaker/breaker.ts';
+import { BREAKER_DEFAULTS, type BreakerConfig } from '../../../protocol/breaker-view.ts';
+import { BREAKERS_PER_TENANT_MAX, closedBreaker, type Breaker, type BreakerWrite, type BreakerWriteOutcome } from '../breaker/breaker.ts';
 import { afterOutcomes, afterTime, nextTimeMs, OutcomeWindow, withConfig } from '../breaker/breaker-machine.ts';
 import { laneOf, splitLane } from '../job/lane.ts';
 import { refusal } from '../refusal.ts';
@@ -76,8 +69,8 @@ interface Entry {
   /** A write of it is in flight; what comes next waits in `waiting`. */
   busy: ((outcome: BreakerWriteOutcome | 'unknown') => void) | null;
   waiting: Array<() => void>;
-  /** When the current half-open round began (monotonic time of this owner: rounds restart
-   * with a new owner). */
+  /** When the current half-open round began, or this owner saw the breaker open (monotonic
+   * time of this owner: rounds and cool-downs restart with a new owner). */
   roundStartedMs: number;
   /** Outcomes that came while a write was in flight. */
   failedSince: boolean;
@@ -107,7 +100,9 @@ export class ShardBreakers {
   }
 
   handle(msg: BreakersMsg, ctx: ActorContext<OwnerMsg>): void {
-    if (!this.host.serving()) return;
+    // A write's answer is taken even once the owner stops serving: it waits for its writes to
+    // come back before it stops (ShardOwner.finishDrainIfIdle), as it does for schedules'.
+    if (!this.host.serving() && msg.kind !== 'written') return;
     switch (msg.kind) {
       case 'report':
         for (const [lane, successes, failures] of msg.counts) this.outcomes(lane, successes, failures, ctx);
@@ -123,7 +118,7 @@ export class ShardBreakers {
         entry.busy = null;
         done(msg.outcome);
         while (entry.busy === null && entry.waiting.length > 0) entry.waiting.shift()!();
-        if (entry.busy === null) this.decide(msg.lane, entry, entry.failedSince, entry.succeededSince, ctx);
+        if (entry.busy === null && this.host.serving()) this.decide(msg.lane, entry, entry.failedSince, entry.succeededSince, ctx);
         return this.arm(ctx);
       }
     }
@@ -213,7 +208,8 @@ export class ShardBreakers {
     for (const [lane, entry] of this.entries) {
       if (entry.busy !== null) continue;
       // Rounds are timed on the monotonic clock; afterTime compares them in its own terms.
-      const next = afterTime(entry.breaker, nowMs - (monoMs - entry.roundStartedMs), nowMs);
+      const startedMs = nowMs - (monoMs - entry.roundStartedMs);
+      const next = afterTime(coolingHere(entry.breaker, startedMs), startedMs, nowMs);
       if (next !== null) this.write(lane, entry, next, ctx, () => {});
     }
   }
@@ -226,7 +222,8 @@ export class ShardBreakers {
     let earliest = Infinity;
     for (const entry of this.entries.values()) {
       if (entry.busy !== null) continue;
-      const due = nextTimeMs(entry.breaker, nowMs - (monoMs - entry.roundStartedMs));
+      const startedMs = nowMs - (monoMs - entry.roundStartedMs);
+      const due = nextTimeMs(coolingHere(entry.breaker, startedMs), startedMs);
       if (due !== null) earliest = Math.min(earliest, due);
       if (entry.breaker.version > 0 && (entry.breaker.state !== 'closed' || nowMs - entry.breaker.sinceMs < SIGNAL_CLOSED_MS)) earliest = Math.min(earliest, nowMs + SIGNAL_EVERY_MS);
     }
@@ -264,7 +261,8 @@ export class ShardBreakers {
     entry.breaker = breaker;
     if (breaker.state === before.state && breaker.round === before.round) return this.signal(ctx);
     if (breaker.state !== 'closed' || before.state !== 'closed') entry.window.clear();
-    if (breaker.state === 'half_open') entry.roundStartedMs = ctx.env.clock.monotonicMs();
+    if (breaker.state !== 'closed') entry.roundStartedMs = ctx.env.clock.monotonicMs();
+    ctx.env.metrics.inc('breaker_transitions_total', { to: breaker.state });
     ctx.env.logger.log('info', 'breaker.state', {
       shard: this.host.shard,
       tenant: breaker.tenant,
@@ -337,4 +335,13 @@ export class ShardBreakers {
         return this.host.unavailable();
     }
   }
+}
+
+/** An open breaker probes by its stored instant, or once its cool-down has passed on this
+ * owner's monotonic clock since it saw it open (`openedMs`, in wall terms now), whichever comes
+ * first: a wall clock that was ahead when it opened (or is behind here) must not hold it open
+ * for the cool-down and the clock's error besides. */
+function coolingHere(b: Breaker, openedMs: number): Breaker {
+  if (b.state !== 'open' || b.nextProbeAtMs === null) return b;
+  return { ...b, nextProbeAtMs: Math.min(b.nextProbeAtMs, openedMs + b.cooldownMs) };
 }

@@ -2,7 +2,8 @@
 // are callbacks that the asker builds to turn the answer into a message of its own.
 
 import type { ErrorBody } from '../../../protocol/errors.ts';
-import type { Job, LeaseToken, RetryPolicy } from '../job/job.ts';
+import type { Job } from '../job/job.ts';
+import type { LeaseToken, RetryPolicy } from '../../../protocol/job-rules.ts';
 import type { CommitReply } from '../commit/committer.ts';
 import type { Schedule } from '../schedule/schedule.ts';
 import type { SchedulesMsg } from './schedules.ts';

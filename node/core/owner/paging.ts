@@ -17,7 +17,8 @@
 // these rules.
 
 import type { ActorContext } from '../actor/runtime.ts';
-import { type Job, isTerminal } from '../job/job.ts';
+import { type Job } from '../job/job.ts';
+import { isTerminal } from '../../../protocol/job-rules.ts';
 import { jobLane } from '../job/lane.ts';
 import type { OwnerMsg } from './owner-messages.ts';
 import type { Queued, ReadyQueues } from './ready-queue.ts';

@@ -3,8 +3,9 @@
 // its ticks. Tick T's job is submitted under the idempotency key tickKey(name, T), so however
 // often T is fired (a retry, a second owner after a hand-off or a crash), it yields one job.
 
-import type { RetryPolicy } from '../job/job.ts';
-import { fnv1a32 } from '../job/job-id.ts';
+import type { RetryPolicy } from '../../../protocol/job-rules.ts';
+import { fnv1a32 } from '../../../protocol/job-id.ts';
+import type { MissedPolicy } from '../../../protocol/schedule-view.ts';
 
 /** When the ticks fall: a cron expression in a time zone, or a fixed interval. */
 export type ScheduleTiming =
@@ -12,25 +13,11 @@ export type ScheduleTiming =
   /** Ticks at every multiple of everyMs since the Unix epoch. */
   | { kind: 'every'; everyMs: number };
 
-/** What happens to ticks that were not fired in time (a tick is missed when its owner reaches
- * it more than MISSED_AFTER_MS late: no owner was up, or the store was down):
- * - skip: none of them runs;
- * - once: one job runs in their stead: the first missed tick's;
- * - each: each runs, the earliest first, up to missedMax; the rest are skipped.
- * Ticks reached in time run whatever the policy. */
-export const MISSED_POLICIES = ['skip', 'once', 'each'] as const;
-export type MissedPolicy = (typeof MISSED_POLICIES)[number];
-
 /** A tick reached later than this is missed (Quartz's misfire threshold has the same default). */
 export const MISSED_AFTER_MS = 60_000;
 export const MISSED_MAX_DEFAULT = 10;
-export const MISSED_MAX_LIMIT = 100;
 /** Per tenant, across the cluster. */
 export const SCHEDULES_PER_TENANT_MAX = 1_000;
-/** A schedule fires at most once a second. */
-export const EVERY_MS_MIN = 1_000;
-export const CRON_CHARS_MAX = 256;
-export const TIMEZONE_CHARS_MAX = 64;
 
 export interface Schedule {
   tenant: string;

@@ -32,7 +32,7 @@
 // part of the cluster's contract: changing any of them moves shards on upgrade (safe, as
 // ownership is fenced, but a reshuffle). The test pins golden values.
 
-import { fnv1a32 } from '../job/job-id.ts';
+import { fnv1a32 } from '../../../protocol/job-id.ts';
 
 /** Policy apart from mechanism: the shard manager asks a policy who should own each shard. */
 export interface PlacementPolicy {

@@ -2,7 +2,8 @@
 // clients' reads.
 
 import { describe, expect, it } from 'vitest';
-import { BREAKER_DEFAULTS, type Breaker, type BreakerWrite, type BreakerWriteOutcome } from '../../../node/core/breaker/breaker.ts';
+import { BREAKER_DEFAULTS } from '../../../protocol/breaker-view.ts';
+import { type Breaker, type BreakerWrite, type BreakerWriteOutcome } from '../../../node/core/breaker/breaker.ts';
 import { StoreUnavailableError, type ShardLease, type Store } from '../../../node/core/store.ts';
 import { encodeListCursor, encodeScheduleCursor } from '../../../node/store/list-cursor.ts';
 import { own, shuffled, type SuiteContext } from './suite-context.ts';

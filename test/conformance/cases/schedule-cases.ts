@@ -2,7 +2,7 @@
 // clients' reads.
 
 import { describe, expect, it } from 'vitest';
-import { DEFAULT_RETRY_POLICY } from '../../../node/core/job/job.ts';
+import { DEFAULT_RETRY_POLICY } from '../../../protocol/job-rules.ts';
 import { MISSED_MAX_DEFAULT, type Schedule, type ScheduleWrite, type ScheduleWriteOutcome } from '../../../node/core/schedule/schedule.ts';
 import { StoreUnavailableError, type ShardLease, type Store } from '../../../node/core/store.ts';
 import { encodeListCursor } from '../../../node/store/list-cursor.ts';
