@@ -75,6 +75,9 @@ export interface BreakerCount {
   successes: number;
   /** Failures that count towards the breaker (see `fail.downstream`). */
   failures: number;
+  /** Attempts that ended with no verdict (the lease given back, or its worker gone); absent
+   * when none. A half-open breaker starts its next round on them. */
+  abandoned?: number;
 }
 
 /** Gossip, every node → all: I am alive (or leaving), reach me here, this is my load. Sent on
@@ -275,6 +278,6 @@ export const PEER: SchemaTable<PeerMessage> = {
   }),
   breaker_report: obj({
     t: literal('breaker_report'),
-    counts: arr(obj({ tenant: tenantSchema, queue: queueSchema, successes: countSchema, failures: countSchema }), BREAKER_REPORT_LANES_MAX),
+    counts: arr(obj({ tenant: tenantSchema, queue: queueSchema, successes: countSchema, failures: countSchema, abandoned: opt(countSchema) }), BREAKER_REPORT_LANES_MAX),
   }),
 };

@@ -2,7 +2,8 @@
 // dispatcher: submissions and workers are told to the actors directly, and `run` advances the
 // simulated clock until a condition holds.
 
-import { DEFAULT_NODE_CONFIG, createNode } from '../../node/core/node.ts';
+import type { Logger } from '../../node/core/env.ts';
+import { DEFAULT_NODE_CONFIG, createNode, type NodeConfig } from '../../node/core/node.ts';
 import { SeededRandom } from '../../node/core/random.ts';
 import { EventQueue } from '../../sim/event-queue.ts';
 import { MemoryBacking, MemoryStore } from '../../sim/memory-store.ts';
@@ -14,12 +15,13 @@ export function virtualNode<S extends MemoryStore>(
   shards: number,
   overrides: Partial<typeof DEFAULT_NODE_CONFIG.owner>,
   makeStore: (backing: MemoryBacking) => S,
+  more: { breakerDefault?: NodeConfig['breakerDefault']; logger?: Logger } = {},
 ) {
   const queue = new EventQueue(VIRTUAL_START_MS);
   const backing = new MemoryBacking(shards, () => queue.nowMs);
   const store = makeStore(backing);
-  const env = simEnv({ nodeId: 'n1', queue, random: new SeededRandom(7), store });
-  const node = createNode(env, { ...DEFAULT_NODE_CONFIG, shardCount: shards, owner: { ...DEFAULT_NODE_CONFIG.owner, ...overrides } });
+  const env = simEnv({ nodeId: 'n1', queue, random: new SeededRandom(7), store, ...(more.logger !== undefined && { logger: more.logger }) });
+  const node = createNode(env, { ...DEFAULT_NODE_CONFIG, shardCount: shards, owner: { ...DEFAULT_NODE_CONFIG.owner, ...overrides }, breakerDefault: more.breakerDefault ?? null });
   node.start();
   const run = (done: () => boolean, forMs = 60_000) => runUntil(queue, done, queue.nowMs + forMs);
   return { queue, backing, store, node, run };

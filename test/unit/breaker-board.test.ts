@@ -105,12 +105,13 @@ describe('the breaker board', () => {
     const reports: unknown[] = [];
     t.routes.set(shard, t.system.spawn<OwnerMsg>('owner', { receive: (msg) => void (msg.kind === 'breakers' && reports.push(msg.msg)) }) as ActorRef<OwnerMsg>);
     t.routes.setPlacement(Array.from({ length: SHARDS }, (_, s) => (s === shard ? 'a' : 'b')));
-    t.tally.record(LANE, true);
-    t.tally.record(LANE, false);
-    t.tally.record(LANE, true);
-    t.tally.record(other, true);
+    t.tally.record(LANE, 'failed');
+    t.tally.record(LANE, 'succeeded');
+    t.tally.record(LANE, 'failed');
+    t.tally.record(LANE, 'abandoned');
+    t.tally.record(other, 'failed');
     await t.run(300);
-    expect(reports).toEqual([{ kind: 'report', counts: [[LANE, 1, 2]] }]);
+    expect(reports).toEqual([{ kind: 'report', counts: [[LANE, 1, 2, 1]] }]);
     expect(t.sent).toEqual([['b', { t: 'breaker_report', counts: [{ tenant: 'acme', queue: 'mail', successes: 0, failures: 1 }] }]]);
   });
 });

@@ -82,7 +82,7 @@ export class BreakerBoard implements Actor<BoardMsg> {
       case 'report_now':
         return this.report(ctx);
       case 'reported':
-        return this.deliver(msg.counts.map((c) => [laneOf(c.tenant, c.queue), c.successes, c.failures]));
+        return this.deliver(msg.counts.map((c) => [laneOf(c.tenant, c.queue), c.successes, c.failures, c.abandoned ?? 0]));
       case 'local_signals': {
         const before = this.local.get(msg.shard) ?? [];
         if (msg.signals.length === 0) this.local.delete(msg.shard);
@@ -164,19 +164,19 @@ export class BreakerBoard implements Actor<BoardMsg> {
   /** Sends the outcomes counted since the last report to the owners of their breakers. */
   private report(ctx: ActorContext<BoardMsg>): void {
     const { routes } = this.deps;
-    const here: Array<[string, number, number]> = [];
+    const here: Array<[string, number, number, number]> = [];
     const elsewhere = new Map<string, BreakerCount[]>();
-    for (const [lane, [successes, failures]] of this.deps.tally.take()) {
+    for (const [lane, [successes, failures, abandoned]] of this.deps.tally.take()) {
       const [tenant, queue] = splitLane(lane);
       const shard = breakerShard(tenant, queue, routes.shardCount);
       const node = routes.ownerOf(shard) !== undefined ? ctx.env.nodeId : routes.placedOn(shard);
       // A shard nobody is placed on yet: these outcomes go uncounted, which only delays a decision.
       if (node === undefined) continue;
-      if (node === ctx.env.nodeId) here.push([lane, successes, failures]);
+      if (node === ctx.env.nodeId) here.push([lane, successes, failures, abandoned]);
       else {
         let counts = elsewhere.get(node);
         if (counts === undefined) elsewhere.set(node, (counts = []));
-        counts.push({ tenant, queue, successes, failures });
+        counts.push({ tenant, queue, successes, failures, ...(abandoned > 0 && { abandoned }) });
       }
     }
     this.deliver(here);
@@ -187,8 +187,8 @@ export class BreakerBoard implements Actor<BoardMsg> {
 
   /** Hands outcomes to the owners here of their lanes' breakers; those of shards not served
    * here (the ring moved meanwhile) are dropped. */
-  private deliver(counts: Array<[string, number, number]>): void {
-    const byShard = new Map<number, Array<[string, number, number]>>();
+  private deliver(counts: Array<[string, number, number, number]>): void {
+    const byShard = new Map<number, Array<[string, number, number, number]>>();
     for (const count of counts) {
       const [tenant, queue] = splitLane(count[0]);
       const shard = breakerShard(tenant, queue, this.deps.routes.shardCount);

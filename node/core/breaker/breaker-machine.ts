@@ -57,9 +57,18 @@ export class OutcomeWindow {
   }
 }
 
-/** The breaker after outcomes were reported (`failed`: some of them failed, `succeeded`: some
- * succeeded), or null when it stays as it is. `window` already holds them. */
-export function afterOutcomes(b: Breaker, config: BreakerConfig, window: OutcomeWindow, failed: boolean, succeeded: boolean, nowMs: number): Breaker | null {
+/** What a report said of a breaker's attempts: some failed, some succeeded, some ended with no
+ * verdict (their worker gave them back or went away). */
+export interface Reported {
+  failed: boolean;
+  succeeded: boolean;
+  abandoned: boolean;
+}
+
+/** The breaker after outcomes were reported, or null when it stays as it is. `window` already
+ * holds them. */
+export function afterOutcomes(b: Breaker, config: BreakerConfig, window: OutcomeWindow, reported: Reported, nowMs: number): Breaker | null {
+  const { failed, succeeded, abandoned } = reported;
   switch (b.state) {
     case 'closed': {
       const { attempts, failures } = window.totals(nowMs);
@@ -72,6 +81,9 @@ export function afterOutcomes(b: Breaker, config: BreakerConfig, window: Outcome
     case 'half_open':
       if (failed) return open(b, Math.min(config.cooldownMaxMs, b.cooldownMs * 2), b.openedAttempts, b.openedFailures, nowMs);
       if (succeeded) return { ...b, state: 'closed', sinceMs: nowMs, nextProbeAtMs: null, cooldownMs: config.cooldownMs, round: 0, updatedAtMs: nowMs };
+      // A probe given back, or lost with its worker, tells nothing: the next round, now, rather
+      // than a wait of PROBE_ROUND_MS with nothing to probe.
+      if (abandoned) return { ...b, round: b.round + 1, updatedAtMs: nowMs };
       return null;
   }
 }
@@ -94,16 +106,27 @@ export function nextTimeMs(b: Breaker, roundStartedMs: number): number | null {
   return null;
 }
 
-/** The breaker under new settings: one switched off is closed, and a cool-down beyond the new
- * bounds is brought inside them. */
+/** The breaker under new settings, which take effect at once: one switched off is closed, and
+ * an open one's cool-down starts again from the new first cool-down (it probes that long after
+ * it opened, or now if that is past). */
 export function withConfig(b: Breaker, config: BreakerConfig | null, effective: BreakerConfig | null, nowMs: number): Breaker {
   const next: Breaker = { ...b, config, updatedAtMs: nowMs };
   if (effective === null || !effective.enabled) {
     return { ...next, state: 'closed', sinceMs: b.state === 'closed' ? b.sinceMs : nowMs, nextProbeAtMs: null, round: 0, cooldownMs: effective?.cooldownMs ?? b.cooldownMs };
   }
-  const cooldownMs = Math.min(effective.cooldownMaxMs, Math.max(effective.cooldownMs, b.state === 'closed' ? effective.cooldownMs : b.cooldownMs));
+  const cooldownMs = effective.cooldownMs;
   const nextProbeAtMs = b.nextProbeAtMs === null ? null : Math.min(b.nextProbeAtMs, b.sinceMs + cooldownMs);
   return { ...next, cooldownMs, nextProbeAtMs };
+}
+
+/** A breaker as loaded, under the settings in force now, which may not be those it was written
+ * under (the node's default changed): a closed one's next cool-down is the first, an open one's
+ * is kept within the bounds. Memory only, until its next write. */
+export function withinBounds(b: Breaker, config: BreakerConfig): Breaker {
+  if (b.state === 'closed') return b.cooldownMs === config.cooldownMs ? b : { ...b, cooldownMs: config.cooldownMs };
+  const cooldownMs = Math.min(config.cooldownMaxMs, Math.max(config.cooldownMs, b.cooldownMs));
+  const nextProbeAtMs = b.nextProbeAtMs === null ? null : Math.min(b.nextProbeAtMs, b.sinceMs + cooldownMs);
+  return { ...b, cooldownMs, nextProbeAtMs };
 }
 
 function open(b: Breaker, cooldownMs: number, attempts: number, failures: number, nowMs: number): Breaker {

@@ -8,24 +8,25 @@
 export const TALLY_LANES_MAX = 10_000;
 
 export class BreakerTally {
-  private counts = new Map<string, [successes: number, failures: number]>();
+  private counts = new Map<string, [successes: number, failures: number, abandoned: number]>();
 
   /** `firstSinceTaken` is called when the tally goes from empty to not, so that the board
    * arms one timer per report, not one per attempt. */
   constructor(private readonly firstSinceTaken: () => void) {}
 
-  record(lane: string, failed: boolean): void {
+  /** `abandoned`: the attempt ended with no verdict (its lease given back, its worker gone). */
+  record(lane: string, outcome: 'succeeded' | 'failed' | 'abandoned'): void {
     let count = this.counts.get(lane);
     if (count === undefined) {
       if (this.counts.size >= TALLY_LANES_MAX) return;
       if (this.counts.size === 0) this.firstSinceTaken();
-      this.counts.set(lane, (count = [0, 0]));
+      this.counts.set(lane, (count = [0, 0, 0]));
     }
-    count[failed ? 1 : 0]++;
+    count[outcome === 'succeeded' ? 0 : outcome === 'failed' ? 1 : 2]++;
   }
 
   /** The counts since the last call, which start again from nothing. */
-  take(): Map<string, [successes: number, failures: number]> {
+  take(): Map<string, [successes: number, failures: number, abandoned: number]> {
     const counts = this.counts;
     this.counts = new Map();
     return counts;

@@ -15,8 +15,8 @@ import type { ErrorBody } from '../../../protocol/errors.ts';
 import type { BreakerSignal } from '../../../protocol/peer-messages.ts';
 import type { ActorContext } from '../actor/runtime.ts';
 import { BREAKER_DEFAULTS, type BreakerConfig } from '../../../protocol/breaker-view.ts';
-import { BREAKERS_PER_TENANT_MAX, closedBreaker, type Breaker, type BreakerWrite, type BreakerWriteOutcome } from '../breaker/breaker.ts';
-import { afterOutcomes, afterTime, nextTimeMs, OutcomeWindow, withConfig } from '../breaker/breaker-machine.ts';
+import { BREAKERS_PER_TENANT_MAX, closedBreaker, FORGOTTEN_AFTER_MS, type Breaker, type BreakerWrite, type BreakerWriteOutcome } from '../breaker/breaker.ts';
+import { afterOutcomes, afterTime, nextTimeMs, OutcomeWindow, withConfig, withinBounds, type Reported } from '../breaker/breaker-machine.ts';
 import { laneOf, splitLane } from '../job/lane.ts';
 import { refusal } from '../refusal.ts';
 import { planted } from '../test-hooks.ts';
@@ -44,7 +44,7 @@ export type BreakerOutcome = { ok: true; reading: BreakerReading } | { ok: false
 
 export type BreakersMsg =
   /** Attempt outcomes of lanes whose breakers live here, from the boards of every node. */
-  | { kind: 'report'; counts: Array<[lane: string, successes: number, failures: number]> }
+  | { kind: 'report'; counts: Array<[lane: string, successes: number, failures: number, abandoned: number]> }
   | { kind: 'tick' }
   | { kind: 'written'; lane: string; outcome: BreakerWriteOutcome | 'unknown' };
 
@@ -73,12 +73,14 @@ interface Entry {
    * time of this owner: rounds and cool-downs restart with a new owner). */
   roundStartedMs: number;
   /** Outcomes that came while a write was in flight. */
-  failedSince: boolean;
-  succeededSince: boolean;
+  since: Reported;
 }
 
 export class ShardBreakers {
   private readonly entries = new Map<string, Entry>();
+  /** Lanes under the node's default whose breaker could not get a row (the tenant has
+   * BREAKERS_PER_TENANT_MAX): not counted, nor logged again, until a row is freed here. */
+  private readonly refused = new Set<string>();
 
   constructor(private readonly host: BreakerHost) {}
 
@@ -89,7 +91,11 @@ export class ShardBreakers {
 
   loaded(breakers: Breaker[], ctx: ActorContext<OwnerMsg>): void {
     const monoMs = ctx.env.clock.monotonicMs();
-    for (const breaker of breakers) this.entries.set(laneOf(breaker.tenant, breaker.queue), this.entryOf(breaker, monoMs));
+    for (const stored of breakers) {
+      const config = this.configOf(stored);
+      const breaker = config === null ? stored : withinBounds(stored, config);
+      this.entries.set(laneOf(breaker.tenant, breaker.queue), this.entryOf(breaker, monoMs));
+    }
     this.signal(ctx);
     this.arm(ctx);
   }
@@ -105,7 +111,7 @@ export class ShardBreakers {
     if (!this.host.serving() && msg.kind !== 'written') return;
     switch (msg.kind) {
       case 'report':
-        for (const [lane, successes, failures] of msg.counts) this.outcomes(lane, successes, failures, ctx);
+        for (const [lane, successes, failures, abandoned] of msg.counts) this.outcomes(lane, successes, failures, abandoned, ctx);
         return this.arm(ctx);
       case 'tick':
         this.timePassed(ctx);
@@ -118,7 +124,7 @@ export class ShardBreakers {
         entry.busy = null;
         done(msg.outcome);
         while (entry.busy === null && entry.waiting.length > 0) entry.waiting.shift()!();
-        if (entry.busy === null && this.host.serving()) this.decide(msg.lane, entry, entry.failedSince, entry.succeededSince, ctx);
+        if (entry.busy === null && this.host.serving()) this.decide(msg.lane, entry, entry.since, ctx);
         return this.arm(ctx);
       }
     }
@@ -141,8 +147,10 @@ export class ShardBreakers {
       const reading = this.reading(entry, nowMs);
       return reading === null ? notFound() : reply({ ok: true, reading });
     }
-    if (op.kind === 'clear' && (current === null || current.version === 0)) {
+    if (op.kind === 'clear' && (current === null || current.version === 0 || current.config === null)) {
+      // No settings of its own to clear: as `get` says, it follows the default, or has none.
       if (this.host.defaultConfig === null) return notFound();
+      if (current !== null && entry !== undefined) return reply({ ok: true, reading: this.reading(entry, nowMs)! });
       const fresh = closedBreaker(tenant, op.queue, this.host.shard, null, this.host.defaultConfig.cooldownMs, nowMs);
       return reply({ ok: true, reading: this.reading(this.entryOf(fresh, 0), nowMs)! });
     }
@@ -155,6 +163,7 @@ export class ShardBreakers {
       this.entries.set(lane, entry);
     }
     const target = entry;
+    if (op.kind === 'set') this.refused.delete(lane);
     this.write(lane, target, next, ctx, (outcome) => {
       if (outcome !== 'ok') {
         if (target.breaker.version === 0 && target.busy === null) this.entries.delete(lane);
@@ -171,12 +180,12 @@ export class ShardBreakers {
 
   // ---- Decisions ---------------------------------------------------------------------------
 
-  private outcomes(lane: string, successes: number, failures: number, ctx: ActorContext<OwnerMsg>): void {
+  private outcomes(lane: string, successes: number, failures: number, abandoned: number, ctx: ActorContext<OwnerMsg>): void {
     let entry = this.entries.get(lane);
     const nowMs = ctx.env.clock.wallMs();
     if (entry === undefined) {
       const config = this.host.defaultConfig;
-      if (config === null || !config.enabled || this.entries.size >= ENTRIES_MAX) return;
+      if (config === null || !config.enabled || this.entries.size >= ENTRIES_MAX || this.refused.has(lane)) return;
       const [tenant, queue] = splitLane(lane);
       entry = this.entryOf(closedBreaker(tenant, queue, this.host.shard, null, config.cooldownMs, nowMs), 0);
       this.entries.set(lane, entry);
@@ -184,20 +193,19 @@ export class ShardBreakers {
     const config = this.configOf(entry.breaker);
     if (config === null || !config.enabled) return;
     if (entry.breaker.state === 'closed') entry.window.add(nowMs, successes, failures);
+    const reported: Reported = { failed: failures > 0, succeeded: successes > 0, abandoned: abandoned > 0 };
     if (entry.busy !== null) {
-      entry.failedSince ||= failures > 0;
-      entry.succeededSince ||= successes > 0;
+      entry.since = { failed: entry.since.failed || reported.failed, succeeded: entry.since.succeeded || reported.succeeded, abandoned: entry.since.abandoned || reported.abandoned };
       return;
     }
-    this.decide(lane, entry, failures > 0, successes > 0, ctx);
+    this.decide(lane, entry, reported, ctx);
   }
 
-  private decide(lane: string, entry: Entry, failed: boolean, succeeded: boolean, ctx: ActorContext<OwnerMsg>): void {
-    entry.failedSince = false;
-    entry.succeededSince = false;
+  private decide(lane: string, entry: Entry, reported: Reported, ctx: ActorContext<OwnerMsg>): void {
+    entry.since = NOTHING_REPORTED;
     const config = this.configOf(entry.breaker);
     if (config === null || !config.enabled) return;
-    const next = afterOutcomes(entry.breaker, config, entry.window, failed, succeeded, ctx.env.clock.wallMs());
+    const next = afterOutcomes(entry.breaker, config, entry.window, reported, ctx.env.clock.wallMs());
     if (next?.state === 'open' && planted(ctx.env.testHooks, 'breaker_never_probe')) next.nextProbeAtMs = null;
     if (next !== null) this.write(lane, entry, next, ctx, () => {});
   }
@@ -211,7 +219,19 @@ export class ShardBreakers {
       const startedMs = nowMs - (monoMs - entry.roundStartedMs);
       const next = afterTime(coolingHere(entry.breaker, startedMs), startedMs, nowMs);
       if (next !== null) this.write(lane, entry, next, ctx, () => {});
+      else if (forgotten(entry.breaker, nowMs)) this.forget(lane, entry, ctx);
     }
+  }
+
+  /** Deletes the row of a breaker that no longer needs one (forgotten()): it frees a place of
+   * the tenant's, and the memory here. */
+  private forget(lane: string, entry: Entry, ctx: ActorContext<OwnerMsg>): void {
+    this.write(lane, entry, entry.breaker, ctx, (outcome) => {
+      if (outcome !== 'ok') return;
+      this.entries.delete(lane);
+      // A place is free: lanes refused one may try again.
+      this.refused.clear();
+    }, true);
   }
 
   /** One timer: the earliest breaker due to move on, and the signals' refresh. */
@@ -225,6 +245,7 @@ export class ShardBreakers {
       const startedMs = nowMs - (monoMs - entry.roundStartedMs);
       const due = nextTimeMs(coolingHere(entry.breaker, startedMs), startedMs);
       if (due !== null) earliest = Math.min(earliest, due);
+      if (entry.breaker.version > 0 && entry.breaker.config === null && entry.breaker.state === 'closed') earliest = Math.min(earliest, entry.breaker.sinceMs + FORGOTTEN_AFTER_MS);
       if (entry.breaker.version > 0 && (entry.breaker.state !== 'closed' || nowMs - entry.breaker.sinceMs < SIGNAL_CLOSED_MS)) earliest = Math.min(earliest, nowMs + SIGNAL_EVERY_MS);
     }
     if (earliest === Infinity) return ctx.cancelTimer('breaker_tick');
@@ -235,8 +256,10 @@ export class ShardBreakers {
 
   // ---- Writes ------------------------------------------------------------------------------
 
-  private write(lane: string, entry: Entry, next: Breaker, ctx: ActorContext<OwnerMsg>, done: (outcome: BreakerWriteOutcome | 'unknown') => void): void {
-    const write: BreakerWrite = { breaker: next, expectedVersion: entry.breaker.version === 0 ? null : entry.breaker.version };
+  /** Writes `next`, or with `del` deletes the breaker's row. */
+  private write(lane: string, entry: Entry, next: Breaker, ctx: ActorContext<OwnerMsg>, done: (outcome: BreakerWriteOutcome | 'unknown') => void, del = false): void {
+    const expectedVersion = entry.breaker.version === 0 ? null : entry.breaker.version;
+    const write: BreakerWrite = del ? { breaker: next, expectedVersion, delete: true } : { breaker: next, expectedVersion };
     entry.busy = (outcome) => {
       if (outcome === 'stale_epoch') this.host.fail('deposed', ctx);
       if (outcome === 'unknown' || outcome === 'conflict') {
@@ -244,8 +267,13 @@ export class ShardBreakers {
         if (outcome === 'conflict') ctx.env.logger.log('error', 'owner.breaker_conflict', { shard: this.host.shard, tenant: next.tenant, queue: next.queue });
         this.host.fail('failed', ctx);
       }
-      if (outcome === 'limit') ctx.env.logger.log('warn', 'owner.breaker_limit', { shard: this.host.shard, tenant: next.tenant, queue: next.queue });
-      if (outcome === 'ok') this.committed(entry, { ...next, version: (write.expectedVersion ?? 0) + 1 }, ctx);
+      if (outcome === 'limit' && next.config === null) {
+        // A default breaker that cannot have a row: said once, and left closed, uncounted.
+        ctx.env.logger.log('warn', 'owner.breaker_limit', { shard: this.host.shard, tenant: next.tenant, queue: next.queue, perTenant: BREAKERS_PER_TENANT_MAX });
+        if (this.entries.get(lane) === entry && entry.breaker.version === 0) this.entries.delete(lane);
+        if (this.refused.size < ENTRIES_MAX) this.refused.add(lane);
+      }
+      if (outcome === 'ok' && !del) this.committed(entry, { ...next, version: (write.expectedVersion ?? 0) + 1 }, ctx);
       done(outcome);
     };
     const lease = { shard: this.host.shard, epoch: this.host.epoch };
@@ -309,8 +337,7 @@ export class ShardBreakers {
       busy: null,
       waiting: [],
       roundStartedMs,
-      failedSince: false,
-      succeededSince: false,
+      since: NOTHING_REPORTED,
     };
   }
 
@@ -344,4 +371,13 @@ export class ShardBreakers {
 function coolingHere(b: Breaker, openedMs: number): Breaker {
   if (b.state !== 'open' || b.nextProbeAtMs === null) return b;
   return { ...b, nextProbeAtMs: Math.min(b.nextProbeAtMs, openedMs + b.cooldownMs) };
+}
+
+const NOTHING_REPORTED: Reported = { failed: false, succeeded: false, abandoned: false };
+
+/** Whether a breaker's row may go: it has no settings of its own (it follows the node's default,
+ * or its settings were cleared) and has been closed long enough that no node remembers a state
+ * of it (FORGOTTEN_AFTER_MS). */
+function forgotten(b: Breaker, nowMs: number): boolean {
+  return b.version > 0 && b.config === null && b.state === 'closed' && nowMs - b.sinceMs >= FORGOTTEN_AFTER_MS;
 }

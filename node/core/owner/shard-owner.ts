@@ -307,19 +307,20 @@ export class ShardOwner implements Actor<OwnerMsg> {
         });
       case 'complete':
         return this.withLease(msg.token, msg.holder, msg.reply, ctx, (entry, token) => {
-          this.deps.tally.record(jobLane(entry.job), false);
+          this.deps.tally.record(jobLane(entry.job), 'succeeded');
           this.apply(entry, { kind: 'complete', token, result: msg.result }, token, ctx, () => msg.reply({ ok: true }), msg.reply);
         });
       case 'fail':
         return this.withLease(msg.token, msg.holder, msg.reply, ctx, (entry, token) => {
           // The downstream's failure unless the worker says it was the job's own.
-          if (msg.downstream ?? msg.retryable) this.deps.tally.record(jobLane(entry.job), true);
+          if (msg.downstream ?? msg.retryable) this.deps.tally.record(jobLane(entry.job), 'failed');
           this.failAttempt(entry, token, msg.error, msg.retryable, ctx, msg.reply);
         });
       case 'return':
-        return this.withLease(msg.token, msg.holder, msg.reply, ctx, (entry, token) =>
-          this.apply(entry, { kind: 'release', token, runAtMs: ctx.env.clock.wallMs() }, token, ctx, () => msg.reply({ ok: true }), msg.reply),
-        );
+        return this.withLease(msg.token, msg.holder, msg.reply, ctx, (entry, token) => {
+          this.deps.tally.record(jobLane(entry.job), 'abandoned');
+          this.apply(entry, { kind: 'release', token, runAtMs: ctx.env.clock.wallMs() }, token, ctx, () => msg.reply({ ok: true }), msg.reply);
+        });
       case 'worker_gone':
         if (planted(ctx.env.testHooks, 'keep_lost_worker_leases')) return;
         for (const entry of this.held.get(msg.workerId) ?? []) this.workerLost(entry, msg.workerId, ctx);
@@ -636,6 +637,8 @@ export class ShardOwner implements Actor<OwnerMsg> {
     const verdict = failureVerdict(entry.job.retry, entry.job.attempts, true, ctx.env.random);
     const event: JobEvent = verdict.kind === 'retry' ? { kind: 'retry', token, runAtMs: ctx.env.clock.wallMs(), error } : { kind: 'bury', token, error };
     ctx.env.logger.log('info', 'owner.worker_lost', { shard: this.shard, jobId: entry.job.id, attempt: token.attempt, worker });
+    // Nothing said about its downstream either way.
+    this.deps.tally.record(jobLane(entry.job), 'abandoned');
     this.apply(entry, event, token, ctx, () => {});
   }
 
@@ -704,7 +707,7 @@ export class ShardOwner implements Actor<OwnerMsg> {
       const worker = entry.worker;
       ctx.env.logger.log('info', 'owner.lease_expired', { shard: this.shard, jobId: entry.job.id, attempt: token.attempt });
       // A handler that never answered is most often one stuck on its downstream.
-      this.deps.tally.record(jobLane(entry.job), true);
+      this.deps.tally.record(jobLane(entry.job), 'failed');
       ctx.env.metrics.inc('leases_expired_total', {});
       this.failAttempt(entry, token, 'lease expired', true, ctx, (outcome) => {
         if (outcome.ok) worker?.revoke(token, 'lease_lost');
