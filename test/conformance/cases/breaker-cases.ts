@@ -6,7 +6,7 @@ import { BREAKER_DEFAULTS } from '../../../protocol/breaker-view.ts';
 import { type Breaker, type BreakerWrite, type BreakerWriteOutcome } from '../../../node/core/breaker/breaker.ts';
 import { StoreUnavailableError, type ShardLease, type Store } from '../../../node/core/store.ts';
 import { encodeListCursor, encodeScheduleCursor } from '../../../node/store/list-cursor.ts';
-import { own, shuffled, type SuiteContext } from './suite-context.ts';
+import { allPages, eightAtOnce, own, shuffled, sortedBy, type SuiteContext } from './suite-context.ts';
 
 let seq = 0;
 
@@ -291,27 +291,11 @@ export function breakerCases(ctx: SuiteContext, perTenantMax: () => number): voi
 /** Creates the breakers, several at a time as an owner with several connections would, each
  * under the lease of its shard (`leases` holds every shard's, in shard order). */
 async function createAll(store: Store, leases: ShardLease[], breakers: Breaker[]): Promise<BreakerWriteOutcome[]> {
-  const outcomes: BreakerWriteOutcome[] = [];
-  let next = 0;
-  const writer = async (): Promise<void> => {
-    for (let i = next++; i < breakers.length; i = next++) {
-      outcomes[i] = await store.writeBreaker(leases[breakers[i]!.shard]!, { breaker: breakers[i]!, expectedVersion: null });
-    }
-  };
-  await Promise.all(Array.from({ length: 8 }, writer));
-  return outcomes;
+  return eightAtOnce(breakers, (b) => store.writeBreaker(leases[b.shard]!, { breaker: b, expectedVersion: null }));
 }
 
 async function listAll(store: Store, tenant: string, limit: number): Promise<Breaker[]> {
-  const all: Breaker[] = [];
-  let after: string | null = null;
-  do {
-    const page = await store.listBreakers(tenant, limit, after);
-    expect(page.items.length).toBeLessThanOrEqual(limit);
-    all.push(...page.items);
-    after = page.next;
-  } while (after !== null);
-  return all;
+  return allPages(limit, (after) => store.listBreakers(tenant, limit, after));
 }
 
 async function countBreakers(store: Store, tenant: string): Promise<number> {
@@ -320,6 +304,5 @@ async function countBreakers(store: Store, tenant: string): Promise<number> {
 
 /** The order loadShardBreakers promises none of. */
 function byKey(breakers: Breaker[]): Breaker[] {
-  const key = (b: Breaker) => `${b.tenant}\u0000${b.queue}`;
-  return [...breakers].sort((x, y) => (key(x) < key(y) ? -1 : key(x) > key(y) ? 1 : 0));
+  return sortedBy(breakers, (b) => `${b.tenant}\u0000${b.queue}`);
 }

@@ -6,7 +6,7 @@ import { DEFAULT_RETRY_POLICY } from '../../../protocol/job-rules.ts';
 import { MISSED_MAX_DEFAULT, type Schedule, type ScheduleWrite, type ScheduleWriteOutcome } from '../../../node/core/schedule/schedule.ts';
 import { StoreUnavailableError, type ShardLease, type Store } from '../../../node/core/store.ts';
 import { encodeListCursor } from '../../../node/store/list-cursor.ts';
-import { own, shuffled, type SuiteContext } from './suite-context.ts';
+import { allPages, eightAtOnce, own, shuffled, sortedBy, type SuiteContext } from './suite-context.ts';
 
 let seq = 0;
 
@@ -278,27 +278,11 @@ export function scheduleCases(ctx: SuiteContext, perTenantMax: () => number): vo
 /** Creates the schedules, several at a time as an owner with several connections would, each
  * under the lease of its shard (`leases` holds every shard's, in shard order). */
 async function createAll(store: Store, leases: ShardLease[], schedules: Schedule[]): Promise<ScheduleWriteOutcome[]> {
-  const outcomes: ScheduleWriteOutcome[] = [];
-  let next = 0;
-  const writer = async (): Promise<void> => {
-    for (let i = next++; i < schedules.length; i = next++) {
-      outcomes[i] = await store.writeSchedule(leases[schedules[i]!.shard]!, { kind: 'put', schedule: schedules[i]!, expectedVersion: null });
-    }
-  };
-  await Promise.all(Array.from({ length: 8 }, writer));
-  return outcomes;
+  return eightAtOnce(schedules, (s) => store.writeSchedule(leases[s.shard]!, { kind: 'put', schedule: s, expectedVersion: null }));
 }
 
 async function listAll(store: Store, tenant: string, limit: number): Promise<Schedule[]> {
-  const all: Schedule[] = [];
-  let after: string | null = null;
-  do {
-    const page = await store.listSchedules(tenant, limit, after);
-    expect(page.items.length).toBeLessThanOrEqual(limit);
-    all.push(...page.items);
-    after = page.next;
-  } while (after !== null);
-  return all;
+  return allPages(limit, (after) => store.listSchedules(tenant, limit, after));
 }
 
 async function countSchedules(store: Store, tenant: string): Promise<number> {
@@ -307,6 +291,5 @@ async function countSchedules(store: Store, tenant: string): Promise<number> {
 
 /** The order loadShardSchedules promises none of. */
 function byKey(schedules: Schedule[]): Schedule[] {
-  const key = (s: Schedule) => `${s.tenant}\u0000${s.name}`;
-  return [...schedules].sort((x, y) => (key(x) < key(y) ? -1 : key(x) > key(y) ? 1 : 0));
+  return sortedBy(schedules, (s) => `${s.tenant}\u0000${s.name}`);
 }

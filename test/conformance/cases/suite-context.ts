@@ -1,7 +1,7 @@
 // What every group of conformance cases gets from the suite, and helpers they share.
 
 import { expect } from 'vitest';
-import type { CommitBatch, CommitResult, ShardLease, Store, WriteOutcome } from '../../../node/core/store.ts';
+import type { CommitBatch, CommitResult, Page, ShardLease, Store, WriteOutcome } from '../../../node/core/store.ts';
 
 export interface SuiteContext {
   shardCount: number;
@@ -42,4 +42,34 @@ export function shuffled<T>(items: readonly T[], seed: number): T[] {
     [out[i], out[j]] = [out[j]!, out[i]!];
   }
   return out;
+}
+
+/** Runs `write` on every item, eight at a time (as an owner with several connections would),
+ * and returns the outcomes in the items' order. */
+export async function eightAtOnce<T, O>(items: readonly T[], write: (item: T) => Promise<O>): Promise<O[]> {
+  const outcomes: O[] = [];
+  let next = 0;
+  const writer = async (): Promise<void> => {
+    for (let i = next++; i < items.length; i = next++) outcomes[i] = await write(items[i]!);
+  };
+  await Promise.all(Array.from({ length: 8 }, writer));
+  return outcomes;
+}
+
+/** Every item of a paged list, each page checked to hold at most `limit`. */
+export async function allPages<T>(limit: number, page: (after: string | null) => Promise<Page<T>>): Promise<T[]> {
+  const all: T[] = [];
+  let after: string | null = null;
+  do {
+    const got: Page<T> = await page(after);
+    expect(got.items.length).toBeLessThanOrEqual(limit);
+    all.push(...got.items);
+    after = got.next;
+  } while (after !== null);
+  return all;
+}
+
+/** `items` in the order of `key`: for comparing what a store returns in no promised order. */
+export function sortedBy<T>(items: readonly T[], key: (item: T) => string): T[] {
+  return [...items].sort((x, y) => (key(x) < key(y) ? -1 : key(x) > key(y) ? 1 : 0));
 }
