@@ -287,7 +287,7 @@ export async function runSimulation(options: SimOptions): Promise<SimResult> {
   // The downstream's lane gets jobs of its own producer, on a stream of its own, which its
   // handlers run as the downstream answers.
   const downstreamProducer = new SimProducer(DOWNSTREAM_TENANT, queue, workloadRandom.derive('downstream'), hosts.map((host) => dialerTo(() => host, DOWNSTREAM_TENANT)), checkers);
-  downstreamProducer.plan(Math.ceil(options.jobs / 4), options.durationMs * 0.7, { keyed: 0.6, delayed: 0.2, burst: 0, behaviours: ['succeed'], queue: DOWNSTREAM_QUEUE });
+  downstreamProducer.plan(Math.ceil(options.jobs / 8), options.durationMs * 0.7, { keyed: 0.6, delayed: 0.2, burst: 0, behaviours: ['succeed'], queue: DOWNSTREAM_QUEUE });
   producers.push(downstreamProducer);
   // On every host, for each tenant (a worker only gets its own tenant's jobs), a worker: one
   // modelled (it can hang or turn zombie on purpose) and one the real SDK (its own credit,
