@@ -17,7 +17,8 @@ const range = (name: keyof typeof BREAKER_LIMITS) => `${BREAKER_LIMITS[name][0]}
 export const BREAKERS_HELP = `kairos breakers [--json] [--limit N] [--after CURSOR]
   The tenant's circuit breakers, one per queue: its state, its live window (failed/attempts;
   counted while closed), the window that opened it (OPENED-ON, while not closed), since when, when it next probes (while open), and whether the settings are the queue's own
-  or the node's default. Queues under the node's default breaker appear once it has opened.
+  or the node's default. Queues under the node's default breaker appear from when it opens until
+  200 s after it closes.
   --json prints one JSON line per breaker instead.
 ${CONNECTION_HELP}`;
 

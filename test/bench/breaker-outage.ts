@@ -22,16 +22,14 @@
 
 import { setTimeout as sleep } from 'node:timers/promises';
 import { parseArgs } from 'node:util';
-import pg from 'pg';
 import { migrate } from '../../node/store/migrate.ts';
 import { connect, DownstreamError, type BreakerChange, type BreakerOptions, type KairosClient } from '../../protocol/sdk/index.ts';
 import { pollUntil } from '../support/poll.ts';
 import { spawnCluster } from '../support/spawn-cluster.ts';
 import { TEST_TOKEN } from '../support/spawn-node.ts';
 import { openBenchServer, query } from './bench-database.ts';
-import { machineBusyMs, treeCpuMs } from './cpu-usage.ts';
+import { cpuWindow, range } from './machine-share.ts';
 import { onInterrupt } from './on-interrupt.ts';
-import { postmasterPid } from './pg-stats.ts';
 
 const { values } = parseArgs({
   options: {
@@ -161,16 +159,6 @@ async function run(server: Awaited<ReturnType<typeof openBenchServer>>) {
   }
 }
 
-/** CPU the rest of the machine uses from now: all of it but this process's tree (nodes,
- * workers) and the PostgreSQL server's, when the server runs here. */
-async function cpuWindow(url: string): Promise<{ otherSec(): number }> {
-  const db = new pg.Client({ connectionString: url });
-  await db.connect();
-  const roots = [process.pid, ...[await postmasterPid(db)].filter((pid) => pid !== null)];
-  await db.end();
-  const [busy, ours] = [machineBusyMs(), treeCpuMs(roots)];
-  return { otherSec: () => Math.round((machineBusyMs() - busy - (treeCpuMs(roots) - ours)) / 100) / 10 };
-}
 
 const server = await openBenchServer({ preferDebian15: false, log });
 const results: Array<Awaited<ReturnType<typeof run>>> = [];
@@ -199,7 +187,3 @@ try {
   await server.stop();
 }
 
-function range(xs: number[]): string {
-  const [lo, hi] = [Math.min(...xs), Math.max(...xs)];
-  return lo === hi ? `${lo}` : `${lo}-${hi}`;
-}

@@ -24,7 +24,6 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { parseArgs } from 'node:util';
-import pg from 'pg';
 import { writeClusterKeyFile } from '../../node/adapters/libp2p/cluster-key.ts';
 import { freePort, startEmbeddedPostgres, type EmbeddedPostgresHandle } from '../../node/store/embedded.ts';
 import { migrate } from '../../node/store/migrate.ts';
@@ -34,9 +33,8 @@ import { OTHER_TOKEN, TEST_TOKEN, spawnNode, type SpawnedNode } from '../support
 import { spawnWorker, type SpawnedWorker } from '../support/spawn-worker.ts';
 import { COMMITTED_TWICE_SQL, TERMINAL_LOG_SQL } from '../support/terminal-commits.ts';
 import { openBenchServer, query } from './bench-database.ts';
-import { machineBusyMs, treeCpuMs } from './cpu-usage.ts';
+import { cpuWindow, range } from './machine-share.ts';
 import { onInterrupt } from './on-interrupt.ts';
-import { postmasterPid } from './pg-stats.ts';
 
 const { values } = parseArgs({
   options: {
@@ -202,16 +200,6 @@ function whyRefused(error: Error): string {
   return error.name;
 }
 
-/** CPU the rest of the machine uses from now: all of it but this process's tree (nodes,
- * workers, cell B's server) and cell A's PostgreSQL server, when it runs here. */
-async function cpuWindow(url: string): Promise<{ otherSec(): number }> {
-  const db = new pg.Client({ connectionString: url });
-  await db.connect();
-  const roots = [process.pid, ...[await postmasterPid(db)].filter((pid) => pid !== null)];
-  await db.end();
-  const [busy, ours] = [machineBusyMs(), treeCpuMs(roots)];
-  return { otherSec: () => Math.round((machineBusyMs() - busy - (treeCpuMs(roots) - ours)) / 100) / 10 };
-}
 
 const server = await openBenchServer({ preferDebian15: false, log });
 const results: Array<Awaited<ReturnType<typeof run>>> = [];
@@ -239,7 +227,3 @@ try {
   await server.stop();
 }
 
-function range(xs: number[]): string {
-  const [lo, hi] = [Math.min(...xs), Math.max(...xs)];
-  return lo === hi ? `${lo}` : `${lo}-${hi}`;
-}
